@@ -1,0 +1,64 @@
+"""The GRUB configuration files of the live ISO: the early one embedded in the core images,
+and the menu that the early one loads from the medium."""
+
+from __future__ import annotations
+
+from typing import Any
+
+KERNEL_PATH = "/boot/x86_64/loader/linux"
+INITRD_PATH = "/boot/x86_64/loader/initrd"
+SERIAL_DEFAULTS = "console=tty0 console=ttyS0,115200"
+
+
+def early_config(marker: str) -> str:
+    """Finds this very medium (CD, USB stick or ISO on a disk) by its marker file."""
+    return (
+        f"search --no-floppy --set=root --file /boot/grub/{marker}\n"
+        "set prefix=($root)/boot/grub\n"
+        "configfile ($root)/boot/grub/grub.cfg\n"
+    )
+
+
+def _terminals(console: str) -> str:
+    """KIWI's console values: serial, console (the screen), gfxterm; default is both."""
+    serial = "serial --unit=0 --speed=115200 --word=8 --parity=no --stop=1\n"
+    if console == "serial":
+        return serial + "terminal_input serial\nterminal_output serial\n"
+    if console in ("console", "gfxterm"):
+        return "terminal_input console\nterminal_output console\n"
+    return serial + "terminal_input serial console\nterminal_output serial console\n"
+
+
+def kernel_cmdline(options: dict[str, Any]) -> str:
+    volid = options["volid"]
+    words = [f"root=live:CDLABEL={volid}", "rd.live.image"]
+    if options.get("flags", "dmsquash") == "dmsquash":
+        # dracut 059 needs this to overlay a flat squashfs (no nested rootfs.img).
+        words.append("rd.live.overlay.overlayfs=1")
+    extra = options.get("kernelcmdline", "").split()
+    words += extra
+    if not any(w.startswith("console=") for w in extra):
+        words += SERIAL_DEFAULTS.split()
+    return " ".join(words)
+
+
+def menu_config(options: dict[str, Any]) -> str:
+    title = options.get("title") or options["volid"]
+    timeout = int(options.get("timeout", 10))
+    style = options.get("timeout_style", "menu")
+    cmdline = kernel_cmdline(options)
+    return (
+        _terminals(options.get("console", ""))
+        + "set default=0\n"
+        + f"set timeout={timeout}\n"
+        + f"set timeout_style={style}\n"
+        + f'menuentry "{title}" --class os {{\n'
+        + f"    echo 'Loading {title} ...'\n"
+        + f"    linux {KERNEL_PATH} {cmdline}\n"
+        + f"    initrd {INITRD_PATH}\n"
+        + "}\n"
+        + f'menuentry "{title} (failsafe)" --class os {{\n'
+        + f"    linux {KERNEL_PATH} {cmdline} nomodeset noapic acpi=off\n"
+        + f"    initrd {INITRD_PATH}\n"
+        + "}\n"
+    )

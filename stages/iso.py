@@ -1,0 +1,137 @@
+"""iso: the hybrid live ISO, bootable from CD and disk, with BIOS and UEFI.
+
+Layout (KIWI's): LiveOS/squashfs.img, boot/x86_64/loader/{linux,initrd}, boot/grub/.
+BIOS: a GRUB El Torito core image plus GRUB's hybrid MBR, which xorriso patches with the
+core's address so the same image boots from a USB stick. UEFI: a FAT image holding
+GRUB's BOOTX64.EFI, made with mkfs.fat and mtools (no mount), referenced as the El Torito
+EFI image and as a GPT EFI system partition. Both core images embed a tiny config that
+finds this medium by a marker file and loads the menu from it.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from stages.contract import StageRequest
+from stages.grub_config import INITRD_PATH, KERNEL_PATH, early_config, menu_config
+from stages.tools import Outcome, StageError, log, package_version, run
+
+TREE = Path("/tmp/iso")
+WORK = Path("/tmp/grub")
+GRUB_LIB = Path("/usr/lib/grub")
+COMMON_MODULES = [
+    "iso9660", "part_msdos", "part_gpt", "fat", "ext2", "search", "search_fs_file", "search_label",
+    "configfile", "normal", "linux", "echo", "test", "serial", "terminal", "sleep", "loopback", "ls",
+    "cat", "gzio", "xzio", "zstd", "halt", "reboot", "true",
+]
+BIOS_MODULES = ["biosdisk", *COMMON_MODULES]
+EFI_MODULES = ["efi_gop", "efi_uga", *COMMON_MODULES]
+
+
+def _touch(path: Path, epoch: int) -> None:
+    os.utime(path, (epoch, epoch), follow_symlinks=False)
+
+
+def _grub_image(target: str, modules: list[str], output: Path, early: Path) -> None:
+    run(["grub-mkimage", "--format", target, "--prefix", "/boot/grub", "--config", early,
+         "--output", output, *modules], what=f"grub-mkimage {target}")
+
+
+def _efi_fat_image(bootx64: Path, output: Path, size_mib: int | None, serial: str, epoch: int) -> None:
+    """FAT image with EFI/BOOT/BOOTX64.EFI; fixed serial and dates make it repeatable."""
+    tree = WORK / "efitree"
+    (tree / "EFI/BOOT").mkdir(parents=True)
+    (tree / "EFI/BOOT/BOOTX64.EFI").write_bytes(bootx64.read_bytes())
+    for path in (tree / "EFI/BOOT/BOOTX64.EFI", tree / "EFI/BOOT", tree / "EFI"):
+        _touch(path, epoch)
+    needed_kib = bootx64.stat().st_size // 1024 + 512
+    kib = max(needed_kib, (size_mib or 0) * 1024, 2048)
+    run(["mkfs.fat", "-C", "--invariant", "-i", serial, "-n", "EFIBOOT", output, str(kib)], what="mkfs.fat")
+    run(["mcopy", "-s", "-m", "-i", output, tree / "EFI", "::/"], what="mcopy")
+
+
+def _volume_checks(volid: str) -> None:
+    if not volid or len(volid) > 32:
+        raise StageError(f"volid {volid!r} must be 1 to 32 characters")
+
+
+def _xorriso_args(options: dict, epoch: int, efi: bool, grafts: dict[str, Path], output: Path) -> list[str | Path]:
+    date = datetime.fromtimestamp(epoch, UTC).strftime("%Y%m%d%H%M%S00")
+    identity: list[str | Path] = [
+        "-volid", options["volid"],
+        "-appid", options.get("application_id") or options["volid"],
+        "-publisher", options.get("publisher") or "liveorch",
+        "-preparer", "liveorch",
+        "-sysid", "LINUX",
+    ]
+    reproducible: list[str | Path] = [
+        f"--modification-date={date}",
+        "--set_all_file_dates", f"={epoch}",
+    ]
+    bios: list[str | Path] = [
+        "--grub2-mbr", GRUB_LIB / "i386-pc/boot_hybrid.img",
+        "-b", "boot/grub/i386-pc/eltorito.img",
+        "-no-emul-boot",
+        "-boot-load-size", "4",
+        "-boot-info-table",
+        "--grub2-boot-info",
+    ]
+    uefi: list[str | Path] = [
+        "-eltorito-alt-boot",
+        "--efi-boot", "boot/grub/efi.img",
+        "-efi-boot-part", "--efi-boot-image",
+        "--protective-msdos-label",
+    ] if efi else []
+    return [
+        "xorriso", "-as", "mkisofs",
+        "-iso-level", "3",
+        "-full-iso9660-filenames",
+        "-joliet", "-joliet-long",
+        "-rational-rock",
+        *identity,
+        *reproducible,
+        *bios,
+        *uefi,
+        "-output", output,
+        "-graft-points",
+        f"/={TREE}",
+        *[f"{iso_path}={host}" for iso_path, host in sorted(grafts.items())],
+    ]
+
+
+def execute(request: StageRequest, out: Path) -> Outcome:
+    options = request.options
+    epoch = request.source_date_epoch
+    _volume_checks(options["volid"])
+    firmware = options.get("firmware", "efi")
+    efi = firmware in ("efi", "uefi")
+    marker = f"liveorch-{request.key[:16]}.id"
+    grub_dir = TREE / "boot/grub"
+    (grub_dir / "i386-pc").mkdir(parents=True)
+    WORK.mkdir(parents=True)
+    (grub_dir / marker).write_text(options["volid"] + "\n")
+    (grub_dir / "grub.cfg").write_text(menu_config(options))
+    early = WORK / "early.cfg"
+    early.write_text(early_config(marker))
+    _grub_image("i386-pc-eltorito", BIOS_MODULES, grub_dir / "i386-pc/eltorito.img", early)
+    if efi:
+        bootx64 = WORK / "BOOTX64.EFI"
+        _grub_image("x86_64-efi", EFI_MODULES, bootx64, early)
+        serial = request.key[:8].upper()
+        _efi_fat_image(bootx64, grub_dir / "efi.img", options.get("efifatimagesize"), serial, epoch)
+    squashfs = Path(request.inputs["squashfs"]) / "LiveOS/squashfs.img"
+    initrd = Path(request.inputs["initrd"])
+    grafts = {
+        "/LiveOS/squashfs.img": squashfs,
+        KERNEL_PATH: initrd / "vmlinuz",
+        INITRD_PATH: initrd / "initrd.img",
+    }
+    iso = out / options["iso_name"]
+    run(_xorriso_args(options, epoch, efi, grafts, iso), what="xorriso")
+    log(f"iso: {iso.name}, {iso.stat().st_size // (1 << 20)} MiB")
+    return Outcome(
+        tools=package_version("xorriso", "grub-common", "grub-pc-bin", "grub-efi-amd64-bin", "mtools", "dosfstools"),
+        facts={"iso_name": iso.name, "marker": marker},
+    )

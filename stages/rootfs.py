@@ -1,0 +1,111 @@
+"""rootfs: exactly the locked packages installed into a root, configured, as a deterministic tar.
+
+mmdebstrap installs from a flat repository made of the resolved .debs (a copy:// source),
+so the container needs no network and apt cannot pick anything the lock does not list.
+Configuration (users, locale, time zone, hostname, consoles) happens on the tree; the
+few commands that must run inside it go through chroot, which Docker's default
+capabilities allow. Everything that would make two builds differ (logs, caches,
+machine-id, backup files, password change dates) is removed or pinned before the tar is
+written with sorted names, numeric owners and clamped times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from stages.configure_root import configure_root, scrub_root
+from stages.contract import StageRequest
+from stages.tools import Outcome, StageError, capture, log, package_version, run
+
+REPO = Path("/tmp/repo")
+ROOT = Path("/tmp/root")
+# Left empty in the image: the kernel and systemd fill them at boot.
+EMPTY_DIRS = ("dev", "proc", "sys", "run", "tmp")
+
+
+def _flat_repository(debs: Path) -> None:
+    REPO.mkdir(parents=True)
+    for deb in sorted(debs.glob("*.deb")):
+        (REPO / deb.name).symlink_to(deb)
+    with (REPO / "Packages").open("w") as packages:
+        run(["apt-ftparchive", "packages", "."], cwd=REPO, stdout=packages, what="apt-ftparchive packages")
+    with (REPO / "Release").open("w") as release:
+        run(["apt-ftparchive", "-o", "APT::FTPArchive::Release::Suite=liveorch",
+             "-o", "APT::FTPArchive::Release::Codename=liveorch", "release", "."],
+            cwd=REPO, stdout=release, what="apt-ftparchive release")
+
+
+def _install(lock: dict[str, Any], suite: str) -> None:
+    names = [p["name"] for p in lock["packages"]]
+    env = {**os.environ, "INITRD": "No", "DEBIAN_FRONTEND": "noninteractive"}
+    run([
+        "mmdebstrap",
+        "--mode=root",
+        "--variant=apt",
+        "--format=directory",
+        f"--architectures={lock['architecture']}",
+        "--include=" + ",".join(names),
+        "--aptopt=Acquire::Languages \"none\"",
+        suite,
+        str(ROOT),
+        f"deb [trusted=yes] copy://{REPO} ./",
+    ], env=env, what="mmdebstrap")
+
+
+def _check_installed(lock: dict[str, Any], packages_file: Path) -> None:
+    """The root must hold exactly the locked packages, no more and no fewer."""
+    installed = {line.split("|")[0]: line.split("|")[2] for line in packages_file.read_text().splitlines()}
+    locked = {p["name"]: p["version"] for p in lock["packages"]}
+    if installed != locked:
+        extra = sorted(set(installed) - set(locked))
+        missing = sorted(set(locked) - set(installed))
+        raise StageError(f"installed packages differ from the lock: extra {extra}, missing {missing}")
+
+
+def _write_packages(out: Path) -> Path:
+    """KIWI's .packages format: name|None|version|None|arch|None|None, sorted."""
+    text = capture(["dpkg-query", f"--admindir={ROOT}/var/lib/dpkg", "-W",
+                    "-f=${Package}|None|${Version}|None|${Architecture}|None|None\\n"])
+    target = out / "packages"
+    target.write_text("".join(sorted(line + "\n" for line in text.splitlines() if line)))
+    return target
+
+
+def _write_tar(out: Path, epoch: int) -> None:
+    excludes = [f"--exclude=./{d}/*" for d in EMPTY_DIRS]
+    run([
+        "tar",
+        "--create",
+        "--file", out / "root.tar",
+        "--directory", ROOT,
+        "--format=posix",
+        "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime",
+        "--sort=name",
+        "--numeric-owner",
+        f"--mtime=@{epoch}",
+        "--clamp-mtime",
+        "--xattrs",
+        "--xattrs-include=security.capability",
+        *excludes,
+        ".",
+    ], what="tar")
+
+
+def execute(request: StageRequest, out: Path) -> Outcome:
+    resolve = Path(request.inputs["resolve"])
+    lock = json.loads((resolve / "lock.json").read_text())
+    options = request.options
+    _flat_repository(resolve / "debs")
+    _install(lock, options.get("suite", "bookworm"))
+    configure_root(ROOT, options, lock, request.source_date_epoch)
+    packages_file = _write_packages(out)
+    _check_installed(lock, packages_file)
+    scrub_root(ROOT, request.source_date_epoch)
+    _write_tar(out, request.source_date_epoch)
+    shutil.rmtree(ROOT, ignore_errors=True)
+    log(f"root tar: {(out / 'root.tar').stat().st_size // (1 << 20)} MiB")
+    return Outcome(tools=package_version("mmdebstrap", "apt", "dpkg", "tar"))
