@@ -35,6 +35,20 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
 # Stages that need the network: everything else runs with networking disabled.
 NETWORKED_STAGES: frozenset[str] = frozenset({"resolve"})
 
+# The capabilities each stage keeps; every other one of the engine's defaults is dropped.
+# Stages that run as an unprivileged user need none at all.
+STAGE_CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "resolve": ("CHOWN", "DAC_OVERRIDE", "FOWNER"),
+    # mmdebstrap in root mode: dpkg sets owners and modes, maintainer scripts switch users, chroot.
+    "rootfs": ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETUID", "SETGID", "SYS_CHROOT", "MKNOD",
+               "SETFCAP", "KILL"),
+    "squashfs": (),
+    # unpacking the root with its owners, then chroot to run the image's dracut.
+    "initrd": ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SYS_CHROOT", "MKNOD", "SETFCAP"),
+    "iso": (),
+    "checksum": (),
+}
+
 
 def stage_dir(stage: str, key: str) -> PurePosixPath:
     """Final place of a stage's outputs in the artifact volume: content-addressed by key."""

@@ -1,0 +1,171 @@
+"""The `liveorch` command line."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator import __version__
+from orchestrator.build import BuildOptions, run_build
+from orchestrator.description import parse_description
+from orchestrator.engine import DEFAULT_VOLUME, connect
+from orchestrator.errors import LiveorchError
+from orchestrator.images import ensure_stage_images, image_tag
+from orchestrator.plan import make_plan
+from stages.contract import STAGES
+
+app = typer.Typer(
+    name="liveorch",
+    help="Build hybrid live ISOs (BIOS+UEFI, CD+USB) from KIWI descriptions in unprivileged container stages.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+)
+images_app = typer.Typer(help="The six stage images.", no_args_is_help=True)
+app.add_typer(images_app, name="images")
+
+_debug = False
+
+
+def _say(message: str) -> None:
+    if sys.stdout.isatty():
+        print(message, flush=True)
+    else:
+        stamp = datetime.now(UTC).strftime("%H:%M:%S")
+        print(f"{stamp} {message}", flush=True)
+
+
+def _fail(error: LiveorchError) -> None:
+    print(f"liveorch: error: {error.message}", file=sys.stderr)
+    if error.hint:
+        for line in error.hint.splitlines()[-30:]:
+            print(f"  {line}", file=sys.stderr)
+    raise typer.Exit(error.exit_code)
+
+
+def _guarded(action: object) -> None:
+    try:
+        action()  # type: ignore[operator]
+    except LiveorchError as error:
+        if _debug:
+            raise
+        _fail(error)
+    except KeyboardInterrupt:
+        print("liveorch: interrupted", file=sys.stderr)
+        raise typer.Exit(130) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"liveorch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
+
+ConfigArg = Annotated[Path, typer.Argument(help="config.xml / appliance.kiwi, or the directory holding it.")]
+ProfileOpt = Annotated[list[str], typer.Option("--profile", "-p", help="Profile to select (repeatable).")]
+
+
+@app.command()
+def run(
+    config: ConfigArg,
+    target_dir: Annotated[Path, typer.Option("--target-dir", "-t", help="Where the ISO and its files go.")] = Path(
+        "out"),
+    profile: ProfileOpt = [],  # noqa: B006 - typer reads the default
+    lock: Annotated[Path | None, typer.Option(help="Lock file to install from (default: <name>.lock beside "
+                                                   "the description, when present).")] = None,
+    update_lock: Annotated[bool, typer.Option("--update-lock", help="Resolve packages anew.")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every stage, ignoring cached results.")] = False,
+    source_date_epoch: Annotated[int | None, typer.Option(help="Timestamp for every file in the image "
+                                                                "(default: the lock's, else the newest package's).")
+                                 ] = None,
+    volume: Annotated[str, typer.Option(help="Artifact volume (the stage cache).")] = DEFAULT_VOLUME,
+    engine_host: Annotated[str | None, typer.Option(help="Engine API URL, e.g. unix:///run/user/1000/podman/"
+                                                         "podman.sock (default: DOCKER_HOST).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Stream the stages' own output.")] = False,
+) -> None:
+    """Build the live ISO a description asks for.
+
+    Example: liveorch run examples/bookworm-live/config.xml --target-dir out
+    """
+    options = BuildOptions(target_dir=target_dir, profiles=tuple(profile), lock=lock, update_lock=update_lock,
+                           no_cache=no_cache, source_date_epoch=source_date_epoch, volume=volume,
+                           engine_host=engine_host, verbose=verbose)
+
+    def action() -> None:
+        report = run_build(config, options, _say)
+        print()
+        print(f"{'stage':<10} {'state':<7} {'seconds':>8}")
+        for stage in report.stages:
+            print(f"{stage.stage:<10} {'cached' if stage.cached else 'built':<7} {stage.seconds:>8.1f}")
+        print(f"\nISO      {report.iso}")
+        print(f"size     {report.size / (1 << 20):.1f} MiB")
+        print(f"sha256   {report.sha256}")
+        print(f"packages {report.packages}")
+        print(f"time     {report.seconds:.1f} s")
+
+    _guarded(action)
+
+
+@app.command()
+def validate(config: ConfigArg, profile: ProfileOpt = []) -> None:  # noqa: B006
+    """Check a description without building (no container engine needed).
+
+    Example: liveorch validate examples/bookworm-live/config.xml
+    """
+
+    def action() -> None:
+        description = parse_description(config, tuple(profile))
+        plan = make_plan(description)
+        for note in plan.notes:
+            print(f"note: {note}")
+        print(f"{description.path}: ok: {plan.iso_name} ({len(description.packages)} packages requested, "
+              f"flags={description.live.flags}, firmware={description.live.firmware})")
+
+    _guarded(action)
+
+
+@images_app.command("build")
+def images_build(
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even when up to date.")] = False,
+    engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
+) -> None:
+    """Build (or check) the six stage images."""
+
+    def action() -> None:
+        client = connect(engine_host)
+        for stage, image in ensure_stage_images(client, _say, force).items():
+            print(f"{stage:<10} {image.tag:<28} {image.id[7:19]}")
+
+    _guarded(action)
+
+
+@images_app.command("ls")
+def images_ls(engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None) -> None:
+    """List the stage images with their ids and sizes."""
+
+    def action() -> None:
+        import docker.errors
+
+        client = connect(engine_host)
+        for stage in STAGES:
+            try:
+                image = client.images.get(image_tag(stage))
+                print(f"{stage:<10} {image_tag(stage):<28} {image.id[7:19]} {image.attrs['Size'] / 1e6:8.1f} MB")
+            except docker.errors.ImageNotFound:
+                print(f"{stage:<10} {image_tag(stage):<28} (not built)")
+
+    _guarded(action)

@@ -1,0 +1,308 @@
+"""The KIWI image description (config.xml), read safely into plain data.
+
+The parser refuses DTDs and entities outright (no external fetches, no entity expansion),
+limits the file size, and keeps every element's line so errors can point at it. Profile
+selection happens here: what the rest of liveorch sees is the description as it applies
+to the chosen profiles.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lxml import etree
+
+from orchestrator.errors import DescriptionError
+
+MAX_DESCRIPTION_BYTES = 1 << 20
+DESCRIPTION_NAMES = ("config.xml", "appliance.kiwi")
+ARCH_ALIASES = {"x86_64": "amd64", "amd64": "amd64", "i686": "i386", "i586": "i386", "aarch64": "arm64"}
+SQUASHFS_COMPRESSIONS = ("xz", "zstd", "lz4", "gzip", "lzo")
+FIRMWARES = ("bios", "efi", "uefi")
+FLAGS = ("overlay", "dmsquash")
+VOLID_PATTERN = re.compile(r"^[A-Za-z0-9_.\- ]{1,32}$")
+
+
+@dataclass(frozen=True)
+class Repository:
+    source: str
+    alias: str
+    distribution: str
+    components: tuple[str, ...]
+    trusted: bool
+    priority: int | None = None
+    imageinclude: bool = False
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    password: str | None
+    pwdformat: str = "encrypted"
+    home: str | None = None
+    shell: str | None = None
+    groups: tuple[str, ...] = ()
+    id: int | None = None
+    realname: str | None = None
+
+
+@dataclass(frozen=True)
+class LiveType:
+    """<type image="iso"> and its <bootloader>."""
+
+    flags: str = "dmsquash"
+    firmware: str = "efi"
+    volid: str | None = None
+    kernelcmdline: str = ""
+    squashfscompression: str = "xz"
+    publisher: str | None = None
+    application_id: str | None = None
+    efifatimagesize: int | None = None
+    mediacheck: bool = False
+    hybridpersistent: bool = False
+    hybridpersistent_filesystem: str = "ext4"
+    bootloader_console: str = ""
+    bootloader_timeout: int = 10
+    bootloader_timeout_style: str = "menu"
+
+
+@dataclass
+class Description:
+    path: Path
+    name: str
+    displayname: str
+    version: str
+    summary: str
+    packagemanager: str
+    locale: str | None
+    keytable: str | None
+    timezone: str | None
+    live: LiveType
+    repositories: list[Repository] = field(default_factory=list)
+    packages: list[str] = field(default_factory=list)
+    delete_packages: list[str] = field(default_factory=list)
+    users: list[User] = field(default_factory=list)
+    profiles: tuple[str, ...] = ()
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+
+def find_description(path: Path) -> Path:
+    """A description file, or the KIWI file inside a description directory."""
+    if path.is_dir():
+        for name in DESCRIPTION_NAMES:
+            if (path / name).is_file():
+                return path / name
+        raise DescriptionError(f"no {' or '.join(DESCRIPTION_NAMES)} in this directory", path)
+    if not path.is_file():
+        raise DescriptionError("no such description file", path)
+    return path
+
+
+def _load(path: Path) -> etree._Element:
+    data = path.read_bytes()
+    if len(data) > MAX_DESCRIPTION_BYTES:
+        raise DescriptionError(f"description larger than {MAX_DESCRIPTION_BYTES} bytes", path)
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        line = data[: max(data.find(b"<!DOCTYPE"), data.find(b"<!ENTITY"))].count(b"\n") + 1
+        raise DescriptionError("DTDs and entities are not allowed in a description", path, line)
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False
+    )
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as error:
+        line = error.position[0] if error.position else None
+        raise DescriptionError(f"malformed XML: {error.msg}", path, line) from None
+    if root.tag != "image":
+        raise DescriptionError(f"not a KIWI description: root element is <{root.tag}>, expected <image>",
+                               path, root.sourceline)
+    return root
+
+
+def _bool(value: str | None) -> bool:
+    return (value or "").lower() in ("true", "1", "yes")
+
+
+def _int(element: etree._Element, attribute: str, path: Path, default: int | None) -> int | None:
+    value = element.get(attribute)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise DescriptionError(f"{attribute}={value!r} is not a number", path, element.sourceline) from None
+    if number < 0:
+        raise DescriptionError(f"{attribute}={value!r} must not be negative", path, element.sourceline)
+    return number
+
+
+def _choice(element: etree._Element, attribute: str, choices: tuple[str, ...], default: str, path: Path) -> str:
+    value = element.get(attribute, default)
+    if value not in choices:
+        raise DescriptionError(f"{attribute}={value!r} must be one of {', '.join(choices)}", path, element.sourceline)
+    return value
+
+
+class _Selector:
+    """Keeps the elements that apply to the selected profiles (and those without profiles=)."""
+
+    def __init__(self, root: etree._Element, path: Path, selected: tuple[str, ...]) -> None:
+        known = {p.get("name") for p in root.iterfind("profiles/profile")}
+        for name in selected:
+            if name not in known:
+                raise DescriptionError(f"unknown profile {name!r} (known: {', '.join(sorted(known)) or 'none'})",
+                                       path)
+        defaults = tuple(p.get("name") for p in root.iterfind("profiles/profile") if _bool(p.get("import")))
+        self.active = set(selected or defaults)
+
+    def applies(self, element: etree._Element) -> bool:
+        profiles = element.get("profiles")
+        if not profiles:
+            return True
+        return bool(self.active & {p.strip() for p in profiles.split(",")})
+
+    def select(self, root: etree._Element, xpath: str) -> list[etree._Element]:
+        return [e for e in root.iterfind(xpath) if self.applies(e)]
+
+
+def _live_type(types: list[etree._Element], path: Path, root: etree._Element) -> LiveType:
+    isos = [t for t in types if t.get("image") == "iso"]
+    if not isos:
+        others = sorted({t.get("image", "?") for t in types})
+        if others:
+            raise DescriptionError(f"liveorch builds live ISOs only; the selected type is {', '.join(others)}",
+                                   path, types[0].sourceline)
+        raise DescriptionError('no <type image="iso"> in the selected preferences (does it need --profile?)',
+                               path, root.sourceline)
+    primary = [t for t in isos if _bool(t.get("primary"))]
+    element = (primary or isos)[0]
+    volid = element.get("volid")
+    if volid is not None and not VOLID_PATTERN.match(volid):
+        raise DescriptionError(f"volid={volid!r}: use 1-32 letters, digits, '_', '-', '.' or spaces",
+                               path, element.sourceline)
+    bootloader = element.find("bootloader")
+    console, timeout, style = "", 10, "menu"
+    if bootloader is not None:
+        console = bootloader.get("output_console") or bootloader.get("console") or ""
+        timeout = _int(bootloader, "timeout", path, 10) or 0
+        style = bootloader.get("timeout_style", "menu")
+    return LiveType(
+        flags=_choice(element, "flags", FLAGS, "dmsquash", path),
+        firmware=_choice(element, "firmware", FIRMWARES, "efi", path),
+        volid=volid,
+        kernelcmdline=element.get("kernelcmdline", ""),
+        squashfscompression=_choice(element, "squashfscompression", SQUASHFS_COMPRESSIONS, "xz", path),
+        publisher=element.get("publisher"),
+        application_id=element.get("application_id"),
+        efifatimagesize=_int(element, "efifatimagesize", path, None),
+        mediacheck=_bool(element.get("mediacheck")),
+        hybridpersistent=_bool(element.get("hybridpersistent")),
+        hybridpersistent_filesystem=_choice(element, "hybridpersistent_filesystem", ("ext4", "xfs"), "ext4", path),
+        bootloader_console=console,
+        bootloader_timeout=timeout,
+        bootloader_timeout_style=style,
+    )
+
+
+def _repository(element: etree._Element, path: Path) -> Repository:
+    source = element.find("source")
+    if source is None or not source.get("path"):
+        raise DescriptionError("<repository> needs <source path=...>", path, element.sourceline)
+    kind = element.get("type", "apt-deb")
+    if kind != "apt-deb":
+        raise DescriptionError(f"repository type {kind!r}: liveorch supports apt-deb only (for now)",
+                               path, element.sourceline)
+    url = source.get("path", "")
+    if not re.match(r"^(https?|file)://", url):
+        raise DescriptionError(f"repository source {url!r} is not reachable from a build (use http(s):// or file://)",
+                               path, source.sourceline, hint="replace it with --set-repo or --add-repo")
+    return Repository(
+        source=url,
+        alias=element.get("alias") or url,
+        distribution=element.get("distribution") or "bookworm",
+        components=tuple((element.get("components") or "main").split()),
+        trusted=element.get("repository_gpgcheck", "true").lower() == "false" or url.startswith("file://"),
+        priority=_int(element, "priority", path, None),
+        imageinclude=_bool(element.get("imageinclude")),
+    )
+
+
+def _user(element: etree._Element, path: Path) -> User:
+    name = element.get("name")
+    if not name:
+        raise DescriptionError("<user> needs a name", path, element.sourceline)
+    pwdformat = element.get("pwdformat", "encrypted")
+    if pwdformat not in ("encrypted", "plain"):
+        raise DescriptionError(f"pwdformat={pwdformat!r} must be encrypted or plain", path, element.sourceline)
+    groups = tuple(g.strip() for g in (element.get("groups") or "").split(",") if g.strip())
+    return User(
+        name=name,
+        password=element.get("password"),
+        pwdformat=pwdformat,
+        home=element.get("home"),
+        shell=element.get("shell"),
+        groups=groups,
+        id=_int(element, "id", path, None),
+        realname=element.get("realname"),
+    )
+
+
+def _packages(selector: _Selector, root: etree._Element, kinds: tuple[str, ...], arch: str) -> list[str]:
+    names: list[str] = []
+    for block in selector.select(root, "packages"):
+        if block.get("type", "image") not in kinds:
+            continue
+        for package in block.iterfind("package"):
+            wanted = package.get("arch")
+            if wanted and ARCH_ALIASES.get(wanted, wanted) != arch:
+                continue
+            name = package.get("name")
+            if name and name not in names:
+                names.append(name)
+    return names
+
+
+def parse_description(path: Path, profiles: tuple[str, ...] = (), arch: str = "amd64") -> Description:
+    path = find_description(path)
+    root = _load(path)
+    selector = _Selector(root, path, profiles)
+    name = root.get("name")
+    if not name or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", name):
+        raise DescriptionError(f"<image name={name!r}> must be a plain file name", path, root.sourceline)
+    preferences = selector.select(root, "preferences")
+
+    def pref(tag: str) -> str | None:
+        values = [e.text.strip() for p in preferences for e in p.iterfind(tag) if e.text and e.text.strip()]
+        return values[-1] if values else None
+
+    packagemanager = pref("packagemanager") or "apt"
+    if packagemanager not in ("apt", "apt-get"):
+        raise DescriptionError(f"packagemanager {packagemanager!r} is not supported yet: liveorch builds with apt",
+                               path, preferences[0].sourceline if preferences else root.sourceline)
+    types = [t for p in preferences for t in p.iterfind("type")]
+    repositories = [_repository(r, path) for r in selector.select(root, "repository")]
+    if not repositories:
+        raise DescriptionError("no <repository> applies to the selected profiles", path, root.sourceline)
+    summary_element = root.find("description/specification")
+    return Description(
+        path=path,
+        name=name,
+        displayname=root.get("displayname") or name,
+        version=pref("version") or "1.0.0",
+        summary=(summary_element.text or "").strip() if summary_element is not None else "",
+        packagemanager="apt",
+        locale=pref("locale"),
+        keytable=pref("keytable"),
+        timezone=pref("timezone"),
+        live=_live_type(types, path, root),
+        repositories=repositories,
+        packages=_packages(selector, root, ("image", "bootstrap"), arch),
+        delete_packages=_packages(selector, root, ("delete", "uninstall"), arch),
+        users=[_user(u, path) for block in selector.select(root, "users") for u in block.iterfind("user")],
+        profiles=tuple(sorted(selector.active)),
+    )

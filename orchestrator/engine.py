@@ -1,0 +1,264 @@
+"""Runs stage containers through the Docker Engine API, and moves files in and out of the
+artifact volume.
+
+The artifact volume is a content-addressed store: each stage's outputs live at
+/artifacts/<stage>/<key>. Requests go in and results come out with the archive API on a
+"probe" container that is created but never started, so no helper process runs and the
+same calls work against a remote or rootless engine (Podman's Docker API included).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+import docker
+import docker.errors
+import requests
+
+from orchestrator.errors import EngineError, Interrupted, StageFailed
+from orchestrator.images import StageImage
+from stages.contract import (
+    ARTIFACTS_MOUNT,
+    NETWORKED_STAGES,
+    REQUEST_FILE,
+    RESULT_FILE,
+    STAGE_CAPABILITIES,
+    StageRequest,
+    StageResult,
+    stage_dir,
+)
+
+DEFAULT_VOLUME = "liveorch-artifacts"
+LABEL = "org.liveorch"
+DOCKER_DEFAULT_CAPS = (
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
+    "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+)
+ERROR_PREFIX = "liveorch-stage-error: "
+TAIL_LINES = 30
+
+
+def connect(host: str | None = None) -> docker.DockerClient:
+    """A client for DOCKER_HOST (or `host`), with the API version the engine speaks."""
+    try:
+        client = docker.DockerClient(base_url=host, version="auto") if host else docker.from_env(version="auto")
+        client.ping()
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+        where = host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        raise EngineError(f"no container engine answers at {where}: {str(error).splitlines()[0][:200]}",
+                          hint="start dockerd (or set DOCKER_HOST / --engine-host to a Podman socket)") from None
+    return client
+
+
+class _StreamReader(io.RawIOBase):
+    """A file object over the engine's chunked archive stream, for tarfile's stream mode."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._buffer:
+            try:
+                self._buffer = next(self._chunks)
+            except StopIteration:
+                return 0
+        size = min(len(target), len(self._buffer))
+        target[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
+
+
+@dataclass
+class StageRun:
+    result: StageResult
+    cached: bool
+    seconds: float
+
+
+class ArtifactVolume:
+    """The artifact volume and the never-started probe container that reads and writes it."""
+
+    def __init__(self, client: docker.DockerClient, name: str, probe_image: str, build_id: str) -> None:
+        self.client = client
+        self.name = name
+        self.build_id = build_id
+        try:
+            client.volumes.get(name)
+        except docker.errors.NotFound:
+            client.volumes.create(name, labels={LABEL: "artifacts"})
+        self.probe = client.containers.create(
+            probe_image, entrypoint=["true"], command=[], network_mode="none",
+            volumes={name: {"bind": ARTIFACTS_MOUNT, "mode": "rw"}},
+            labels={LABEL: "probe", f"{LABEL}.build": build_id}, name=f"liveorch-{build_id}-probe",
+        )
+
+    def close(self) -> None:
+        try:
+            self.probe.remove(force=True)
+        except docker.errors.APIError:
+            pass
+
+    def read(self, path: PurePosixPath) -> bytes | None:
+        try:
+            chunks, _ = self.probe.get_archive(str(path))
+        except docker.errors.NotFound:
+            return None
+        with tarfile.open(fileobj=io.BufferedReader(_StreamReader(iter(chunks))), mode="r|") as tar:
+            for member in tar:
+                handle = tar.extractfile(member)
+                if handle is not None:
+                    return handle.read()
+        return None
+
+    def write_tree(self, parent: PurePosixPath, entries: dict[str, bytes | None]) -> None:
+        """Create dirs (value None, world-writable so unprivileged stages can use them) and files."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for name, data in entries.items():
+                info = tarfile.TarInfo(name)
+                info.mtime = int(time.time())
+                if data is None:
+                    info.type, info.mode = tarfile.DIRTYPE, 0o777
+                    tar.addfile(info)
+                else:
+                    info.size, info.mode = len(data), 0o644
+                    tar.addfile(info, io.BytesIO(data))
+        if not self.probe.put_archive(str(parent), buffer.getvalue()):
+            raise EngineError(f"could not write into the artifact volume at {parent}")
+
+    def export(self, path: PurePosixPath, target: Path, sha256: str | None = None) -> None:
+        """Copy one file out of the volume to `target`, atomically: a temp name, then rename."""
+        import hashlib
+
+        chunks, _ = self.probe.get_archive(str(path))
+        partial = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
+        digest = hashlib.sha256()
+        try:
+            with tarfile.open(fileobj=io.BufferedReader(_StreamReader(iter(chunks)), 1 << 20), mode="r|") as tar:
+                member = next(iter(tar))
+                source = tar.extractfile(member)
+                if source is None:
+                    raise EngineError(f"{path} is not a file in the artifact volume")
+                with partial.open("wb") as sink:
+                    while block := source.read(1 << 20):
+                        digest.update(block)
+                        sink.write(block)
+            if sha256 and digest.hexdigest() != sha256:
+                raise EngineError(f"{path} changed on its way out of the volume (sha256 mismatch)")
+            partial.chmod(0o644)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+
+
+class StageRunner:
+    """Runs one stage container per call; caches by key through the artifact volume."""
+
+    def __init__(self, client: docker.DockerClient, volume: ArtifactVolume, log: IO[str],
+                 echo: Callable[[str], None] | None = None) -> None:
+        self.client = client
+        self.volume = volume
+        self.log = log
+        self.echo = echo
+
+    def cached(self, stage: str, key: str) -> StageResult | None:
+        data = self.volume.read(stage_dir(stage, key) / RESULT_FILE)
+        return StageResult.from_json(data.decode()) if data else None
+
+    def run(self, image: StageImage, request: StageRequest) -> StageResult:
+        stage, key = request.stage, request.key
+        work_name = f".work-{key[:16]}-{uuid.uuid4().hex[:8]}"
+        self.volume.write_tree(PurePosixPath(ARTIFACTS_MOUNT), {
+            stage: None,
+            f"{stage}/{work_name}": None,
+            f"{stage}/{work_name}/{REQUEST_FILE}": request.to_json().encode(),
+        })
+        work = PurePosixPath(ARTIFACTS_MOUNT) / stage / work_name
+        keep = STAGE_CAPABILITIES[stage]
+        container = self.client.containers.create(
+            image.tag,
+            command=[str(work)],
+            name=f"liveorch-{self.volume.build_id}-{stage}",
+            labels={LABEL: "stage", f"{LABEL}.build": self.volume.build_id, f"{LABEL}.stage": stage},
+            volumes={self.volume.name: {"bind": ARTIFACTS_MOUNT, "mode": "rw"}},
+            network_mode="bridge" if stage in NETWORKED_STAGES else "none",
+            cap_drop=[c for c in DOCKER_DEFAULT_CAPS if c not in keep],
+            security_opt=["no-new-privileges"],
+            privileged=False,
+            environment={"PYTHONUNBUFFERED": "1"},
+        )
+        tail: list[str] = []
+        try:
+            container.start()
+            self._follow(container, stage, tail)
+            status = container.wait()
+            code = status.get("StatusCode", 1)
+            if code != 0:
+                self._discard(image, work)
+                raise StageFailed(self._failure(stage, code, tail, container), hint="\n".join(tail[-TAIL_LINES:]))
+        except KeyboardInterrupt:
+            container.remove(force=True)
+            self._discard(image, work)
+            raise Interrupted(f"interrupted during the {stage} stage; finished stages stay cached") from None
+        finally:
+            try:
+                container.remove(force=True)
+            except docker.errors.APIError:
+                pass
+        result = self.cached(stage, key)
+        if result is None:
+            raise StageFailed(f"{stage} stage exited 0 but left no result record")
+        return result
+
+    def _follow(self, container: docker.models.containers.Container, stage: str, tail: list[str]) -> None:
+        pending = b""
+        for chunk in container.logs(stream=True, follow=True):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                line = raw.decode(errors="replace")
+                self.log.write(f"[{stage}] {line}\n")
+                tail.append(line)
+                del tail[:-200]
+                if self.echo:
+                    self.echo(f"[{stage}] {line}")
+        self.log.flush()
+
+    def _failure(self, stage: str, code: int, tail: list[str], container: docker.models.containers.Container
+                 ) -> str:
+        errors = [line[len(ERROR_PREFIX):] for line in tail if line.startswith(ERROR_PREFIX)]
+        if errors:
+            return f"{stage} stage failed: {errors[-1]}"
+        try:
+            container.reload()
+            if container.attrs["State"].get("OOMKilled"):
+                return f"{stage} stage was killed: out of memory"
+        except docker.errors.APIError:
+            pass
+        if code in (137, 143):
+            return f"{stage} stage was killed from outside (exit {code})"
+        last = next((line for line in reversed(tail) if line.strip()), "no output")
+        return f"{stage} stage failed with exit code {code}: {last[:300]}"
+
+    def _discard(self, image: StageImage, work: PurePosixPath) -> None:
+        """Remove a failed run's work directory; a root helper can remove any owner's files."""
+        try:
+            self.client.containers.run(
+                image.tag, entrypoint=["rm", "-rf", str(work)], command=[], user="0", remove=True,
+                network_mode="none", volumes={self.volume.name: {"bind": ARTIFACTS_MOUNT, "mode": "rw"}},
+                labels={LABEL: "cleanup", f"{LABEL}.build": self.volume.build_id},
+            )
+        except docker.errors.APIError:
+            pass

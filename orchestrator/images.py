@@ -1,0 +1,141 @@
+"""The six stage images: built on first use from the Dockerfiles and the stages package.
+
+An image is tagged liveorch/<stage>:latest and labelled with the hash of its build
+context; a tag whose label does not match the sources is rebuilt, so editing a stage can
+never run stale code. When the Debian base image is missing and no registry answers, it
+is made locally with mmdebstrap and imported under its usual name, so the Dockerfiles
+stay standard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from orchestrator.errors import EngineError
+from stages.contract import STAGES
+
+BASE_IMAGE = "debian:bookworm-slim"
+BASE_SUITE = "bookworm"
+IMAGE_REPOSITORY = "liveorch"
+CONTEXT_LABEL = "org.liveorch.context"
+
+
+def image_tag(stage: str) -> str:
+    return f"{IMAGE_REPOSITORY}/{stage}:latest"
+
+
+def dockerfile_name(stage: str) -> str:
+    return f"Dockerfiles/{stage}.Dockerfile"
+
+
+@dataclass(frozen=True)
+class StageImage:
+    stage: str
+    tag: str
+    id: str
+    user: str
+
+
+def _context_files(stage: str) -> dict[str, bytes]:
+    """The build context as the repository lays it out: Dockerfiles/<stage>.Dockerfile + stages/."""
+    files = {dockerfile_name(stage): resources.files("orchestrator.dockerfiles")
+             .joinpath(f"{stage}.Dockerfile").read_bytes()}
+    package = resources.files("stages")
+    for entry in sorted(package.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".py"):
+            files[f"stages/{entry.name}"] = entry.read_bytes()
+    return files
+
+
+def _context_hash(files: dict[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return digest.hexdigest()
+
+
+def _context_tar(files: dict[str, bytes]) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name in sorted(files):
+            info = tarfile.TarInfo(name)
+            info.size = len(files[name])
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(files[name]))
+    buffer.seek(0)
+    return buffer
+
+
+def ensure_base_image(client: docker.DockerClient, say: Callable[[str], None]) -> None:
+    try:
+        client.images.get(BASE_IMAGE)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    say(f"pulling {BASE_IMAGE}")
+    try:
+        client.images.pull(BASE_IMAGE)
+        return
+    except docker.errors.APIError:
+        say(f"no registry reachable: making {BASE_IMAGE} locally with mmdebstrap")
+    if shutil.which("mmdebstrap") is None:
+        raise EngineError(f"the base image {BASE_IMAGE} is missing and cannot be pulled",
+                          hint="install mmdebstrap (apt-get install mmdebstrap) so liveorch can make it")
+    with tempfile.TemporaryDirectory(prefix="liveorch-base-") as tmp:
+        tarball = Path(tmp) / "base.tar"
+        completed = subprocess.run(["mmdebstrap", "--variant=minbase", "--quiet", BASE_SUITE, str(tarball)],
+                                   capture_output=True, text=True)
+        if completed.returncode != 0:
+            last = (completed.stderr.strip().splitlines() or ["?"])[-1]
+            raise EngineError(f"mmdebstrap could not make the base image: {last}")
+        repository, tag = BASE_IMAGE.split(":")
+        client.api.import_image_from_file(str(tarball), repository=repository, tag=tag,
+                                          changes=['CMD ["bash"]'])
+
+
+def ensure_stage_image(client: docker.DockerClient, stage: str, say: Callable[[str], None],
+                       force: bool = False) -> StageImage:
+    files = _context_files(stage)
+    context = _context_hash(files)
+    tag = image_tag(stage)
+    if not force:
+        try:
+            image = client.images.get(tag)
+            if image.labels.get(CONTEXT_LABEL) == context:
+                return StageImage(stage, tag, image.id, image.attrs["Config"].get("User") or "0")
+        except docker.errors.ImageNotFound:
+            pass
+    ensure_base_image(client, say)
+    say(f"building stage image {tag}")
+    last_lines: list[str] = []
+    try:
+        for chunk in client.api.build(fileobj=_context_tar(files), custom_context=True, tag=tag,
+                                      dockerfile=dockerfile_name(stage), labels={CONTEXT_LABEL: context},
+                                      rm=True, forcerm=True, decode=True):
+            if "error" in chunk:
+                raise EngineError(f"building {tag} failed: {chunk['error'].strip()}",
+                                  hint="\n".join(last_lines[-10:]) or None)
+            text = chunk.get("stream", "").rstrip()
+            if text:
+                last_lines.append(text)
+    except docker.errors.APIError as error:
+        raise EngineError(f"building {tag} failed: {error.explanation or error}") from None
+    image = client.images.get(tag)
+    return StageImage(stage, tag, image.id, image.attrs["Config"].get("User") or "0")
+
+
+def ensure_stage_images(client: docker.DockerClient, say: Callable[[str], None],
+                        force: bool = False) -> dict[str, StageImage]:
+    return {stage: ensure_stage_image(client, stage, say, force) for stage in STAGES}

@@ -1,0 +1,102 @@
+"""From a description to what each stage is asked to do.
+
+The plan is the only place where description terms become stage options; stages never
+see config.xml. It is computed before anything runs, so a description that cannot be
+built fails here, in a fraction of a second, with a line number.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.description import Description
+
+ARCHITECTURE = "amd64"
+KIWI_ARCH = "x86_64"
+# Packages the live boot needs in the image; added when the description omits them.
+LIVE_BOOT_PACKAGES = ("dracut", "dracut-live")
+# KIWI's live boot module is not in Debian: liveorch's initrd stage stands in for it.
+KIWI_ONLY_PACKAGES = ("dracut-kiwi-live",)
+
+
+@dataclass
+class BuildPlan:
+    image_name: str
+    iso_name: str
+    notes: list[str]
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def basename(self) -> str:
+        return self.iso_name.removesuffix(".iso")
+
+
+def default_volid(name: str) -> str:
+    return re.sub(r"[^A-Z0-9_]", "_", name.upper())[:32]
+
+
+def _packages(description: Description, notes: list[str]) -> list[str]:
+    names = [n for n in description.packages if n not in KIWI_ONLY_PACKAGES]
+    if len(names) != len(description.packages):
+        notes.append("dracut-kiwi-live is KIWI's own module: liveorch's initrd stage provides the live boot")
+    for package in LIVE_BOOT_PACKAGES:
+        if package not in names:
+            names.append(package)
+            notes.append(f"added {package}: the live initrd is built with the image's own dracut")
+    return names
+
+
+def make_plan(description: Description, lock: dict[str, Any] | None = None) -> BuildPlan:
+    notes: list[str] = []
+    live = description.live
+    if live.flags == "overlay":
+        notes.append('flags="overlay" boots through dracut\'s dmsquash-live with an overlayfs upper layer')
+    iso_name = f"{description.name}.{KIWI_ARCH}-{description.version}.iso"
+    volid = live.volid or default_volid(description.name)
+    repositories = [
+        {"url": r.source, "suite": r.distribution, "components": list(r.components), "alias": r.alias,
+         "trusted": r.trusted}
+        for r in description.repositories
+    ]
+    users = [
+        {"name": u.name, "password": u.password, "pwdformat": u.pwdformat, "home": u.home, "shell": u.shell,
+         "groups": list(u.groups), "id": u.id, "realname": u.realname}
+        for u in description.users
+    ]
+    options: dict[str, dict[str, Any]] = {
+        "resolve": {
+            "architecture": ARCHITECTURE,
+            "repositories": repositories,
+            "packages": _packages(description, notes),
+            "lock": lock,
+        },
+        "rootfs": {
+            "suite": description.repositories[0].distribution,
+            "hostname": description.name,
+            "locale": description.locale,
+            "keytable": description.keytable,
+            "timezone": description.timezone,
+            "users": users,
+            "serial_console": "ttyS0",
+        },
+        "squashfs": {"compression": live.squashfscompression},
+        "initrd": {"dracut_modules": ["dmsquash-live"]},
+        "iso": {
+            "iso_name": iso_name,
+            "volid": volid,
+            "title": description.displayname,
+            "application_id": live.application_id,
+            "publisher": live.publisher,
+            "firmware": live.firmware,
+            "flags": live.flags,
+            "kernelcmdline": live.kernelcmdline,
+            "efifatimagesize": live.efifatimagesize,
+            "console": live.bootloader_console,
+            "timeout": live.bootloader_timeout,
+            "timeout_style": live.bootloader_timeout_style,
+        },
+        "checksum": {"iso_name": iso_name},
+    }
+    return BuildPlan(image_name=description.name, iso_name=iso_name, notes=notes, options=options)
