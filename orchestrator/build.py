@@ -77,7 +77,7 @@ def load_lock(description: Description, options: BuildOptions) -> dict[str, Any]
         return None
     try:
         lock = json.loads(path.read_text())
-        lock["packages"]  # noqa: B018 - shape check
+        lock["packages"]
     except (ValueError, KeyError, TypeError):
         raise TargetError(f"{path}: not a liveorch lock file", hint="re-create it with --update-lock") from None
     return lock

@@ -169,3 +169,28 @@ def images_ls(engine_host: Annotated[str | None, typer.Option(help="Engine API U
                 print(f"{stage:<10} {image_tag(stage):<28} (not built)")
 
     _guarded(action)
+
+
+@app.command("test")
+def test_iso(
+    iso: Annotated[Path, typer.Argument(help="The ISO to boot.")],
+    password: Annotated[str, typer.Option(help="Root password to log in with.")] = "linux",
+    uefi: Annotated[bool, typer.Option("--uefi", help="Boot with UEFI firmware (OVMF) instead of BIOS.")] = False,
+    usb: Annotated[bool, typer.Option("--usb", help="Attach the ISO as a disk (a written USB stick), not a CD.")
+                   ] = False,
+    timeout: Annotated[int, typer.Option(help="Seconds to wait for the login prompt.")] = 600,
+) -> None:
+    """Boot an ISO headless in QEMU, log in on the serial console, run a command; exit 0 on success.
+
+    Example: liveorch test out/bookworm-live.x86_64-1.0.0.iso --uefi --usb
+    """
+    from orchestrator.boot import BootMode, boot_and_login
+
+    def action() -> None:
+        mode = BootMode(uefi=uefi, disk=usb)
+        _say(f"booting {iso} ({mode.name}, emulated: no KVM)")
+        result = boot_and_login(iso, mode, password, timeout=timeout)
+        print(result.command_output.strip())
+        print(f"{mode.name}: login prompt after {result.seconds_to_login:.0f} s, logged in as root")
+
+    _guarded(action)

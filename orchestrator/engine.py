@@ -9,6 +9,7 @@ same calls work against a remote or rootless engine (Podman's Docker API include
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tarfile
@@ -105,10 +106,8 @@ class ArtifactVolume:
         )
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(docker.errors.APIError):
             self.probe.remove(force=True)
-        except docker.errors.APIError:
-            pass
 
     def read(self, path: PurePosixPath) -> bytes | None:
         try:
@@ -213,10 +212,8 @@ class StageRunner:
             self._discard(image, work)
             raise Interrupted(f"interrupted during the {stage} stage; finished stages stay cached") from None
         finally:
-            try:
+            with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)
-            except docker.errors.APIError:
-                pass
         result = self.cached(stage, key)
         if result is None:
             raise StageFailed(f"{stage} stage exited 0 but left no result record")
@@ -254,11 +251,9 @@ class StageRunner:
 
     def _discard(self, image: StageImage, work: PurePosixPath) -> None:
         """Remove a failed run's work directory; a root helper can remove any owner's files."""
-        try:
+        with contextlib.suppress(docker.errors.APIError):
             self.client.containers.run(
                 image.tag, entrypoint=["rm", "-rf", str(work)], command=[], user="0", remove=True,
                 network_mode="none", volumes={self.volume.name: {"bind": ARTIFACTS_MOUNT, "mode": "rw"}},
                 labels={LABEL: "cleanup", f"{LABEL}.build": self.volume.build_id},
             )
-        except docker.errors.APIError:
-            pass

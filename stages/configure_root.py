@@ -103,7 +103,8 @@ def _write(root: Path, relative: str, text: str) -> None:
 def configure_root(root: Path, options: dict[str, Any], lock: dict[str, Any], epoch: int) -> None:
     hostname = options.get("hostname") or "localhost"
     _write(root, "etc/hostname", hostname + "\n")
-    _write(root, "etc/hosts", f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    _write(root, "etc/hosts",
+           f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
     _write(root, "etc/resolv.conf", "")
     _write(root, "etc/apt/sources.list", "".join(
         f"deb {r['url']} {r['suite']} {' '.join(r['components'])}\n" for r in lock["repositories"]))

@@ -8,6 +8,7 @@ container is not the machine the ISO will boot on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -25,10 +26,8 @@ def _unpack(root_tar: Path) -> None:
     run(["tar", "--extract", "--file", root_tar, "--directory", ROOT, "--numeric-owner",
          "--preserve-permissions", "--xattrs", "--xattrs-include=*"], what="unpacking the root")
     for name, (major, minor) in DEVICE_NODES.items():
-        try:
+        with contextlib.suppress(OSError):
             os.mknod(ROOT / "dev" / name, 0o666 | 0o020000, os.makedev(major, minor))
-        except OSError:
-            pass
 
 
 def _kernel_version() -> str:

@@ -1,0 +1,60 @@
+"""Shared fixtures: one real build of the bundled example, reused by the stage and boot tests.
+
+The build runs in its own artifact volume, removed at the end of the session together
+with any container the tests left behind, so a test run leaves the engine as it found it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from orchestrator.build import BuildOptions, BuildReport, run_build
+from orchestrator.engine import LABEL, connect
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "bookworm-live" / "config.xml"
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    client = connect()
+    yield client
+    client.close()
+
+
+def remove_volume(client: docker.DockerClient, name: str) -> None:
+    for container in client.containers.list(all=True, filters={"volume": name}):
+        container.remove(force=True)
+    with contextlib.suppress(docker.errors.NotFound):
+        client.volumes.get(name).remove(force=True)
+
+
+@pytest.fixture(scope="session")
+def test_volume(docker_client: docker.DockerClient) -> Iterator[str]:
+    name = f"liveorch-test-{uuid.uuid4().hex[:8]}"
+    yield name
+    remove_volume(docker_client, name)
+
+
+@pytest.fixture(scope="session")
+def example_build(test_volume: str, tmp_path_factory: pytest.TempPathFactory) -> BuildReport:
+    target = tmp_path_factory.mktemp("example-out")
+    return run_build(EXAMPLE, BuildOptions(target_dir=target, volume=test_volume), print)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_leftover_containers(docker_client: docker.DockerClient) -> Iterator[None]:
+    yield
+    leftovers = docker_client.containers.list(all=True, filters={"label": LABEL})
+    for container in leftovers:
+        container.remove(force=True)
+    assert not leftovers, f"containers left behind: {[c.name for c in leftovers]}"
