@@ -22,7 +22,9 @@ ARCH_ALIASES = {"x86_64": "amd64", "amd64": "amd64", "i686": "i386", "i586": "i3
 SQUASHFS_COMPRESSIONS = ("xz", "zstd", "lz4", "gzip", "lzo")
 FIRMWARES = ("bios", "efi", "uefi")
 FLAGS = ("overlay", "dmsquash")
-VOLID_PATTERN = re.compile(r"^[A-Za-z0-9_.\- ]{1,32}$")
+VOLID_PATTERN = re.compile(r"[A-Za-z0-9_.\- ]{1,32}")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+~-]*")
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,9 @@ def _load(path: Path) -> etree._Element:
     data = path.read_bytes()
     if len(data) > MAX_DESCRIPTION_BYTES:
         raise DescriptionError(f"description larger than {MAX_DESCRIPTION_BYTES} bytes", path)
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        line = data[: max(data.find(b"<!DOCTYPE"), data.find(b"<!ENTITY"))].count(b"\n") + 1
+    offsets = [o for o in (data.find(b"<!DOCTYPE"), data.find(b"<!ENTITY")) if o >= 0]
+    if offsets:
+        line = data[: min(offsets)].count(b"\n") + 1
         raise DescriptionError("DTDs and entities are not allowed in a description", path, line)
     parser = etree.XMLParser(
         resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False
@@ -118,6 +121,9 @@ def _load(path: Path) -> etree._Element:
     except etree.XMLSyntaxError as error:
         line = error.position[0] if error.position else None
         raise DescriptionError(f"malformed XML: {error.msg}", path, line) from None
+    if root.getroottree().docinfo.doctype or root.getroottree().docinfo.internalDTD is not None:
+        # Another encoding (UTF-16) hides the DTD from the byte check above.
+        raise DescriptionError("DTDs and entities are not allowed in a description", path, 1)
     if root.tag != "image":
         raise DescriptionError(f"not a KIWI description: root element is <{root.tag}>, expected <image>",
                                path, root.sourceline)
@@ -182,7 +188,7 @@ def _live_type(types: list[etree._Element], path: Path, root: etree._Element) ->
     primary = [t for t in isos if _bool(t.get("primary"))]
     element = (primary or isos)[0]
     volid = element.get("volid")
-    if volid is not None and not VOLID_PATTERN.match(volid):
+    if volid is not None and not VOLID_PATTERN.fullmatch(volid):
         raise DescriptionError(f"volid={volid!r}: use 1-32 letters, digits, '_', '-', '.' or spaces",
                                path, element.sourceline)
     bootloader = element.find("bootloader")
@@ -258,8 +264,8 @@ def _packages(selector: _Selector, root: etree._Element, kinds: tuple[str, ...],
         if block.get("type", "image") not in kinds:
             continue
         for package in block.iterfind("package"):
-            wanted = package.get("arch")
-            if wanted and ARCH_ALIASES.get(wanted, wanted) != arch:
+            wanted = [a.strip() for a in (package.get("arch") or "").split(",") if a.strip()]
+            if wanted and arch not in {ARCH_ALIASES.get(a, a) for a in wanted}:
                 continue
             name = package.get("name")
             if name and name not in names:
@@ -272,18 +278,28 @@ def parse_description(path: Path, profiles: tuple[str, ...] = (), arch: str = "a
     root = _load(path)
     selector = _Selector(root, path, profiles)
     name = root.get("name")
-    if not name or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", name):
+    if not name or not NAME_PATTERN.fullmatch(name):
         raise DescriptionError(f"<image name={name!r}> must be a plain file name", path, root.sourceline)
     preferences = selector.select(root, "preferences")
 
-    def pref(tag: str) -> str | None:
-        values = [e.text.strip() for p in preferences for e in p.iterfind(tag) if e.text and e.text.strip()]
-        return values[-1] if values else None
+    def pref_element(tag: str) -> etree._Element | None:
+        """Later <preferences> blocks override earlier ones, as in KIWI."""
+        found = [e for p in preferences for e in p.iterfind(tag) if e.text and e.text.strip()]
+        return found[-1] if found else None
 
-    packagemanager = pref("packagemanager") or "apt"
-    if packagemanager not in ("apt", "apt-get"):
-        raise DescriptionError(f"packagemanager {packagemanager!r} is not supported yet: liveorch builds with apt",
-                               path, preferences[0].sourceline if preferences else root.sourceline)
+    def pref(tag: str) -> str | None:
+        element = pref_element(tag)
+        return element.text.strip() if element is not None and element.text else None
+
+    manager = pref_element("packagemanager")
+    if manager is not None and pref("packagemanager") not in ("apt", "apt-get"):
+        raise DescriptionError(f"packagemanager {pref('packagemanager')!r} is not supported yet: liveorch builds "
+                               "with apt", path, manager.sourceline)
+    version = pref("version") or "1.0.0"
+    if not VERSION_PATTERN.fullmatch(version):
+        element = pref_element("version")
+        raise DescriptionError(f"<version> {version!r} must be a plain version (letters, digits, . _ + ~ -)",
+                               path, element.sourceline if element is not None else None)
     types = [t for p in preferences for t in p.iterfind("type")]
     repositories = [_repository(r, path) for r in selector.select(root, "repository")]
     if not repositories:
@@ -293,7 +309,7 @@ def parse_description(path: Path, profiles: tuple[str, ...] = (), arch: str = "a
         path=path,
         name=name,
         displayname=root.get("displayname") or name,
-        version=pref("version") or "1.0.0",
+        version=version,
         summary=(summary_element.text or "").strip() if summary_element is not None else "",
         packagemanager="apt",
         locale=pref("locale"),
@@ -301,7 +317,7 @@ def parse_description(path: Path, profiles: tuple[str, ...] = (), arch: str = "a
         timezone=pref("timezone"),
         live=_live_type(types, path, root),
         repositories=repositories,
-        packages=_packages(selector, root, ("image", "bootstrap"), arch),
+        packages=_packages(selector, root, ("image", "bootstrap", "iso"), arch),
         delete_packages=_packages(selector, root, ("delete", "uninstall"), arch),
         users=[_user(u, path) for block in selector.select(root, "users") for u in block.iterfind("user")],
         profiles=tuple(sorted(selector.active)),

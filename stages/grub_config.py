@@ -29,12 +29,17 @@ def _terminals(console: str) -> str:
     return serial + "terminal_input serial console\nterminal_output serial console\n"
 
 
+def grub_quote(text: str) -> str:
+    """One GRUB word, whatever the text holds (GRUB quotes like the shell)."""
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
 def kernel_cmdline(options: dict[str, Any]) -> str:
-    volid = options["volid"]
-    words = [f"root=live:CDLABEL={volid}", "rd.live.image"]
-    if options.get("flags", "dmsquash") == "dmsquash":
-        # dracut 059 needs this to overlay a flat squashfs (no nested rootfs.img).
-        words.append("rd.live.overlay.overlayfs=1")
+    # udev's label encoding, which dracut's live module decodes: a label stays one word.
+    volid = options["volid"].replace(" ", "\\x20")
+    # dracut 059 needs overlayfs=1 to overlay a flat squashfs (no nested rootfs.img);
+    # both flags boot through dmsquash-live until liveorch ships its own module.
+    words = [f"root=live:CDLABEL={volid}", "rd.live.image", "rd.live.overlay.overlayfs=1"]
     extra = options.get("kernelcmdline", "").split()
     words += extra
     if not any(w.startswith("console=") for w in extra):
@@ -43,21 +48,24 @@ def kernel_cmdline(options: dict[str, Any]) -> str:
 
 
 def menu_config(options: dict[str, Any]) -> str:
-    title = options.get("title") or options["volid"]
+    title = grub_quote(options.get("title") or options["volid"])
+    loading = grub_quote(f"Loading {options.get('title') or options['volid']} ...")
+    failsafe = grub_quote(f"{options.get('title') or options['volid']} (failsafe)")
     timeout = int(options.get("timeout", 10))
     style = options.get("timeout_style", "menu")
-    cmdline = kernel_cmdline(options)
+    # GRUB's parser eats one level of backslashes (the \x20 of a label with spaces).
+    cmdline = kernel_cmdline(options).replace("\\", "\\\\")
     return (
         _terminals(options.get("console", ""))
         + "set default=0\n"
         + f"set timeout={timeout}\n"
         + f"set timeout_style={style}\n"
-        + f'menuentry "{title}" --class os {{\n'
-        + f"    echo 'Loading {title} ...'\n"
+        + f"menuentry {title} --class os {{\n"
+        + f"    echo {loading}\n"
         + f"    linux {KERNEL_PATH} {cmdline}\n"
         + f"    initrd {INITRD_PATH}\n"
         + "}\n"
-        + f'menuentry "{title} (failsafe)" --class os {{\n'
+        + f"menuentry {failsafe} --class os {{\n"
         + f"    linux {KERNEL_PATH} {cmdline} nomodeset noapic acpi=off\n"
         + f"    initrd {INITRD_PATH}\n"
         + "}\n"

@@ -16,7 +16,7 @@ import docker
 import pytest
 
 from orchestrator.build import BuildOptions, BuildReport, run_build
-from orchestrator.engine import LABEL, connect
+from orchestrator.engine import connect
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "bookworm-live" / "config.xml"
@@ -31,30 +31,27 @@ def docker_client() -> Iterator[docker.DockerClient]:
     client.close()
 
 
-def remove_volume(client: docker.DockerClient, name: str) -> None:
-    for container in client.containers.list(all=True, filters={"volume": name}):
-        container.remove(force=True)
+def remove_volume(client: docker.DockerClient, name: str) -> list[str]:
+    """Remove the volume and any container still using it; returns those containers' names."""
+    leftovers = client.containers.list(all=True, filters={"volume": name})
+    for container in leftovers:
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
     with contextlib.suppress(docker.errors.NotFound):
         client.volumes.get(name).remove(force=True)
+    return [c.name for c in leftovers]
 
 
 @pytest.fixture(scope="session")
 def test_volume(docker_client: docker.DockerClient) -> Iterator[str]:
+    """A private artifact volume; at the end no container may still be using it."""
     name = f"liveorch-test-{uuid.uuid4().hex[:8]}"
     yield name
-    remove_volume(docker_client, name)
+    leftovers = remove_volume(docker_client, name)
+    assert not leftovers, f"containers left behind: {leftovers}"
 
 
 @pytest.fixture(scope="session")
 def example_build(test_volume: str, tmp_path_factory: pytest.TempPathFactory) -> BuildReport:
     target = tmp_path_factory.mktemp("example-out")
     return run_build(EXAMPLE, BuildOptions(target_dir=target, volume=test_volume), print)
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _no_leftover_containers(docker_client: docker.DockerClient) -> Iterator[None]:
-    yield
-    leftovers = docker_client.containers.list(all=True, filters={"label": LABEL})
-    for container in leftovers:
-        container.remove(force=True)
-    assert not leftovers, f"containers left behind: {[c.name for c in leftovers]}"

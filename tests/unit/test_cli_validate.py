@@ -1,0 +1,96 @@
+"""`liveorch validate` through typer's CliRunner: no engine, no network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from orchestrator.errors import DescriptionError
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_validate_example(runner: CliRunner, example_config: Path) -> None:
+    result = runner.invoke(app, ["validate", str(example_config)])
+    assert result.exit_code == 0, result.output
+    assert "bookworm-live.x86_64-1.0.0.iso" in result.stdout
+    assert f"{example_config}: ok:" in result.stdout
+    assert "7 packages requested" in result.stdout
+    assert "note:" not in result.stdout
+    assert result.stderr == ""
+
+
+def test_validate_directory(runner: CliRunner, example_config: Path) -> None:
+    result = runner.invoke(app, ["validate", str(example_config.parent)])
+    assert result.exit_code == 0, result.output
+    assert "bookworm-live.x86_64-1.0.0.iso" in result.stdout
+
+
+def test_validate_broken_description(runner: CliRunner, write_description, line) -> None:
+    path = write_description(type='<type image="iso" volid="NO/SLASHES"/>')
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert f"liveorch: error: {path}:{line(path, '<type ')}: volid=" in result.stderr
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+
+
+def test_validate_malformed_xml(runner: CliRunner, write_description) -> None:
+    path = write_description(text='<?xml version="1.0"?>\n<image name="x">\n  <preferences>\n</image>\n')
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert f"{path}:4: malformed XML" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_validate_prints_the_hint(runner: CliRunner, write_description) -> None:
+    path = write_description(repositories='<repository type="apt-deb">\n'
+                                          '        <source path="obs://Debian:12/standard"/>\n    </repository>')
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "  replace it with --set-repo or --add-repo" in result.stderr.splitlines()
+
+
+def test_validate_with_profile_and_notes(runner: CliRunner, corpus: Path) -> None:
+    path = corpus / "profiles" / "config.xml"
+    result = runner.invoke(app, ["validate", "--profile", "Other", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "profiled-live.x86_64-2.1.0.iso" in result.stdout
+    assert "flags=overlay, firmware=bios" in result.stdout
+    assert 'note: flags="overlay"' in result.stdout
+
+
+def test_validate_profile_needed(runner: CliRunner, corpus: Path) -> None:
+    result = runner.invoke(app, ["validate", str(corpus / "profiles" / "config.xml")])
+    assert result.exit_code == 2
+    assert "--profile" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_validate_unknown_profile(runner: CliRunner, example_config: Path) -> None:
+    result = runner.invoke(app, ["validate", "-p", "Nope", str(example_config)])
+    assert result.exit_code == 2
+    assert "unknown profile 'Nope'" in result.stderr
+
+
+def test_validate_missing_file(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["validate", str(tmp_path / "missing.xml")])
+    assert result.exit_code == 2
+    assert "no such description file" in result.stderr
+
+
+def test_debug_shows_the_exception(runner: CliRunner, write_description) -> None:
+    path = write_description(packagemanager="zypper")
+    result = runner.invoke(app, ["--debug", "validate", str(path)])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, DescriptionError)
+    # --debug must not stick to later invocations
+    again = runner.invoke(app, ["validate", str(path)])
+    assert again.exit_code == 2
+    assert not isinstance(again.exception, DescriptionError)

@@ -1,0 +1,174 @@
+"""make_plan: KIWI naming, live boot packages, default volid, stage options."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from orchestrator.description import Description, parse_description
+from orchestrator.plan import LIVE_BOOT_PACKAGES, BuildPlan, default_volid, make_plan
+from stages.contract import STAGES
+
+PACKAGES_WITHOUT_DRACUT = """<packages type="image">
+        <package name="linux-image-amd64"/>
+        <package name="systemd-sysv"/>
+    </packages>"""
+
+
+@pytest.fixture
+def example(example_config: Path) -> Description:
+    return parse_description(example_config)
+
+
+@pytest.fixture
+def example_plan(example: Description) -> BuildPlan:
+    return make_plan(example)
+
+
+def test_kiwi_iso_name(example_plan: BuildPlan) -> None:
+    assert example_plan.image_name == "bookworm-live"
+    assert example_plan.iso_name == "bookworm-live.x86_64-1.0.0.iso"
+    assert example_plan.basename == "bookworm-live.x86_64-1.0.0"
+    assert example_plan.options["iso"]["iso_name"] == example_plan.iso_name
+    assert example_plan.options["checksum"] == {"iso_name": example_plan.iso_name}
+
+
+def test_iso_name_uses_name_and_version(write_description) -> None:
+    plan = make_plan(parse_description(write_description(name="My_Live", version="4.5.6")))
+    assert plan.iso_name == "My_Live.x86_64-4.5.6.iso"
+
+
+def test_missing_version_defaults_to_1_0_0(write_description) -> None:
+    path = write_description(version="")
+    assert make_plan(parse_description(path)).iso_name == "unit-live.x86_64-1.0.0.iso"
+
+
+def test_options_for_every_stage(example_plan: BuildPlan) -> None:
+    assert set(example_plan.options) == set(STAGES)
+
+
+def test_example_needs_no_added_packages(example_plan: BuildPlan) -> None:
+    assert example_plan.notes == []
+    packages = example_plan.options["resolve"]["packages"]
+    assert packages.count("dracut") == 1
+    assert packages.count("dracut-live") == 1
+
+
+def test_dracut_and_dracut_live_added_with_notes(write_description) -> None:
+    plan = make_plan(parse_description(write_description(packages=PACKAGES_WITHOUT_DRACUT)))
+    assert plan.options["resolve"]["packages"] == ["linux-image-amd64", "systemd-sysv", "dracut", "dracut-live"]
+    for package in LIVE_BOOT_PACKAGES:
+        assert any(note.startswith(f"added {package}:") for note in plan.notes), plan.notes
+    assert len(plan.notes) == 2
+
+
+def test_only_the_missing_live_package_is_added(write_description) -> None:
+    packages = """<packages type="image">
+        <package name="linux-image-amd64"/>
+        <package name="dracut"/>
+    </packages>"""
+    plan = make_plan(parse_description(write_description(packages=packages)))
+    assert plan.options["resolve"]["packages"] == ["linux-image-amd64", "dracut", "dracut-live"]
+    assert len(plan.notes) == 1
+    assert plan.notes[0].startswith("added dracut-live:")
+
+
+def test_dracut_kiwi_live_dropped_with_note(write_description) -> None:
+    packages = """<packages type="image">
+        <package name="linux-image-amd64"/>
+        <package name="dracut-kiwi-live"/>
+        <package name="dracut"/>
+        <package name="dracut-live"/>
+    </packages>"""
+    description = parse_description(write_description(packages=packages))
+    assert "dracut-kiwi-live" in description.packages
+    plan = make_plan(description)
+    assert "dracut-kiwi-live" not in plan.options["resolve"]["packages"]
+    assert plan.options["resolve"]["packages"] == ["linux-image-amd64", "dracut", "dracut-live"]
+    assert len(plan.notes) == 1
+    assert "dracut-kiwi-live" in plan.notes[0]
+    assert description.packages == ["linux-image-amd64", "dracut-kiwi-live", "dracut", "dracut-live"]  # untouched
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("bookworm-live", "BOOKWORM_LIVE"),
+        ("my.image+v2", "MY_IMAGE_V2"),
+        ("Live_1", "LIVE_1"),
+        ("a" * 40, "A" * 32),
+    ],
+)
+def test_default_volid(name: str, expected: str) -> None:
+    volid = default_volid(name)
+    assert volid == expected
+    assert re.fullmatch(r"[A-Z0-9_]{1,32}", volid)
+
+
+def test_default_volid_used_when_type_has_none(write_description) -> None:
+    name = "a-very-long-image-name.with.dots-and+plus"
+    plan = make_plan(parse_description(write_description(name=name, type='<type image="iso"/>')))
+    volid = plan.options["iso"]["volid"]
+    assert volid == "A_VERY_LONG_IMAGE_NAME_WITH_DOTS"
+    assert re.fullmatch(r"[A-Z0-9_]{1,32}", volid)
+
+
+def test_type_volid_wins_over_default(example_plan: BuildPlan) -> None:
+    assert example_plan.options["iso"]["volid"] == "BOOKWORM_LIVE"
+
+
+def test_iso_stage_options(example_plan: BuildPlan) -> None:
+    iso = example_plan.options["iso"]
+    assert iso["timeout"] == 3
+    assert iso["console"] == "serial"
+    assert iso["kernelcmdline"] == "console=tty0 console=ttyS0,115200"
+    assert iso["timeout_style"] == "menu"
+    assert iso["firmware"] == "efi"
+    assert iso["flags"] == "dmsquash"
+    assert iso["title"] == "Debian bookworm live (liveorch)"
+    assert iso["publisher"] == "liveorch"
+    assert iso["application_id"] == "bookworm-live"
+    assert iso["efifatimagesize"] is None
+
+
+def test_other_stage_options(example_plan: BuildPlan) -> None:
+    assert example_plan.options["squashfs"] == {"compression": "zstd"}
+    assert example_plan.options["initrd"] == {"dracut_modules": ["dmsquash-live"]}
+    rootfs = example_plan.options["rootfs"]
+    assert rootfs["suite"] == "bookworm"
+    assert rootfs["hostname"] == "bookworm-live"
+    assert (rootfs["locale"], rootfs["keytable"], rootfs["timezone"]) == ("en_US", "us", "UTC")
+    assert rootfs["users"] == [{"name": "root", "password": "linux", "pwdformat": "plain", "home": "/root",
+                                "shell": None, "groups": ["root"], "id": None, "realname": None}]
+
+
+def test_resolve_options(example_plan: BuildPlan) -> None:
+    resolve = example_plan.options["resolve"]
+    assert resolve["architecture"] == "amd64"
+    assert resolve["lock"] is None
+    assert [(r["url"], r["suite"], r["components"], r["alias"], r["trusted"]) for r in resolve["repositories"]] == [
+        ("http://deb.debian.org/debian", "bookworm", ["main"], "debian", False),
+        ("http://deb.debian.org/debian", "bookworm-updates", ["main"], "debian-updates", False),
+        ("http://deb.debian.org/debian-security", "bookworm-security", ["main"], "debian-security", False),
+    ]
+
+
+def test_lock_ends_up_in_resolve_options(example: Description) -> None:
+    lock = {"packages": {"dracut": "059-4"}, "source_date_epoch": 1700000000}
+    plan = make_plan(example, lock)
+    assert plan.options["resolve"]["lock"] == lock
+    assert plan.options["resolve"]["lock"] is lock
+    assert all("lock" not in options for stage, options in plan.options.items() if stage != "resolve")
+
+
+def test_overlay_flag_adds_a_note(corpus: Path) -> None:
+    plan = make_plan(parse_description(corpus / "profiles" / "config.xml", profiles=("Other",)))
+    assert plan.options["iso"]["flags"] == "overlay"
+    assert plan.options["iso"]["firmware"] == "bios"
+    assert any('flags="overlay"' in note for note in plan.notes)
+
+
+def test_make_plan_is_repeatable(example: Description) -> None:
+    assert make_plan(example).options == make_plan(example).options
