@@ -25,7 +25,8 @@ def test_each_service_matches_the_orchestrator() -> None:
         assert (REPO / dockerfile_name(stage)).is_file()
         assert service["network_mode"] == ("bridge" if stage in NETWORKED_STAGES else "none")
         assert service["security_opt"] == ["no-new-privileges"]
-        assert sorted(service["cap_drop"]) == sorted(c for c in DOCKER_DEFAULT_CAPS if c not in STAGE_CAPABILITIES[stage])
+        dropped = sorted(c for c in DOCKER_DEFAULT_CAPS if c not in STAGE_CAPABILITIES[stage])
+        assert sorted(service["cap_drop"]) == dropped
         assert "privileged" not in service and "cap_add" not in service and "devices" not in service
         assert service["volumes"] == [f"artifacts:{ARTIFACTS_MOUNT}"]
 
