@@ -8,7 +8,6 @@ verified the ISO, and each file lands there by rename.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -17,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.description import Description, parse_description
+from orchestrator.description import parse_description
 from orchestrator.engine import DEFAULT_VOLUME, ArtifactVolume, StageRunner, connect
 from orchestrator.errors import LiveorchError, TargetError
 from orchestrator.images import StageImage, ensure_stage_images
+from orchestrator.lock import check_lock, load_lock, lock_path
 from orchestrator.plan import BuildPlan, make_plan
 from stages.contract import (
     STAGE_INPUTS,
@@ -44,6 +44,7 @@ class BuildOptions:
     volume: str = DEFAULT_VOLUME
     engine_host: str | None = None
     verbose: bool = False
+    offline: bool = False
 
 
 @dataclass
@@ -63,24 +64,6 @@ class BuildReport:
     packages: int
     seconds: float
     stages: list[StageReport] = field(default_factory=list)
-
-
-def lock_path(description: Description, options: BuildOptions) -> Path:
-    return options.lock or description.directory / f"{description.name}.lock"
-
-
-def load_lock(description: Description, options: BuildOptions) -> dict[str, Any] | None:
-    path = lock_path(description, options)
-    if options.update_lock or not path.is_file():
-        if options.lock and not options.update_lock:
-            raise TargetError(f"{path}: no such lock file")
-        return None
-    try:
-        lock = json.loads(path.read_text())
-        lock["packages"]
-    except (ValueError, KeyError, TypeError):
-        raise TargetError(f"{path}: not a liveorch lock file", hint="re-create it with --update-lock") from None
-    return lock
 
 
 def stage_key(stage: str, image: StageImage, epoch: int, options: dict[str, Any],
@@ -112,35 +95,68 @@ def _epoch(options: BuildOptions, lock: dict[str, Any] | None) -> int:
     return 0  # resolve derives it from the newest package
 
 
-def run_build(config: Path, options: BuildOptions, say: Callable[[str], None]) -> BuildReport:
-    started = time.monotonic()
-    description = parse_description(config, options.profiles)
-    lock = load_lock(description, options)
-    plan = make_plan(description, lock)
-    for note in plan.notes:
-        say(f"note: {note}")
-    _prepare_target(options.target_dir)
-    client = connect(options.engine_host)
-    images = ensure_stage_images(client, say)
-    build_id = uuid.uuid4().hex[:12]
-    volume = ArtifactVolume(client, options.volume, images["checksum"].tag, build_id)
-    log_path = options.target_dir / f"{plan.basename}.log"
-    try:
+class Build:
+    """One build's state, from the parsed description to the open artifact volume.
+
+    Used as a context manager so the probe container and the engine connection are
+    released however the build ends (error, Ctrl-C).
+    """
+
+    def __init__(self, config: Path, options: BuildOptions, say: Callable[[str], None]) -> None:
+        self.options = options
+        self.say = say
+        self.started = time.monotonic()
+        self.description = parse_description(config, options.profiles)
+        self.lock_path = lock_path(self.description, options.lock)
+        required = options.lock is not None or options.offline
+        self.lock = None if options.update_lock else load_lock(self.lock_path, required=required)
+        self.plan = make_plan(self.description, self.lock, offline=options.offline)
+        if self.lock is not None:
+            resolve = self.plan.options["resolve"]
+            check_lock(self.lock_path, self.lock, resolve["packages"], resolve["repositories"])
+            say(f"using the lock {self.lock_path} ({len(self.lock['packages'])} packages)")
+        for note in self.plan.notes:
+            say(f"note: {note}")
+
+    def __enter__(self) -> Build:
+        _prepare_target(self.options.target_dir)
+        self.client = connect(self.options.engine_host)
+        self.images = ensure_stage_images(self.client, self.say)
+        self.volume = ArtifactVolume(self.client, self.options.volume, self.images["checksum"].tag,
+                                     uuid.uuid4().hex[:12])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.volume.close()
+        self.client.close()
+
+    def run_stages(self, until: str = STAGES[-1]) -> dict[str, StageReport]:
+        log_path = self.options.target_dir / f"{self.plan.basename}.log"
         with log_path.open("w") as log:
-            runner = StageRunner(client, volume, log, echo=say if options.verbose else None)
-            reports = _run_stages(plan, images, runner, options, lock, say)
-        say(f"full log: {log_path}")
-        return _export(plan, volume, reports, options.target_dir, started)
-    finally:
-        volume.close()
-        client.close()
+            runner = StageRunner(self.client, self.volume, log, echo=self.say if self.options.verbose else None)
+            reports = _run_stages(self.plan, self.images, runner, self.options, self.lock, self.say, until)
+        self.say(f"full log: {log_path}")
+        return reports
+
+    def export_lock(self, reports: dict[str, StageReport], target: Path) -> None:
+        resolve = reports["resolve"]
+        self.volume.export(stage_dir("resolve", resolve.key) / "lock.json", target,
+                           resolve.result.outputs["lock.json"].sha256)
+
+    def export(self, reports: dict[str, StageReport]) -> BuildReport:
+        return _export(self.plan, self.volume, reports, self.options.target_dir, self.started)
+
+
+def run_build(config: Path, options: BuildOptions, say: Callable[[str], None]) -> BuildReport:
+    with Build(config, options, say) as build:
+        return build.export(build.run_stages())
 
 
 def _run_stages(plan: BuildPlan, images: dict[str, StageImage], runner: StageRunner, options: BuildOptions,
-                lock: dict[str, Any] | None, say: Callable[[str], None]) -> dict[str, StageReport]:
+                lock: dict[str, Any] | None, say: Callable[[str], None], until: str) -> dict[str, StageReport]:
     reports: dict[str, StageReport] = {}
     epoch = _epoch(options, lock)
-    for stage in STAGES:
+    for stage in STAGES[: STAGES.index(until) + 1]:
         inputs = {name: reports[name].result for name in STAGE_INPUTS[stage]}
         stage_options = plan.options[stage]
         key = stage_key(stage, images[stage], epoch, stage_options, inputs)
@@ -159,7 +175,7 @@ def _run_stages(plan: BuildPlan, images: dict[str, StageImage], runner: StageRun
                 inputs={name: str(stage_dir(name, r.key)) for name, r in inputs.items()},
                 options=stage_options,
             )
-            result = runner.run(images[stage], request)
+            result = runner.run(images[stage], request, network=plan.network(stage))
             say(f"[{stage}] done in {time.monotonic() - began:.1f} s")
         reports[stage] = StageReport(stage, key, cached, time.monotonic() - began, result)
         if stage == "resolve":

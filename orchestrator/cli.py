@@ -27,6 +27,8 @@ app = typer.Typer(
 )
 images_app = typer.Typer(help="The six stage images.", no_args_is_help=True)
 app.add_typer(images_app, name="images")
+cache_app = typer.Typer(help="The stage cache (the artifact volume).", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
 
 _debug = False
 
@@ -96,6 +98,8 @@ def run(
     engine_host: Annotated[str | None, typer.Option(help="Engine API URL, e.g. unix:///run/user/1000/podman/"
                                                          "podman.sock (default: DOCKER_HOST).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Stream the stages' own output.")] = False,
+    offline: Annotated[bool, typer.Option("--offline", help="No network at all: install the lock's packages from "
+                                                            "the package cache.")] = False,
 ) -> None:
     """Build the live ISO a description asks for.
 
@@ -103,7 +107,7 @@ def run(
     """
     options = BuildOptions(target_dir=target_dir, profiles=tuple(profile), lock=lock, update_lock=update_lock,
                            no_cache=no_cache, source_date_epoch=source_date_epoch, volume=volume,
-                           engine_host=engine_host, verbose=verbose)
+                           engine_host=engine_host, verbose=verbose, offline=offline)
 
     def action() -> None:
         report = run_build(config, options, _say)
@@ -192,5 +196,109 @@ def test_iso(
         result = boot_and_login(iso, mode, password, timeout=timeout)
         print(result.command_output.strip())
         print(f"{mode.name}: login prompt after {result.seconds_to_login:.0f} s, logged in as root")
+
+    _guarded(action)
+
+
+@app.command()
+def lock(
+    config: ConfigArg,
+    profile: ProfileOpt = [],  # noqa: B006
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the lock (default: "
+                                                                       "<name>.lock beside the description).")
+                      ] = None,
+    volume: Annotated[str, typer.Option(help="Artifact volume (holds the package cache).")] = DEFAULT_VOLUME,
+    engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
+) -> None:
+    """Resolve the packages and write the lock file, without building.
+
+    Example: liveorch lock examples/bookworm-live/config.xml
+    """
+    import tempfile
+
+    from orchestrator.build import Build
+    from orchestrator.lock import lock_path
+
+    def action() -> None:
+        with tempfile.TemporaryDirectory(prefix="liveorch-lock-") as tmp:
+            options = BuildOptions(target_dir=Path(tmp), profiles=tuple(profile), update_lock=True, volume=volume,
+                                   engine_host=engine_host)
+            with Build(config, options, _say) as build:
+                target = output or lock_path(build.description, None)
+                reports = build.run_stages(until="resolve")
+                build.export_lock(reports, target)
+        print(f"lock written: {target} ({reports['resolve'].result.facts['packages']} packages)")
+
+    _guarded(action)
+
+
+@app.command("verify-repro")
+def verify_repro(
+    config: ConfigArg,
+    profile: ProfileOpt = [],  # noqa: B006
+    target_dir: Annotated[Path, typer.Option("--target-dir", "-t", help="Where the first build's log goes.")] = Path(
+        "out"),
+    volume: Annotated[str, typer.Option(help="Artifact volume of the first build.")] = DEFAULT_VOLUME,
+    engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
+) -> None:
+    """Build twice independently (second: fresh volume, no cache) and compare every stage's outputs.
+
+    Exits 0 when the ISOs are bit-identical, 1 naming the first stage that differs.
+    Example: liveorch verify-repro examples/bookworm-live/config.xml
+    """
+    from orchestrator.repro import verify_reproducible
+
+    def action() -> None:
+        options = BuildOptions(target_dir=target_dir, profiles=tuple(profile), volume=volume,
+                               engine_host=engine_host)
+        report = verify_reproducible(config, options, _say)
+        print(f"first  {report.sha256[0]}\nsecond {report.sha256[1]}")
+        if report.identical:
+            print("reproducible: every stage's outputs are identical")
+            return
+        print(f"NOT reproducible: the {report.first_difference} stage differs in {', '.join(report.differing_files)}")
+        raise typer.Exit(1)
+
+    _guarded(action)
+
+
+@cache_app.command("ls")
+def cache_ls(
+    volume: Annotated[str, typer.Option(help="Artifact volume.")] = DEFAULT_VOLUME,
+    engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
+) -> None:
+    """List cached stage results (and the package pool) with size and age."""
+    import time
+
+    from orchestrator.cache import list_entries
+
+    def action() -> None:
+        entries = list_entries(connect(engine_host), volume)
+        now = time.time()
+        total = 0
+        for e in entries:
+            total += e.bytes
+            state = "" if e.complete else " (unfinished)"
+            print(f"{e.stage:<9} {e.key[:24]:<24} {e.bytes / 1e6:10.1f} MB {(now - e.mtime) / 3600:8.1f} h{state}")
+        print(f"{len(entries)} entries, {total / 1e6:.1f} MB in volume {volume}")
+
+    _guarded(action)
+
+
+@cache_app.command("prune")
+def cache_prune(
+    older_than_days: Annotated[float, typer.Option(help="Remove entries older than this many days.")] = 14,
+    all_entries: Annotated[bool, typer.Option("--all", help="Remove every entry, the package pool too.")] = False,
+    volume: Annotated[str, typer.Option(help="Artifact volume.")] = DEFAULT_VOLUME,
+    engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
+) -> None:
+    """Remove old cache entries and leftovers of interrupted stages."""
+    import time
+
+    from orchestrator.cache import prune
+
+    def action() -> None:
+        removed = prune(connect(engine_host), volume, None if all_entries else older_than_days * 86400, time.time())
+        print(f"removed {len(removed)} entries, {sum(e.bytes for e in removed) / 1e6:.1f} MB")
 
     _guarded(action)

@@ -28,7 +28,6 @@ from orchestrator.errors import EngineError, Interrupted, StageFailed
 from orchestrator.images import StageImage
 from stages.contract import (
     ARTIFACTS_MOUNT,
-    NETWORKED_STAGES,
     REQUEST_FILE,
     RESULT_FILE,
     STAGE_CAPABILITIES,
@@ -176,7 +175,7 @@ class StageRunner:
         data = self.volume.read(stage_dir(stage, key) / RESULT_FILE)
         return StageResult.from_json(data.decode()) if data else None
 
-    def run(self, image: StageImage, request: StageRequest) -> StageResult:
+    def run(self, image: StageImage, request: StageRequest, network: bool) -> StageResult:
         stage, key = request.stage, request.key
         work_name = f".work-{key[:16]}-{uuid.uuid4().hex[:8]}"
         self.volume.write_tree(PurePosixPath(ARTIFACTS_MOUNT), {
@@ -192,7 +191,7 @@ class StageRunner:
             name=f"liveorch-{self.volume.build_id}-{stage}",
             labels={LABEL: "stage", f"{LABEL}.build": self.volume.build_id, f"{LABEL}.stage": stage},
             volumes={self.volume.name: {"bind": ARTIFACTS_MOUNT, "mode": "rw"}},
-            network_mode="bridge" if stage in NETWORKED_STAGES else "none",
+            network_mode="bridge" if network else "none",
             cap_drop=[c for c in DOCKER_DEFAULT_CAPS if c not in keep],
             security_opt=["no-new-privileges"],
             privileged=False,

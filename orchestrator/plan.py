@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.description import Description
+from stages.contract import NETWORKED_STAGES
 
 ARCHITECTURE = "amd64"
 KIWI_ARCH = "x86_64"
@@ -27,6 +28,10 @@ class BuildPlan:
     iso_name: str
     notes: list[str]
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def network(self, stage: str) -> bool:
+        """Only resolve fetches, and not even it when building offline from the package pool."""
+        return stage in NETWORKED_STAGES and not self.options["resolve"].get("offline")
 
     @property
     def basename(self) -> str:
@@ -48,7 +53,7 @@ def _packages(description: Description, notes: list[str]) -> list[str]:
     return names
 
 
-def make_plan(description: Description, lock: dict[str, Any] | None = None) -> BuildPlan:
+def make_plan(description: Description, lock: dict[str, Any] | None = None, offline: bool = False) -> BuildPlan:
     notes: list[str] = []
     live = description.live
     if live.flags == "overlay":
@@ -71,6 +76,7 @@ def make_plan(description: Description, lock: dict[str, Any] | None = None) -> B
             "repositories": repositories,
             "packages": _packages(description, notes),
             "lock": lock,
+            "offline": offline,
         },
         "rootfs": {
             "suite": description.repositories[0].distribution,

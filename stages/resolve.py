@@ -174,7 +174,7 @@ def _locked(lock: dict[str, Any]) -> list[Package]:
     return sorted((Package(**entry) for entry in lock["packages"]), key=lambda p: p.name)
 
 
-def _fetch(packages: list[Package], env: dict[str, str], debs: Path) -> int:
+def _fetch(packages: list[Package], env: dict[str, str], debs: Path, offline: bool) -> int:
     """Put every .deb into `debs`, from the pool when it holds the same bytes; returns downloads."""
     POOL.mkdir(parents=True, exist_ok=True)
     wanted: list[Package] = []
@@ -184,6 +184,9 @@ def _fetch(packages: list[Package], env: dict[str, str], debs: Path) -> int:
             os.link(pooled, debs / package.deb_name())
         else:
             wanted.append(package)
+    if wanted and offline:
+        names = ", ".join(p.deb_name() for p in wanted[:5])
+        raise StageError(f"offline, and {len(wanted)} locked package(s) are not in the package cache: {names}")
     if wanted:
         download = APT_ROOT / "download"
         run(["apt-get", "-q", "download", *[p.spec() for p in wanted]], env=env, cwd=download,
@@ -221,8 +224,12 @@ def execute(request: StageRequest, out: Path) -> Outcome:
         raise StageError("no repositories configured")
     arch = options.get("architecture", "amd64")
     env = _write_apt_config(repos, arch)
-    run(["apt-get", "-q", "update"], env=env, what="apt-get update (repository unreachable?)")
     lock = options.get("lock")
+    offline = bool(options.get("offline"))
+    if offline and not lock:
+        raise StageError("an offline build needs a lock (build once online, or run `liveorch lock`)")
+    if not offline:
+        run(["apt-get", "-q", "update"], env=env, what="apt-get update (repository unreachable?)")
     if lock:
         packages = _locked(lock)
         log(f"using the lock: {len(packages)} packages")
@@ -231,7 +238,7 @@ def execute(request: StageRequest, out: Path) -> Outcome:
         log(f"resolved {len(packages)} packages")
     debs = out / "debs"
     debs.mkdir()
-    downloaded = _fetch(packages, env, debs)
+    downloaded = _fetch(packages, env, debs, offline)
     log(f"{downloaded} downloaded, {len(packages) - downloaded} from the package pool")
     epoch = request.source_date_epoch or _newest_package_date(debs)
     lock_out = {
@@ -240,6 +247,7 @@ def execute(request: StageRequest, out: Path) -> Outcome:
         "source_date_epoch": epoch,
         "repositories": [{"alias": r.alias, "url": r.url, "suite": r.suite, "components": list(r.components)}
                          for r in repos],
+        "requested": sorted(options.get("packages", [])),
         "packages": [p.__dict__ for p in packages],
     }
     (out / "lock.json").write_text(json.dumps(lock_out, indent=1, sort_keys=True) + "\n")

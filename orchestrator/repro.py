@@ -1,0 +1,66 @@
+"""verify-repro: build twice, independently, and compare every stage's outputs.
+
+The second build runs in a fresh artifact volume with no cache, from the first build's
+lock (so both install the same packages), in another target directory. The first stage
+whose outputs differ is the one that is not a pure function of its inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker.errors
+
+from orchestrator.build import Build, BuildOptions, StageReport
+from orchestrator.engine import connect
+from stages.contract import STAGES
+
+
+@dataclass
+class ReproReport:
+    identical: bool
+    first_difference: str | None
+    differing_files: list[str]
+    sha256: tuple[str, str]
+
+
+def _iso_sha(reports: dict[str, StageReport]) -> str:
+    return str(reports["checksum"].result.facts["sha256"])
+
+
+def compare(first: dict[str, StageReport], second: dict[str, StageReport]) -> tuple[str | None, list[str]]:
+    for stage in STAGES:
+        a, b = first[stage].result.outputs, second[stage].result.outputs
+        if a != b:
+            files = sorted(name for name in set(a) | set(b) if a.get(name) != b.get(name))
+            return stage, files
+    return None, []
+
+
+def verify_reproducible(config: Path, options: BuildOptions, say: Callable[[str], None]) -> ReproReport:
+    with tempfile.TemporaryDirectory(prefix="liveorch-repro-") as tmp:
+        say("first build (the usual cache)")
+        with Build(config, options, say) as build:
+            first = build.run_stages()
+            lock_file = Path(tmp) / "first.lock"
+            build.export_lock(first, lock_file)
+        scratch = f"liveorch-repro-{uuid.uuid4().hex[:8]}"
+        second_options = dataclasses.replace(options, volume=scratch, no_cache=True, lock=lock_file,
+                                             update_lock=False, target_dir=Path(tmp) / "second")
+        say(f"second build (no cache, fresh volume {scratch})")
+        try:
+            with Build(config, second_options, say) as build:
+                second = build.run_stages()
+        finally:
+            client = connect(options.engine_host)
+            with contextlib.suppress(docker.errors.NotFound):
+                client.volumes.get(scratch).remove(force=True)
+            client.close()
+    stage, files = compare(first, second)
+    return ReproReport(stage is None, stage, files, (_iso_sha(first), _iso_sha(second)))

@@ -1,0 +1,53 @@
+"""The stage cache and bit-identical output, on the real example build."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from orchestrator.build import BuildOptions, BuildReport, run_build
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "bookworm-live" / "config.xml"
+
+
+def _states(report: BuildReport) -> dict[str, bool]:
+    return {r.stage: r.cached for r in report.stages}
+
+
+def test_unchanged_rebuild_reuses_every_stage(example_build: BuildReport, test_volume: str, tmp_path: Path) -> None:
+    again = run_build(EXAMPLE, BuildOptions(target_dir=tmp_path, volume=test_volume), print)
+    assert all(_states(again).values()), _states(again)
+    assert again.sha256 == example_build.sha256
+    assert (tmp_path / example_build.iso.name).stat().st_size == example_build.size
+
+
+def test_timeout_change_reruns_only_iso_and_checksum(example_build: BuildReport, test_volume: str,
+                                                     tmp_path: Path) -> None:
+    tree = etree.parse(str(EXAMPLE))
+    tree.find("preferences/type/bootloader").set("timeout", "9")
+    changed = tmp_path / "config.xml"
+    tree.write(str(changed))
+    report = run_build(changed, BuildOptions(target_dir=tmp_path / "out", volume=test_volume), print)
+    assert _states(report) == {"resolve": True, "rootfs": True, "squashfs": True, "initrd": True,
+                               "iso": False, "checksum": False}
+    assert report.sha256 != example_build.sha256
+
+
+def test_an_independent_build_is_bit_identical(example_build: BuildReport, test_volume: str, tmp_path: Path) -> None:
+    """verify-repro: a second build in a fresh volume with no cache, another TZ and umask."""
+    env = {**os.environ, "TZ": "Pacific/Kiritimati"}
+    completed = subprocess.run(
+        ["bash", "-c", 'umask 077 && exec "$@"', "_", sys.executable, "-m", "orchestrator", "verify-repro",
+         str(EXAMPLE), "--volume", test_volume, "--target-dir", str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=1800,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert "reproducible: every stage's outputs are identical" in completed.stdout
+    assert f"second {example_build.sha256}" in completed.stdout
