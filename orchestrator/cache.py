@@ -29,6 +29,9 @@ for stage in sorted(p for p in root.iterdir() if p.is_dir()):
 """
 
 
+UNFINISHED_GRACE = 6 * 3600
+
+
 @dataclass(frozen=True)
 class CacheEntry:
     stage: str
@@ -53,10 +56,22 @@ def list_entries(client: docker.DockerClient, volume: str) -> list[CacheEntry]:
 
 
 def prune(client: docker.DockerClient, volume: str, older_than: float | None, now: float) -> list[CacheEntry]:
-    """Remove entries older than `older_than` seconds (all when None), and unfinished work dirs."""
+    """Remove entries older than `older_than` seconds (all when None), and work dirs that
+    interrupted stages left (after a grace period, so a running build keeps its own)."""
     doomed = [e for e in list_entries(client, volume)
-              if older_than is None or now - e.mtime > older_than or not e.complete]
+              if older_than is None or now - e.mtime > older_than
+              or (not e.complete and now - e.mtime > UNFINISHED_GRACE)]
     paths = [f"{ARTIFACTS_MOUNT}/{e.stage}/{e.key}" for e in doomed]
     for start in range(0, len(paths), 200):
         _run(client, volume, ["rm", "-rf", "--", *paths[start:start + 200]])
     return doomed
+
+
+def remove_stopped_containers(client: docker.DockerClient) -> list[str]:
+    """Containers liveorch created that are not running (a killed orchestrator leaves them)."""
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": LABEL}):
+        if container.status != "running":
+            container.remove(force=True)
+            removed.append(container.name)
+    return removed

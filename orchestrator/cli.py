@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,7 +50,13 @@ def _fail(error: LiveorchError) -> None:
     raise typer.Exit(error.exit_code)
 
 
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _guarded(action: object) -> None:
+    """Run a verb: LiveorchErrors become one line and an exit code; SIGTERM acts like Ctrl-C."""
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         action()  # type: ignore[operator]
     except LiveorchError as error:
@@ -300,5 +307,41 @@ def cache_prune(
     def action() -> None:
         removed = prune(connect(engine_host), volume, None if all_entries else older_than_days * 86400, time.time())
         print(f"removed {len(removed)} entries, {sum(e.bytes for e in removed) / 1e6:.1f} MB")
+
+    _guarded(action)
+
+
+@app.command()
+def clean(
+    all_cache: Annotated[bool, typer.Option("--all", help="Also remove the artifact volume (the whole cache).")
+                         ] = False,
+    volume: Annotated[str, typer.Option(help="Artifact volume.")] = DEFAULT_VOLUME,
+    engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
+) -> None:
+    """Remove what interrupted builds left: stopped liveorch containers, unfinished stage work
+    directories; with --all the artifact volume too."""
+    import time
+
+    import docker.errors
+
+    from orchestrator.cache import UNFINISHED_GRACE, prune, remove_stopped_containers
+
+    def action() -> None:
+        client = connect(engine_host)
+        containers = remove_stopped_containers(client)
+        print(f"removed {len(containers)} stopped containers")
+        if all_cache:
+            try:
+                client.volumes.get(volume).remove(force=True)
+                print(f"removed volume {volume}")
+            except docker.errors.NotFound:
+                print(f"no volume {volume}")
+            return
+        try:
+            client.volumes.get(volume)
+        except docker.errors.NotFound:
+            return
+        removed = prune(client, volume, older_than=10 * 365 * 86400.0, now=time.time() + UNFINISHED_GRACE)
+        print(f"removed {len(removed)} unfinished work directories")
 
     _guarded(action)

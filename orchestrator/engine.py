@@ -207,7 +207,8 @@ class StageRunner:
                 self._discard(image, work)
                 raise StageFailed(self._failure(stage, code, tail, container), hint="\n".join(tail[-TAIL_LINES:]))
         except KeyboardInterrupt:
-            container.remove(force=True)
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
             self._discard(image, work)
             raise Interrupted(f"interrupted during the {stage} stage; finished stages stay cached") from None
         finally:
@@ -234,6 +235,9 @@ class StageRunner:
 
     def _failure(self, stage: str, code: int, tail: list[str], container: docker.models.containers.Container
                  ) -> str:
+        if any("No space left on device" in line for line in tail):
+            return (f"{stage} stage failed: no space left on device (the artifact volume {self.volume.name!r} "
+                    "or the engine's storage is full; try `liveorch cache prune`)")
         errors = [line[len(ERROR_PREFIX):] for line in tail if line.startswith(ERROR_PREFIX)]
         if errors:
             return f"{stage} stage failed: {errors[-1]}"

@@ -10,11 +10,12 @@ finds this medium by a marker file and loads the menu from it.
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from stages.contract import StageRequest
+from stages.contract import RESULT_FILE, StageRequest, canonical_json, sha256_text
 from stages.grub_config import INITRD_PATH, KERNEL_PATH, early_config, menu_config
 from stages.tools import Outcome, StageError, log, package_version, run
 
@@ -101,13 +102,26 @@ def _xorriso_args(options: dict, epoch: int, efi: bool, grafts: dict[str, Path],
     ]
 
 
+def medium_identity(request: StageRequest) -> str:
+    """A hash of what the ISO is made of, for its marker file and FAT serial.
+
+    Not the cache key: that includes the stage image's id, which differs between hosts
+    that built the same Dockerfile, and the ISO must not.
+    """
+    inputs = {name: json.loads((Path(path) / RESULT_FILE).read_text())["outputs"]
+              for name, path in sorted(request.inputs.items())}
+    return sha256_text(canonical_json({"options": request.options, "epoch": request.source_date_epoch,
+                                       "inputs": inputs}))
+
+
 def execute(request: StageRequest, out: Path) -> Outcome:
     options = request.options
     epoch = request.source_date_epoch
     _volume_checks(options["volid"])
     firmware = options.get("firmware", "efi")
     efi = firmware in ("efi", "uefi")
-    marker = f"liveorch-{request.key[:16]}.id"
+    identity = medium_identity(request)
+    marker = f"liveorch-{identity[:16]}.id"
     grub_dir = TREE / "boot/grub"
     (grub_dir / "i386-pc").mkdir(parents=True)
     WORK.mkdir(parents=True)
@@ -119,7 +133,7 @@ def execute(request: StageRequest, out: Path) -> Outcome:
     if efi:
         bootx64 = WORK / "BOOTX64.EFI"
         _grub_image("x86_64-efi", EFI_MODULES, bootx64, early)
-        serial = request.key[:8].upper()
+        serial = identity[:8].upper()
         _efi_fat_image(bootx64, grub_dir / "efi.img", options.get("efifatimagesize"), serial, epoch)
     squashfs = Path(request.inputs["squashfs"]) / "LiveOS/squashfs.img"
     initrd = Path(request.inputs["initrd"])

@@ -4,7 +4,8 @@ mmdebstrap installs from a flat repository made of the resolved .debs (a copy://
 so the container needs no network and apt cannot pick anything the lock does not list.
 Configuration (users, locale, time zone, hostname, consoles) happens on the tree; the
 few commands that must run inside it go through chroot, which Docker's default
-capabilities allow. Everything that would make two builds differ (logs, caches,
+capabilities allow. The description's archives, root/ overlay and hooks are applied in
+KIWI's order (stages/hooks.py). Everything that would make two builds differ (logs, caches,
 machine-id, backup files, password change dates) is removed or pinned before the tar is
 written with sorted names, numeric owners and clamped times.
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 from stages.configure_root import configure_root, scrub_root
 from stages.contract import StageRequest
+from stages.hooks import apply_description
 from stages.tools import Outcome, StageError, capture, log, package_version, run
 
 REPO = Path("/tmp/repo")
@@ -56,10 +58,10 @@ def _install(lock: dict[str, Any], suite: str) -> None:
     ], env=env, what="mmdebstrap")
 
 
-def _check_installed(lock: dict[str, Any], packages_file: Path) -> None:
-    """The root must hold exactly the locked packages, no more and no fewer."""
+def _check_installed(lock: dict[str, Any], packages_file: Path, deleted: list[str]) -> None:
+    """The root must hold exactly the locked packages (less the deleted ones), no more and no fewer."""
     installed = {line.split("|")[0]: line.split("|")[2] for line in packages_file.read_text().splitlines()}
-    locked = {p["name"]: p["version"] for p in lock["packages"]}
+    locked = {p["name"]: p["version"] for p in lock["packages"] if p["name"] not in deleted}
     if installed != locked:
         extra = sorted(set(installed) - set(locked))
         missing = sorted(set(locked) - set(installed))
@@ -101,9 +103,10 @@ def execute(request: StageRequest, out: Path) -> Outcome:
     options = request.options
     _flat_repository(resolve / "debs")
     _install(lock, options.get("suite", "bookworm"))
-    configure_root(ROOT, options, lock, request.source_date_epoch)
+    epoch = request.source_date_epoch
+    deleted = apply_description(ROOT, options, epoch, lambda: configure_root(ROOT, options, lock, epoch))
     packages_file = _write_packages(out)
-    _check_installed(lock, packages_file)
+    _check_installed(lock, packages_file, deleted)
     scrub_root(ROOT, request.source_date_epoch)
     _write_tar(out, request.source_date_epoch)
     shutil.rmtree(ROOT, ignore_errors=True)

@@ -78,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     except StageError as error:
         print(f"{ERROR_PREFIX}{error}", file=sys.stderr, flush=True)
         return 1
+    except OSError as error:
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"{ERROR_PREFIX}{error.strerror or error}{where}", file=sys.stderr, flush=True)
+        return 1
     except KeyboardInterrupt:
         print(f"{ERROR_PREFIX}interrupted", file=sys.stderr, flush=True)
         return 130

@@ -1,0 +1,225 @@
+"""The description's own contributions to the root, in KIWI's order: archives, the root/
+overlay, then (after the system settings) config.sh, package deletion and images.sh.
+
+The description arrives as one tar (the "payload") made by the orchestrator. Overlay and
+archives are unpacked by the image's own tar inside the root (chroot), so the image's
+symlinks (/lib -> usr/lib) are followed as on the booted system. Hooks run inside the root
+with KIWI's /.kconfig helpers and /.profile variables, under a timeout, and their output
+goes to the stage log so a failure shows the hook's last lines.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import tarfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from stages.tools import StageError, log, run
+
+PAYLOAD_DIR = Path("/tmp/description")
+HOOK_DIR = "image"
+
+# KIWI's helper functions that descriptions' hooks call, mapped onto systemd and dpkg.
+KCONFIG = r"""# liveorch's /.kconfig: the KIWI helper functions config.sh and images.sh may call.
+Debug() { [ -n "${DEBUG:-}" ] && echo "+++++> $*"; return 0; }
+Echo() { echo "$@"; }
+baseInsertService() { systemctl enable "$1"; }
+baseRemoveService() { systemctl disable "$1"; }
+baseService() { if [ "$2" = "on" ] || [ "$2" = "yes" ]; then baseInsertService "$1"; else baseRemoveService "$1"; fi; }
+suseInsertService() { baseInsertService "$@"; }
+suseRemoveService() { baseRemoveService "$@"; }
+suseService() { baseService "$@"; }
+suseActivateDefaultServices() { :; }
+baseSetRunlevel() {
+    case "$1" in
+        1) target=rescue.target ;;
+        2|3|4) target=multi-user.target ;;
+        5) target=graphical.target ;;
+        *) target="$1" ;;
+    esac
+    systemctl set-default "$target"
+}
+baseCleanMount() { :; }
+suseConfig() { :; }
+baseStripDocs() { rm -rf /usr/share/doc/* /usr/share/man/* /usr/share/info/*; }
+baseStripLocales() {
+    keep="$*"
+    for dir in /usr/share/locale/*; do
+        name=$(basename "$dir"); case " $keep " in *" $name "*) ;; *) rm -rf "$dir" ;; esac
+    done
+}
+baseUpdateSysConfig() { :; }
+"""
+
+
+def unpack_payload(payload: Path) -> None:
+    """Unpack the description payload; the orchestrator made it, but check names anyway."""
+    PAYLOAD_DIR.mkdir(parents=True)
+    with tarfile.open(payload) as tar:
+        for member in tar.getmembers():
+            path = PurePosixPath(member.name)
+            if path.is_absolute() or ".." in path.parts:
+                raise StageError(f"unsafe name in the description payload: {member.name}")
+            if not (member.isfile() or member.isdir() or member.issym()):
+                raise StageError(f"{member.name}: only files, directories and symlinks may come from a description")
+        tar.extractall(PAYLOAD_DIR, numeric_owner=True)
+
+
+def _unpack_into_root(root: Path, archive: Path, what: str) -> None:
+    """Unpack with the image's own tar inside the image, keeping owners and the image's dir symlinks."""
+    inside = root / "tmp" / f"liveorch-{archive.name}"
+    shutil.copyfile(archive, inside)
+    try:
+        run(["chroot", root, "tar", "--extract", "--file", f"/tmp/{inside.name}", "--directory", "/",
+             "--keep-directory-symlink", "--no-overwrite-dir", "--same-owner", "--numeric-owner",
+             "--preserve-permissions"], what=what)
+    finally:
+        inside.unlink(missing_ok=True)
+
+
+def apply_archives(root: Path, archives: list[str]) -> None:
+    for name in archives:
+        _unpack_into_root(root, PAYLOAD_DIR / "archives" / name, f"unpacking archive {name}")
+        log(f"archive {name} unpacked into the root")
+
+
+def apply_overlay(root: Path, epoch: int) -> None:
+    overlay = PAYLOAD_DIR / "root"
+    if not overlay.is_dir():
+        return
+    bundle = Path("/tmp/overlay.tar")
+    names = []
+    with tarfile.open(bundle, "w") as tar:
+        for path in sorted(overlay.rglob("*")):
+            relative = path.relative_to(overlay).as_posix()
+            names.append(relative)
+            info = tar.gettarinfo(str(path), arcname=relative)
+            # KIWI's rule: overlay files belong to root; checkout times are not content.
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            info.mtime = epoch
+            if info.isfile():
+                with path.open("rb") as handle:
+                    tar.addfile(info, handle)
+            else:
+                tar.addfile(info)
+    _unpack_into_root(root, bundle, "copying the root/ overlay")
+    bundle.unlink()
+    log(f"root/ overlay: {len(names)} entries copied")
+
+
+def write_profile(root: Path, variables: dict[str, str]) -> None:
+    text = "".join(f"{name}={shlex.quote(str(value))}\n" for name, value in sorted(variables.items()))
+    (root / ".profile").write_text(text)
+    (root / ".kconfig").write_text(KCONFIG)
+
+
+def _interpreter(root: Path, script: Path) -> str | None:
+    first = script.read_bytes()[:256].split(b"\n", 1)[0]
+    if first.startswith(b"#!"):
+        words = first[2:].decode(errors="replace").split()
+        return words[0] if words else None
+    return None
+
+
+def run_hook(root: Path, name: str, timeout: int) -> None:
+    """Run config.sh or images.sh inside the root; fail with its last lines, or on timeout."""
+    script = PAYLOAD_DIR / name
+    if not script.is_file():
+        return
+    target = root / HOOK_DIR / name
+    target.parent.mkdir(exist_ok=True)
+    shutil.copy2(script, target)
+    if os.access(script, os.X_OK):
+        interpreter = _interpreter(root, script)
+        if interpreter and not (root / interpreter.lstrip("/")).exists():
+            raise StageError(f"{name}: its interpreter {interpreter} is not in the image (add the package "
+                             "that provides it)")
+        argv = [f"/{HOOK_DIR}/{name}"]
+    else:
+        log(f"warning: {name} is not executable: running it with bash, as KIWI does")
+        argv = ["/bin/bash", f"/{HOOK_DIR}/{name}"]
+    log(f"running {name} (timeout {timeout} s)")
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
+           "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "0"), "DEBIAN_FRONTEND": "noninteractive"}
+    process = subprocess.Popen(["chroot", str(root), "/bin/sh", "-c", 'cd / && exec "$@"', name, *argv],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        _relay(process, lines, timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise StageError(f"{name} did not finish within {timeout} s (--hook-timeout)") from None
+    if process.returncode != 0:
+        last = next((ln for ln in reversed(lines) if ln.strip()), "no output")
+        raise StageError(f"{name} failed with exit code {process.returncode}: {last}")
+
+
+def _relay(process: subprocess.Popen[bytes], lines: list[str], timeout: int) -> None:
+    """Copy the hook's output to the stage log, enforcing the timeout even while it is silent."""
+    import selectors
+    import time
+
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    pending = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise subprocess.TimeoutExpired(process.args, timeout)
+        if not selector.select(timeout=min(remaining, 1.0)):
+            continue
+        chunk = os.read(process.stdout.fileno(), 65536)
+        if not chunk:
+            break
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for raw in complete:
+            line = raw.decode(errors="replace")
+            lines.append(line)
+            log(f"  | {line}")
+    process.wait(timeout=max(deadline - time.monotonic(), 1))
+
+
+def delete_packages(root: Path, names: list[str]) -> None:
+    installed = {p.name.removesuffix(".list") for p in (root / "var/lib/dpkg/info").glob("*.list")}
+    present = [n for n in names if n in installed]
+    for missing in sorted(set(names) - set(present)):
+        log(f"warning: delete package {missing} is not installed")
+    if present:
+        run(["chroot", root, "dpkg", "--purge", "--force-all", *present], what="deleting packages")
+
+
+def remove_hook_files(root: Path) -> None:
+    shutil.rmtree(root / HOOK_DIR, ignore_errors=True)
+    for name in (".kconfig", ".profile"):
+        (root / name).unlink(missing_ok=True)
+
+
+def apply_description(root: Path, options: dict[str, Any], epoch: int, settings: Any) -> list[str]:
+    """Everything the description brings, around `settings()` (users, locale, ...), in KIWI's order.
+    Returns the packages that were deleted."""
+    payload = options.get("payload")
+    if payload:
+        unpack_payload(Path(payload))
+        apply_archives(root, options.get("archives", []))
+        apply_overlay(root, epoch)
+    settings()
+    deleted = list(options.get("delete_packages", []))
+    if payload:
+        write_profile(root, options.get("profile", {}))
+        run_hook(root, "config.sh", int(options.get("hook_timeout", 1800)))
+    delete_packages(root, deleted)
+    if payload:
+        run_hook(root, "images.sh", int(options.get("hook_timeout", 1800)))
+        remove_hook_files(root)
+    return deleted

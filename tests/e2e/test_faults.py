@@ -1,0 +1,164 @@
+"""Bad input and faults through the real CLI: one clear line, the documented exit code, no
+ISO in the target directory, no containers left behind, and a cheap resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+import pytest
+from lxml import etree
+
+from orchestrator.engine import LABEL
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "bookworm-live" / "config.xml"
+LIVEORCH = [sys.executable, "-m", "orchestrator"]
+
+
+def _variant(tmp_path: Path, extra_package: str) -> Path:
+    """The example with one more package: new resolve and rootfs keys, nothing cached past resolve."""
+    tree = etree.parse(str(EXAMPLE))
+    packages = tree.find("packages[@type='image']")
+    etree.SubElement(packages, "package", name=extra_package)
+    path = tmp_path / "config.xml"
+    tree.write(str(path))
+    return path
+
+
+def _liveorch(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([*LIVEORCH, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def _assert_clean_failure(completed: subprocess.CompletedProcess, code: int, message: str, target: Path) -> None:
+    assert completed.returncode == code, completed.stdout[-2000:] + completed.stderr[-2000:]
+    errors = [ln for ln in completed.stderr.splitlines() if ln.startswith("liveorch: error: ")]
+    assert len(errors) == 1 and message in errors[0], completed.stderr
+    assert "Traceback" not in completed.stderr + completed.stdout
+    assert not list(target.glob("*.iso")) if target.is_dir() else True
+    assert not list(target.glob(".*partial*")) if target.is_dir() else True
+
+
+def _no_containers_of(client: docker.DockerClient, volume: str) -> None:
+    stragglers = [c.name for c in client.containers.list(all=True, filters={"volume": volume})
+                  if c.labels.get(LABEL) != "probe" or c.status == "running"]
+    assert not stragglers, stragglers
+
+
+def test_engine_not_reachable(tmp_path: Path) -> None:
+    completed = _liveorch("run", str(EXAMPLE), "--target-dir", str(tmp_path),
+                          env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    _assert_clean_failure(completed, 3, "no container engine answers", tmp_path)
+
+
+def test_target_directory_not_writable(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    completed = _liveorch("run", str(EXAMPLE), "--target-dir", str(blocker / "out"))
+    _assert_clean_failure(completed, 5, "is not writable", tmp_path)
+
+
+def test_broken_description_names_file_and_line(tmp_path: Path) -> None:
+    broken = tmp_path / "config.xml"
+    broken.write_text(EXAMPLE.read_text().replace("<packages type=\"image\">", "<packages type=\"image\"", 1))
+    completed = _liveorch("run", str(broken), "--target-dir", str(tmp_path / "out"))
+    _assert_clean_failure(completed, 2, f"{broken}:", tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_unknown_package(tmp_path: Path, test_volume: str, docker_client: docker.DockerClient) -> None:
+    config = _variant(tmp_path, "no-such-package-xyz")
+    target = tmp_path / "out"
+    completed = _liveorch("run", str(config), "--target-dir", str(target), "--volume", test_volume)
+    _assert_clean_failure(completed, 4, "package not found: no-such-package-xyz", target)
+    assert "deb.debian.org" in completed.stderr
+    _no_containers_of(docker_client, test_volume)
+
+
+@pytest.mark.slow
+def test_full_disk_is_reported(tmp_path: Path, docker_client: docker.DockerClient) -> None:
+    name = f"liveorch-test-tiny-{os.getpid()}"
+    docker_client.volumes.create(name, driver="local",
+                                 driver_opts={"type": "tmpfs", "device": "tmpfs", "o": "size=24m"})
+    try:
+        completed = _liveorch("run", str(EXAMPLE), "--target-dir", str(tmp_path), "--volume", name)
+        _assert_clean_failure(completed, 4, "no space left on device", tmp_path)
+        _no_containers_of(docker_client, name)
+    finally:
+        for container in docker_client.containers.list(all=True, filters={"volume": name}):
+            container.remove(force=True)
+        docker_client.volumes.get(name).remove(force=True)
+
+
+class _Run:
+    """A `liveorch run` in the background, read line by line."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen([*LIVEORCH, "run", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)
+        self.lines: list[str] = []
+
+    def wait_for(self, text: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        assert self.process.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            if text in line:
+                return
+        raise AssertionError(f"never saw {text!r}: {''.join(self.lines)[-2000:]}")
+
+    def finish(self, timeout: float = 60) -> tuple[int, str]:
+        _, err = self.process.communicate(timeout=timeout)
+        return self.process.returncode, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupt_stops_the_stage_and_the_next_run_resumes(sig: signal.Signals, tmp_path: Path, test_volume: str,
+                                                            docker_client: docker.DockerClient) -> None:
+    config = _variant(tmp_path, "less")
+    target = tmp_path / "out"
+    first = _Run(str(config), "--target-dir", str(target), "--volume", test_volume)
+    first.wait_for("[rootfs] running")
+    time.sleep(3)
+    stopped_at = time.monotonic()
+    first.process.send_signal(sig)
+    code, err = first.finish()
+    assert time.monotonic() - stopped_at < 30
+    assert code == 130, err
+    assert "interrupted during the rootfs stage" in err and "Traceback" not in err
+    _no_containers_of(docker_client, test_volume)
+    assert not list(target.glob("*.iso"))
+    second = _Run(str(config), "--target-dir", str(target), "--volume", test_volume)
+    second.wait_for("[resolve] cached")
+    second.wait_for("[rootfs] running")
+    second.process.send_signal(signal.SIGINT)
+    assert second.finish()[0] == 130
+    _no_containers_of(docker_client, test_volume)
+
+
+@pytest.mark.slow
+def test_a_stage_killed_from_outside_is_named(tmp_path: Path, test_volume: str,
+                                              docker_client: docker.DockerClient) -> None:
+    config = _variant(tmp_path, "less")
+    target = tmp_path / "out"
+    run = _Run(str(config), "--target-dir", str(target), "--volume", test_volume, "--no-cache")
+    run.wait_for("[rootfs] running")
+    time.sleep(3)
+    victims = docker_client.containers.list(filters={"label": f"{LABEL}.stage=rootfs", "volume": test_volume})
+    assert len(victims) == 1
+    victims[0].kill()
+    code, err = run.finish()
+    assert code == 4, err
+    assert "rootfs stage was killed from outside" in err
+    _no_containers_of(docker_client, test_volume)
+    assert not list(target.glob("*.iso"))
