@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from orchestrator.description import parse_description
@@ -21,8 +21,11 @@ from orchestrator.engine import DEFAULT_VOLUME, ArtifactVolume, StageRunner, con
 from orchestrator.errors import LiveorchError, TargetError
 from orchestrator.images import StageImage, ensure_stage_images
 from orchestrator.lock import check_lock, load_lock, lock_path
-from orchestrator.plan import BuildPlan, make_plan
+from orchestrator.overrides import Overrides
+from orchestrator.payload import Payload, make_payload
+from orchestrator.plan import DEFAULT_HOOK_TIMEOUT, BuildPlan, make_plan
 from stages.contract import (
+    ARTIFACTS_MOUNT,
     STAGE_INPUTS,
     STAGES,
     StageRequest,
@@ -45,6 +48,8 @@ class BuildOptions:
     engine_host: str | None = None
     verbose: bool = False
     offline: bool = False
+    overrides: Overrides | None = None
+    hook_timeout: int = DEFAULT_HOOK_TIMEOUT
 
 
 @dataclass
@@ -106,11 +111,14 @@ class Build:
         self.options = options
         self.say = say
         self.started = time.monotonic()
-        self.description = parse_description(config, options.profiles)
+        self.description = parse_description(config, options.profiles, overrides=options.overrides)
         self.lock_path = lock_path(self.description, options.lock)
         required = options.lock is not None or options.offline
         self.lock = None if options.update_lock else load_lock(self.lock_path, required=required)
-        self.plan = make_plan(self.description, self.lock, offline=options.offline)
+        self.payload = make_payload(self.description)
+        self.plan = make_plan(self.description, self.lock, offline=options.offline,
+                              payload_sha256=self.payload.sha256 if self.payload else None,
+                              hook_timeout=options.hook_timeout)
         if self.lock is not None:
             resolve = self.plan.options["resolve"]
             check_lock(self.lock_path, self.lock, resolve["packages"], resolve["repositories"])
@@ -124,11 +132,23 @@ class Build:
         self.images = ensure_stage_images(self.client, self.say)
         self.volume = ArtifactVolume(self.client, self.options.volume, self.images["checksum"].tag,
                                      uuid.uuid4().hex[:12])
+        if self.payload is not None:
+            self._upload_payload(self.payload)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.volume.close()
         self.client.close()
+        if self.payload is not None:
+            self.payload.file.close()
+
+    def _upload_payload(self, payload: Payload) -> None:
+        directory = PurePosixPath(ARTIFACTS_MOUNT) / payload.volume_dir
+        if not self.volume.exists(directory / "payload.tar"):
+            size = payload.file.seek(0, 2)
+            payload.file.seek(0)
+            self.volume.put_file(directory, "payload.tar", payload.file, size)
+            self.say(f"description files: {payload.entries} entries uploaded")
 
     def run_stages(self, until: str = STAGES[-1]) -> dict[str, StageReport]:
         log_path = self.options.target_dir / f"{self.plan.basename}.log"

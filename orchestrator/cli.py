@@ -14,8 +14,10 @@ from orchestrator import __version__
 from orchestrator.build import BuildOptions, run_build
 from orchestrator.description import parse_description
 from orchestrator.engine import DEFAULT_VOLUME, connect
-from orchestrator.errors import LiveorchError
+from orchestrator.errors import DescriptionError, LiveorchError
 from orchestrator.images import ensure_stage_images, image_tag
+from orchestrator.overrides import Overrides
+from orchestrator.payload import make_payload
 from orchestrator.plan import make_plan
 from stages.contract import STAGES
 
@@ -88,36 +90,65 @@ ConfigArg = Annotated[Path, typer.Argument(help="config.xml / appliance.kiwi, or
 ProfileOpt = Annotated[list[str], typer.Option("--profile", "-p", help="Profile to select (repeatable).")]
 
 
+RepoSpec = "SOURCE,TYPE,ALIAS,PRIORITY,IMAGEINCLUDE,PACKAGE_GPGCHECK,{KEYS},COMPONENTS,DISTRIBUTION,REPO_GPGCHECK"
+# kiwi-ng's description changes, shared by `run` and `validate`.
+SetRepoOpt = Annotated[str | None, typer.Option(help=f"Replace the first repository: {RepoSpec}.")]
+AddRepoOpt = Annotated[list[str], typer.Option(help="Add a repository (same SPEC; repeatable).")]
+IgnoreReposOpt = Annotated[bool, typer.Option("--ignore-repos", help="Ignore the description's repositories.")]
+AddPackageOpt = Annotated[list[str], typer.Option(help="Install one more package (repeatable).")]
+DeletePackageOpt = Annotated[list[str], typer.Option(help="Remove a package after config.sh (repeatable).")]
+SetTypeAttrOpt = Annotated[list[str], typer.Option(help='Set an attribute of <type image="iso">, ATTR=VALUE '
+                                                        "(repeatable).")]
+
+
 @app.command()
 def run(
-    config: ConfigArg,
+    config: Annotated[Path | None, typer.Argument(help="config.xml / appliance.kiwi, or the directory holding it.")
+                      ] = None,
+    description: Annotated[Path | None, typer.Option("--description", "-d", help="The description directory "
+                                                                                 "(kiwi-ng's spelling).")] = None,
     target_dir: Annotated[Path, typer.Option("--target-dir", "-t", help="Where the ISO and its files go.")] = Path(
         "out"),
     profile: ProfileOpt = [],  # noqa: B006 - typer reads the default
+    set_repo: SetRepoOpt = None,
+    add_repo: AddRepoOpt = [],  # noqa: B006
+    ignore_repos: IgnoreReposOpt = False,
+    add_package: AddPackageOpt = [],  # noqa: B006
+    delete_package: DeletePackageOpt = [],  # noqa: B006
+    set_type_attr: SetTypeAttrOpt = [],  # noqa: B006
     lock: Annotated[Path | None, typer.Option(help="Lock file to install from (default: <name>.lock beside "
                                                    "the description, when present).")] = None,
     update_lock: Annotated[bool, typer.Option("--update-lock", help="Resolve packages anew.")] = False,
+    offline: Annotated[bool, typer.Option("--offline", help="No network at all: install the lock's packages from "
+                                                            "the package cache.")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every stage, ignoring cached results.")] = False,
     source_date_epoch: Annotated[int | None, typer.Option(help="Timestamp for every file in the image "
                                                                 "(default: the lock's, else the newest package's).")
                                  ] = None,
+    hook_timeout: Annotated[int, typer.Option(help="Seconds config.sh and images.sh may run.")] = 1800,
     volume: Annotated[str, typer.Option(help="Artifact volume (the stage cache).")] = DEFAULT_VOLUME,
     engine_host: Annotated[str | None, typer.Option(help="Engine API URL, e.g. unix:///run/user/1000/podman/"
                                                          "podman.sock (default: DOCKER_HOST).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Stream the stages' own output.")] = False,
-    offline: Annotated[bool, typer.Option("--offline", help="No network at all: install the lock's packages from "
-                                                            "the package cache.")] = False,
 ) -> None:
     """Build the live ISO a description asks for.
 
-    Example: liveorch run examples/bookworm-live/config.xml --target-dir out
+    Examples:
+      liveorch run examples/bookworm-live/config.xml --target-dir out
+      liveorch run --description mydesc --target-dir out --profile Live --add-package vim
     """
+    overrides = Overrides(set_repo=set_repo, add_repos=add_repo, ignore_repos=ignore_repos, add_packages=add_package,
+                          delete_packages=delete_package, type_attrs=set_type_attr)
     options = BuildOptions(target_dir=target_dir, profiles=tuple(profile), lock=lock, update_lock=update_lock,
                            no_cache=no_cache, source_date_epoch=source_date_epoch, volume=volume,
-                           engine_host=engine_host, verbose=verbose, offline=offline)
+                           engine_host=engine_host, verbose=verbose, offline=offline, overrides=overrides,
+                           hook_timeout=hook_timeout)
 
     def action() -> None:
-        report = run_build(config, options, _say)
+        source = config or description
+        if source is None:
+            raise DescriptionError("name the description: liveorch run CONFIG (or --description DIR)")
+        report = run_build(source, options, _say)
         print()
         print(f"{'stage':<10} {'state':<7} {'seconds':>8}")
         for stage in report.stages:
@@ -132,19 +163,35 @@ def run(
 
 
 @app.command()
-def validate(config: ConfigArg, profile: ProfileOpt = []) -> None:  # noqa: B006
+def validate(
+    config: ConfigArg,
+    profile: ProfileOpt = [],  # noqa: B006
+    set_repo: SetRepoOpt = None,
+    add_repo: AddRepoOpt = [],  # noqa: B006
+    ignore_repos: IgnoreReposOpt = False,
+    add_package: AddPackageOpt = [],  # noqa: B006
+    delete_package: DeletePackageOpt = [],  # noqa: B006
+    set_type_attr: SetTypeAttrOpt = [],  # noqa: B006
+) -> None:
     """Check a description without building (no container engine needed).
 
     Example: liveorch validate examples/bookworm-live/config.xml
     """
+    overrides = Overrides(set_repo=set_repo, add_repos=add_repo, ignore_repos=ignore_repos, add_packages=add_package,
+                          delete_packages=delete_package, type_attrs=set_type_attr)
 
     def action() -> None:
-        description = parse_description(config, tuple(profile))
-        plan = make_plan(description)
+        description = parse_description(config, tuple(profile), overrides=overrides)
+        payload = make_payload(description)
+        plan = make_plan(description, payload_sha256=payload.sha256 if payload else None)
         for note in plan.notes:
             print(f"note: {note}")
+        extras = [f"{len(description.hooks)} hook(s)" if description.hooks else "",
+                  "root/ overlay" if description.overlay else "",
+                  f"{len(description.archives)} archive(s)" if description.archives else ""]
         print(f"{description.path}: ok: {plan.iso_name} ({len(description.packages)} packages requested, "
-              f"flags={description.live.flags}, firmware={description.live.firmware})")
+              f"flags={description.live.flags}, firmware={description.live.firmware}"
+              + "".join(f", {e}" for e in extras if e) + ")")
 
     _guarded(action)
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from lxml import etree
 
 from orchestrator.errors import DescriptionError
+from orchestrator.kiwi_schema import unknown_markup
+from orchestrator.overrides import Overrides
 
 MAX_DESCRIPTION_BYTES = 1 << 20
 DESCRIPTION_NAMES = ("config.xml", "appliance.kiwi")
@@ -22,6 +24,7 @@ ARCH_ALIASES = {"x86_64": "amd64", "amd64": "amd64", "i686": "i386", "i586": "i3
 SQUASHFS_COMPRESSIONS = ("xz", "zstd", "lz4", "gzip", "lzo")
 FIRMWARES = ("bios", "efi", "uefi")
 FLAGS = ("overlay", "dmsquash")
+HOOKS = ("config.sh", "images.sh")
 VOLID_PATTERN = re.compile(r"[A-Za-z0-9_.\- ]{1,32}")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+~-]*")
@@ -87,6 +90,18 @@ class Description:
     delete_packages: list[str] = field(default_factory=list)
     users: list[User] = field(default_factory=list)
     profiles: tuple[str, ...] = ()
+    archives: list[str] = field(default_factory=list)
+    bootloader_theme: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def hooks(self) -> list[str]:
+        return [name for name in HOOKS if (self.directory / name).is_file()]
+
+    @property
+    def overlay(self) -> Path | None:
+        overlay = self.directory / "root"
+        return overlay if overlay.is_dir() else None
 
     @property
     def directory(self) -> Path:
@@ -273,9 +288,28 @@ def _packages(selector: _Selector, root: etree._Element, kinds: tuple[str, ...],
     return names
 
 
-def parse_description(path: Path, profiles: tuple[str, ...] = (), arch: str = "amd64") -> Description:
+def _archives(selector: _Selector, root: etree._Element, path: Path) -> list[str]:
+    names = []
+    for block in selector.select(root, "packages"):
+        for archive in block.iterfind("archive"):
+            name = archive.get("name", "")
+            candidate = PurePosixPath(name)
+            if not name or candidate.is_absolute() or ".." in candidate.parts:
+                raise DescriptionError(f"<archive name={name!r}> must name a file in the description directory",
+                                       path, archive.sourceline)
+            if not (path.parent / name).is_file():
+                raise DescriptionError(f"archive {name!r} not found beside the description", path, archive.sourceline)
+            names.append(name)
+    return names
+
+
+def parse_description(path: Path, profiles: tuple[str, ...] = (), arch: str = "amd64",
+                      overrides: Overrides | None = None) -> Description:
     path = find_description(path)
     root = _load(path)
+    warnings = unknown_markup(root, path)
+    if overrides is not None:
+        overrides.apply(root, path)
     selector = _Selector(root, path, profiles)
     name = root.get("name")
     if not name or not NAME_PATTERN.fullmatch(name):
@@ -321,4 +355,7 @@ def parse_description(path: Path, profiles: tuple[str, ...] = (), arch: str = "a
         delete_packages=_packages(selector, root, ("delete", "uninstall"), arch),
         users=[_user(u, path) for block in selector.select(root, "users") for u in block.iterfind("user")],
         profiles=tuple(sorted(selector.active)),
+        archives=_archives(selector, root, path),
+        bootloader_theme=pref("bootloader-theme") or pref("bootsplash-theme"),
+        warnings=warnings,
     )

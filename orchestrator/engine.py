@@ -13,6 +13,7 @@ import contextlib
 import io
 import os
 import tarfile
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -135,6 +136,30 @@ class ArtifactVolume:
                     tar.addfile(info, io.BytesIO(data))
         if not self.probe.put_archive(str(parent), buffer.getvalue()):
             raise EngineError(f"could not write into the artifact volume at {parent}")
+
+    def exists(self, path: PurePosixPath) -> bool:
+        try:
+            chunks, _ = self.probe.get_archive(str(path))
+        except docker.errors.NotFound:
+            return False
+        chunks.close()
+        return True
+
+    def put_file(self, directory: PurePosixPath, name: str, source: IO[bytes], size: int) -> None:
+        """Stream one file into `directory` (created, world-writable) without holding it in memory."""
+        with tempfile.TemporaryFile() as spool:
+            with tarfile.open(fileobj=spool, mode="w") as tar:
+                parts = directory.relative_to(ARTIFACTS_MOUNT).parts
+                for depth in range(1, len(parts) + 1):
+                    info = tarfile.TarInfo("/".join(parts[:depth]))
+                    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o777, int(time.time())
+                    tar.addfile(info)
+                info = tarfile.TarInfo("/".join([*parts, name]))
+                info.size, info.mode, info.mtime = size, 0o644, int(time.time())
+                tar.addfile(info, source)
+            spool.seek(0)
+            if not self.probe.put_archive(ARTIFACTS_MOUNT, spool):
+                raise EngineError(f"could not write {name} into the artifact volume")
 
     def export(self, path: PurePosixPath, target: Path, sha256: str | None = None) -> None:
         """Copy one file out of the volume to `target`, atomically: a temp name, then rename."""

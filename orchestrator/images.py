@@ -100,9 +100,9 @@ def ensure_base_image(client: docker.DockerClient, say: Callable[[str], None]) -
         if completed.returncode != 0:
             last = (completed.stderr.strip().splitlines() or ["?"])[-1]
             raise EngineError(f"mmdebstrap could not make the base image: {last}")
-        repository, tag = BASE_IMAGE.split(":")
-        client.api.import_image_from_file(str(tarball), repository=repository, tag=tag,
-                                          changes=['CMD ["bash"]'])
+        # The whole reference as `repo`: Podman's Docker API ignores the separate `tag`
+        # parameter of an import (the image would be named debian:latest).
+        client.api.import_image_from_file(str(tarball), repository=BASE_IMAGE, changes=['CMD ["bash"]'])
 
 
 def ensure_stage_image(client: docker.DockerClient, stage: str, say: Callable[[str], None],

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.description import Description
-from stages.contract import NETWORKED_STAGES
+from stages.contract import ARTIFACTS_MOUNT, NETWORKED_STAGES
 
 ARCHITECTURE = "amd64"
 KIWI_ARCH = "x86_64"
 # Packages the live boot needs in the image; added when the description omits them.
 LIVE_BOOT_PACKAGES = ("dracut", "dracut-live")
+DEFAULT_HOOK_TIMEOUT = 1800
 # KIWI's live boot module is not in Debian: liveorch's initrd stage stands in for it.
 KIWI_ONLY_PACKAGES = ("dracut-kiwi-live",)
 
@@ -53,9 +54,38 @@ def _packages(description: Description, notes: list[str]) -> list[str]:
     return names
 
 
-def make_plan(description: Description, lock: dict[str, Any] | None = None, offline: bool = False) -> BuildPlan:
+def _profile_variables(description: Description, volid: str) -> dict[str, str]:
+    """KIWI's /.profile for config.sh and images.sh."""
+    live = description.live
+    return {
+        "kiwi_iname": description.name,
+        "kiwi_iversion": description.version,
+        "kiwi_displayname": description.displayname,
+        "kiwi_profiles": ",".join(description.profiles),
+        "kiwi_type": "iso",
+        "kiwi_arch": KIWI_ARCH,
+        "kiwi_language": description.locale or "",
+        "kiwi_keytable": description.keytable or "",
+        "kiwi_timezone": description.timezone or "",
+        "kiwi_firmware": live.firmware,
+        "kiwi_bootloader": "grub2",
+        "kiwi_iso_volid": volid,
+        "kiwi_hybridpersistent": str(live.hybridpersistent).lower(),
+        "kiwi_hybridpersistent_filesystem": live.hybridpersistent_filesystem,
+        "kiwi_live_flags": live.flags,
+    }
+
+
+def make_plan(description: Description, lock: dict[str, Any] | None = None, offline: bool = False,
+              payload_sha256: str | None = None, hook_timeout: int = DEFAULT_HOOK_TIMEOUT) -> BuildPlan:
     notes: list[str] = []
     live = description.live
+    notes += description.warnings
+    if description.bootloader_theme:
+        notes.append(f"bootloader theme {description.bootloader_theme!r}: the serial/text GRUB menu has no theme; "
+                     "ignored")
+    if live.firmware == "uefi":
+        notes.append('firmware="uefi": no Secure Boot chain yet (shim-signed); building a plain EFI boot')
     if live.flags == "overlay":
         notes.append('flags="overlay" boots through dracut\'s dmsquash-live with an overlayfs upper layer')
     iso_name = f"{description.name}.{KIWI_ARCH}-{description.version}.iso"
@@ -86,6 +116,13 @@ def make_plan(description: Description, lock: dict[str, Any] | None = None, offl
             "timezone": description.timezone,
             "users": users,
             "serial_console": "ttyS0",
+            "image_repositories": [r for r, source in zip(repositories, description.repositories, strict=True)
+                                   if source.imageinclude],
+            "payload": f"{ARTIFACTS_MOUNT}/description/{payload_sha256}/payload.tar" if payload_sha256 else None,
+            "archives": description.archives,
+            "delete_packages": description.delete_packages,
+            "profile": _profile_variables(description, volid),
+            "hook_timeout": hook_timeout,
         },
         "squashfs": {"compression": live.squashfscompression},
         "initrd": {"dracut_modules": ["dmsquash-live"]},

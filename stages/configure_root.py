@@ -106,8 +106,9 @@ def configure_root(root: Path, options: dict[str, Any], lock: dict[str, Any], ep
     _write(root, "etc/hosts",
            f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
     _write(root, "etc/resolv.conf", "")
+    # KIWI's rule: only repositories marked imageinclude="true" stay configured in the image.
     _write(root, "etc/apt/sources.list", "".join(
-        f"deb {r['url']} {r['suite']} {' '.join(r['components'])}\n" for r in lock["repositories"]))
+        f"deb {r['url']} {r['suite']} {' '.join(r['components'])}\n" for r in options.get("image_repositories", [])))
     if options.get("locale"):
         locale = options["locale"].split(",")[0]
         lang = locale if "." in locale or locale in ("C", "POSIX") else f"{locale}.UTF-8"

@@ -1,0 +1,127 @@
+"""kiwi-ng's command-line changes to a description: --set-repo, --add-repo, --ignore-repos,
+--add-package, --delete-package, --set-type-attr.
+
+They are applied to the parsed XML tree before it is read, so a changed description goes
+through exactly the same validation as a written one. A repository SPEC is KIWI's
+comma-separated `source,type,alias,priority,imageinclude,package_gpgcheck,{signing_keys},
+components,distribution,repo_gpgcheck`; empty fields keep their defaults, and an error
+names the field.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lxml import etree
+
+from orchestrator.errors import DescriptionError
+
+SPEC_FIELDS = ("source", "type", "alias", "priority", "imageinclude", "package_gpgcheck", "signing_keys",
+               "components", "distribution", "repo_gpgcheck")
+_BOOLEANS = {"true": "true", "false": "false", "1": "true", "0": "false", "yes": "true", "no": "false"}
+
+
+class SpecError(DescriptionError):
+    def __init__(self, option: str, spec: str, message: str) -> None:
+        super().__init__(f"{option} {spec!r}: {message}",
+                         hint="SPEC is source,type,alias,priority,imageinclude,package_gpgcheck,{signing_keys},"
+                              "components,distribution,repo_gpgcheck (empty fields keep defaults)")
+
+
+def _split_spec(spec: str) -> list[str]:
+    """Split on commas outside {...} (signing keys may list several)."""
+    parts, current, depth = [], "", 0
+    for char in spec:
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return [*parts, current.strip()]
+
+
+def parse_repo_spec(option: str, spec: str) -> etree._Element:
+    parts = _split_spec(spec)
+    if len(parts) > len(SPEC_FIELDS):
+        raise SpecError(option, spec, f"{len(parts)} fields, at most {len(SPEC_FIELDS)}")
+    values = dict(zip(SPEC_FIELDS, parts + [""] * (len(SPEC_FIELDS) - len(parts)), strict=True))
+    if not values["source"]:
+        raise SpecError(option, spec, "field 'source' (1) is empty")
+    if not re.match(r"^(https?|file)://", values["source"]):
+        raise SpecError(option, spec, "field 'source' (1) must be an http(s):// or file:// URL")
+    if values["type"] not in ("", "apt-deb"):
+        raise SpecError(option, spec, f"field 'type' (2) is {values['type']!r}: liveorch supports apt-deb")
+    if values["priority"] and not values["priority"].lstrip("-").isdigit():
+        raise SpecError(option, spec, f"field 'priority' (4) is {values['priority']!r}, not a number")
+    for name in ("imageinclude", "package_gpgcheck", "repo_gpgcheck"):
+        if values[name] and values[name].lower() not in _BOOLEANS:
+            index = SPEC_FIELDS.index(name) + 1
+            raise SpecError(option, spec, f"field {name!r} ({index}) is {values[name]!r}, not true/false")
+    if values["signing_keys"] and not (values["signing_keys"].startswith("{") and values["signing_keys"].endswith("}")):
+        raise SpecError(option, spec, "field 'signing_keys' (7) must be written in braces: {key;key}")
+    repository = etree.Element("repository", type="apt-deb")
+    repository.set("alias", values["alias"] or values["source"])
+    for name, attribute in (("priority", "priority"), ("components", "components"),
+                            ("distribution", "distribution")):
+        if values[name]:
+            repository.set(attribute, values[name])
+    for name, attribute in (("imageinclude", "imageinclude"), ("package_gpgcheck", "package_gpgcheck"),
+                            ("repo_gpgcheck", "repository_gpgcheck")):
+        if values[name]:
+            repository.set(attribute, _BOOLEANS[values[name].lower()])
+    etree.SubElement(repository, "source", path=values["source"])
+    return repository
+
+
+@dataclass
+class Overrides:
+    set_repo: str | None = None
+    add_repos: list[str] = field(default_factory=list)
+    ignore_repos: bool = False
+    add_packages: list[str] = field(default_factory=list)
+    delete_packages: list[str] = field(default_factory=list)
+    type_attrs: list[str] = field(default_factory=list)
+
+    def apply(self, root: etree._Element, path: Path) -> None:
+        self._repositories(root)
+        self._packages(root)
+        self._type_attributes(root)
+
+    def _repositories(self, root: etree._Element) -> None:
+        existing = root.findall("repository")
+        if self.ignore_repos:
+            for element in existing:
+                root.remove(element)
+            existing = []
+        if self.set_repo:
+            replacement = parse_repo_spec("--set-repo", self.set_repo)
+            if existing:
+                existing[0].getparent().replace(existing[0], replacement)
+            else:
+                root.append(replacement)
+        for spec in self.add_repos:
+            root.append(parse_repo_spec("--add-repo", spec))
+
+    def _packages(self, root: etree._Element) -> None:
+        for kind, names in (("image", self.add_packages), ("delete", self.delete_packages)):
+            if names:
+                block = etree.SubElement(root, "packages", type=kind)
+                for name in names:
+                    if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", name):
+                        raise DescriptionError(f"--{'add' if kind == 'image' else 'delete'}-package {name!r} "
+                                               "is not a Debian package name")
+                    etree.SubElement(block, "package", name=name)
+
+    def _type_attributes(self, root: etree._Element) -> None:
+        types = [t for t in root.iter("type") if t.get("image") == "iso"]
+        for setting in self.type_attrs:
+            name, sep, value = setting.partition("=")
+            if not sep or not re.fullmatch(r"[a-z_]+", name):
+                raise DescriptionError(f"--set-type-attr {setting!r}: write ATTRIBUTE=VALUE")
+            if not types:
+                raise DescriptionError('--set-type-attr: the description has no <type image="iso">')
+            for element in types:
+                element.set(name, value)

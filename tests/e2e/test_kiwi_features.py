@@ -1,0 +1,71 @@
+"""A KIWI description using profiles, two <users> blocks, a plain password, a root/ overlay,
+an archive, config.sh/images.sh with /.kconfig and /.profile, a delete package and a time
+zone, built with --set-repo, booted, and checked from inside the running system."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.boot import BootMode, BootResult, boot_and_login
+from orchestrator.build import BuildOptions, BuildReport, run_build
+from orchestrator.overrides import Overrides
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+DESCRIPTION = REPO / "examples" / "kiwi-features"
+SET_REPO = "http://deb.debian.org/debian,apt-deb,debian,,true,,,main,bookworm,true"
+CHECKS = ("id tux; grep ^tux: /etc/shadow | cut -d: -f2 | cut -c1-3; "
+          "salt=$(grep ^tux: /etc/shadow | cut -d'$' -f3); "
+          "test \"$(openssl passwd -6 -salt \"$salt\" penguin)\" = \"$(grep ^tux: /etc/shadow | cut -d: -f2)\" "
+          "&& echo TUX_PASSWORD=ok; "
+          "cat /etc/motd /etc/liveorch/profile-seen /etc/liveorch/images-seen /opt/extra/README /run/liveorch-hello; "
+          "dpkg -s less >/dev/null 2>&1 && echo LESS=present || echo LESS=absent; "
+          "echo TZ=$(date +%Z); systemctl get-default; cat /etc/vconsole.conf; grep -c ^deb /etc/apt/sources.list; "
+          "ls /.kconfig /.profile /image 2>&1 | grep -c 'No such'")
+
+
+@pytest.fixture(scope="module")
+def features_build(test_volume: str, tmp_path_factory: pytest.TempPathFactory) -> BuildReport:
+    options = BuildOptions(target_dir=tmp_path_factory.mktemp("kiwi-features"), profiles=("Live",),
+                           volume=test_volume, overrides=Overrides(set_repo=SET_REPO))
+    return run_build(DESCRIPTION, options, print)
+
+
+@pytest.fixture(scope="module")
+def booted(features_build: BuildReport, tmp_path_factory: pytest.TempPathFactory) -> BootResult:
+    log = tmp_path_factory.mktemp("serial") / "kiwi-features.log"
+    return boot_and_login(features_build.iso, BootMode(uefi=True, disk=True), "linux", command=CHECKS, log=log)
+
+
+def test_the_plain_password_never_reaches_logs_or_outputs(features_build: BuildReport) -> None:
+    target = features_build.iso.parent
+    for path in target.iterdir():
+        if path.suffix != ".iso":
+            assert b"penguin" not in path.read_bytes(), path
+
+
+def test_users_from_both_blocks(booted: BootResult) -> None:
+    out = booted.command_output
+    assert "uid=2000(tux)" in out and "(users)" in out and "(audio)" in out
+    assert "$6$" in out and "TUX_PASSWORD=ok" in out
+
+
+def test_overlay_archive_and_hooks(booted: BootResult) -> None:
+    out = booted.command_output
+    assert "Welcome to the liveorch KIWI features image" in out
+    assert "kiwi-features 2.1.0 Live iso" in out
+    assert "images.sh ran for kiwi-features" in out
+    assert "from the archive" in out
+    assert "liveorch-hello: the overlay's service ran" in out
+    assert "multi-user.target" in out
+    assert "\n3" in out.replace("\r", ""), "/.kconfig, /.profile and /image must be gone"
+
+
+def test_delete_package_timezone_keytable_and_image_repositories(booted: BootResult) -> None:
+    out = booted.command_output.replace("\r", "")
+    assert "LESS=absent" in out
+    assert "TZ=CET" in out or "TZ=CEST" in out
+    assert "KEYMAP=de" in out
+    assert "\n1\n" in out, "only the imageinclude repository stays in sources.list"
