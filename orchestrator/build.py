@@ -24,6 +24,7 @@ from orchestrator.lock import check_lock, load_lock, lock_path
 from orchestrator.overrides import Overrides
 from orchestrator.payload import Payload, make_payload
 from orchestrator.plan import DEFAULT_HOOK_TIMEOUT, BuildPlan, make_plan
+from orchestrator.progress import Progress, as_progress
 from stages.contract import (
     ARTIFACTS_MOUNT,
     STAGE_INPUTS,
@@ -107,8 +108,10 @@ class Build:
     released however the build ends (error, Ctrl-C).
     """
 
-    def __init__(self, config: Path, options: BuildOptions, say: Callable[[str], None]) -> None:
+    def __init__(self, config: Path, options: BuildOptions, progress: Progress | Callable[[str], None]) -> None:
         self.options = options
+        self.progress = as_progress(progress)
+        say = self.progress.note
         self.say = say
         self.started = time.monotonic()
         self.description = parse_description(config, options.profiles, overrides=options.overrides)
@@ -153,8 +156,13 @@ class Build:
     def run_stages(self, until: str = STAGES[-1]) -> dict[str, StageReport]:
         log_path = self.options.target_dir / f"{self.plan.basename}.log"
         with log_path.open("w") as log:
-            runner = StageRunner(self.client, self.volume, log, echo=self.say if self.options.verbose else None)
-            reports = _run_stages(self.plan, self.images, runner, self.options, self.lock, self.say, until)
+            log.write(f"liveorch build of {self.description.path} (profiles: {', '.join(self.description.profiles)})\n")
+            runner = StageRunner(self.client, self.volume, log, self.progress)
+            try:
+                reports = _run_stages(self.plan, self.images, runner, self.options, self.lock, self.progress, until)
+            except LiveorchError as error:
+                error.hint = "\n".join(filter(None, [error.hint, f"full log: {log_path}"]))
+                raise
         self.say(f"full log: {log_path}")
         return reports
 
@@ -167,13 +175,13 @@ class Build:
         return _export(self.plan, self.volume, reports, self.options.target_dir, self.started)
 
 
-def run_build(config: Path, options: BuildOptions, say: Callable[[str], None]) -> BuildReport:
-    with Build(config, options, say) as build:
+def run_build(config: Path, options: BuildOptions, progress: Progress | Callable[[str], None]) -> BuildReport:
+    with Build(config, options, progress) as build:
         return build.export(build.run_stages())
 
 
 def _run_stages(plan: BuildPlan, images: dict[str, StageImage], runner: StageRunner, options: BuildOptions,
-                lock: dict[str, Any] | None, say: Callable[[str], None], until: str) -> dict[str, StageReport]:
+                lock: dict[str, Any] | None, progress: Progress, until: str) -> dict[str, StageReport]:
     reports: dict[str, StageReport] = {}
     epoch = _epoch(options, lock)
     for stage in STAGES[: STAGES.index(until) + 1]:
@@ -185,9 +193,10 @@ def _run_stages(plan: BuildPlan, images: dict[str, StageImage], runner: StageRun
         result = None if forced else runner.cached(stage, key)
         cached = result is not None
         if result is not None:
-            say(f"[{stage}] cached")
+            progress.stage(stage, "cached")
+            runner.log.write(f"[{stage}] cached: {stage_dir(stage, key)}\n")
         else:
-            say(f"[{stage}] running")
+            progress.stage(stage, "running")
             request = StageRequest(
                 stage=stage,
                 key=key,
@@ -195,8 +204,12 @@ def _run_stages(plan: BuildPlan, images: dict[str, StageImage], runner: StageRun
                 inputs={name: str(stage_dir(name, r.key)) for name, r in inputs.items()},
                 options=stage_options,
             )
-            result = runner.run(images[stage], request, network=plan.network(stage))
-            say(f"[{stage}] done in {time.monotonic() - began:.1f} s")
+            try:
+                result = runner.run(images[stage], request, network=plan.network(stage))
+            except LiveorchError:
+                progress.stage(stage, "failed", time.monotonic() - began)
+                raise
+            progress.stage(stage, "done", time.monotonic() - began)
         reports[stage] = StageReport(stage, key, cached, time.monotonic() - began, result)
         if stage == "resolve":
             epoch = int(result.facts["source_date_epoch"])

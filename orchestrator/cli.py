@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from orchestrator.images import ensure_stage_images, image_tag
 from orchestrator.overrides import Overrides
 from orchestrator.payload import make_payload
 from orchestrator.plan import make_plan
+from orchestrator.progress import PlainProgress, make_progress
 from stages.contract import STAGES
 
 app = typer.Typer(
@@ -130,6 +132,9 @@ def run(
     engine_host: Annotated[str | None, typer.Option(help="Engine API URL, e.g. unix:///run/user/1000/podman/"
                                                          "podman.sock (default: DOCKER_HOST).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Stream the stages' own output.")] = False,
+    progress: Annotated[str, typer.Option(help="auto (live view on a terminal, plain lines otherwise), live, "
+                                               "plain or json (one JSON event per line).")] = "auto",
+    json_events: Annotated[bool, typer.Option("--json", help="Same as --progress json.")] = False,
 ) -> None:
     """Build the live ISO a description asks for.
 
@@ -148,7 +153,20 @@ def run(
         source = config or description
         if source is None:
             raise DescriptionError("name the description: liveorch run CONFIG (or --description DIR)")
-        report = run_build(source, options, _say)
+        kind = "json" if json_events else progress
+        if kind not in ("auto", "live", "plain", "json"):
+            raise LiveorchError(f"--progress {kind!r}: choose auto, live, plain or json")
+        renderer = make_progress(kind, verbose)
+        try:
+            report = run_build(source, options, renderer)
+        finally:
+            renderer.close()
+        if kind == "json":
+            print(json.dumps({"event": "summary", "iso": str(report.iso), "sha256": report.sha256,
+                              "bytes": report.size, "packages": report.packages, "seconds": round(report.seconds, 2),
+                              "stages": {s.stage: {"cached": s.cached, "seconds": round(s.seconds, 2)}
+                                         for s in report.stages}}))
+            return
         print()
         print(f"{'stage':<10} {'state':<7} {'seconds':>8}")
         for stage in report.stages:
@@ -305,7 +323,7 @@ def verify_repro(
     def action() -> None:
         options = BuildOptions(target_dir=target_dir, profiles=tuple(profile), volume=volume,
                                engine_host=engine_host)
-        report = verify_reproducible(config, options, _say)
+        report = verify_reproducible(config, options, PlainProgress())
         print(f"first  {report.sha256[0]}\nsecond {report.sha256[1]}")
         if report.identical:
             print("reproducible: every stage's outputs are identical")

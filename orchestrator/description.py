@@ -101,6 +101,9 @@ class Description:
     @property
     def overlay(self) -> Path | None:
         overlay = self.directory / "root"
+        if overlay.is_symlink():
+            # Walking it would pull in whatever host directory it points to.
+            raise DescriptionError("root/ is a symlink; the overlay must be a real directory", self.path)
         return overlay if overlay.is_dir() else None
 
     @property
@@ -307,9 +310,9 @@ def parse_description(path: Path, profiles: tuple[str, ...] = (), arch: str = "a
                       overrides: Overrides | None = None) -> Description:
     path = find_description(path)
     root = _load(path)
-    warnings = unknown_markup(root, path)
     if overrides is not None:
         overrides.apply(root, path)
+    warnings = unknown_markup(root, path)
     selector = _Selector(root, path, profiles)
     name = root.get("name")
     if not name or not NAME_PATTERN.fullmatch(name):

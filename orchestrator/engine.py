@@ -16,7 +16,7 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -27,6 +27,7 @@ import requests
 
 from orchestrator.errors import EngineError, Interrupted, StageFailed
 from orchestrator.images import StageImage
+from orchestrator.progress import Progress
 from stages.contract import (
     ARTIFACTS_MOUNT,
     REQUEST_FILE,
@@ -190,11 +191,11 @@ class StageRunner:
     """Runs one stage container per call; caches by key through the artifact volume."""
 
     def __init__(self, client: docker.DockerClient, volume: ArtifactVolume, log: IO[str],
-                 echo: Callable[[str], None] | None = None) -> None:
+                 progress: Progress) -> None:
         self.client = client
         self.volume = volume
         self.log = log
-        self.echo = echo
+        self.progress = progress
 
     def cached(self, stage: str, key: str) -> StageResult | None:
         data = self.volume.read(stage_dir(stage, key) / RESULT_FILE)
@@ -254,8 +255,7 @@ class StageRunner:
                 self.log.write(f"[{stage}] {line}\n")
                 tail.append(line)
                 del tail[:-200]
-                if self.echo:
-                    self.echo(f"[{stage}] {line}")
+                self.progress.line(stage, line)
         self.log.flush()
 
     def _failure(self, stage: str, code: int, tail: list[str], container: docker.models.containers.Container

@@ -36,6 +36,8 @@ def load_lock(path: Path, required: bool) -> dict[str, Any] | None:
             raise ValueError
         for entry in lock["packages"]:
             entry["name"], entry["version"], entry["sha256"]
+        for repository in lock.get("repositories", []):
+            repository["url"], repository["suite"]
     except (ValueError, KeyError, TypeError, AttributeError):
         raise LockError(f"{path}: not a liveorch lock file (format {LOCK_FORMAT})",
                         hint="re-create it with --update-lock") from None

@@ -54,14 +54,16 @@ def parse_repo_spec(option: str, spec: str) -> etree._Element:
         raise SpecError(option, spec, "field 'source' (1) must be an http(s):// or file:// URL")
     if values["type"] not in ("", "apt-deb"):
         raise SpecError(option, spec, f"field 'type' (2) is {values['type']!r}: liveorch supports apt-deb")
-    if values["priority"] and not values["priority"].lstrip("-").isdigit():
-        raise SpecError(option, spec, f"field 'priority' (4) is {values['priority']!r}, not a number")
+    if values["priority"] and not re.fullmatch(r"[0-9]+", values["priority"]):
+        raise SpecError(option, spec, f"field 'priority' (4) is {values['priority']!r}, not a number >= 0")
     for name in ("imageinclude", "package_gpgcheck", "repo_gpgcheck"):
         if values[name] and values[name].lower() not in _BOOLEANS:
             index = SPEC_FIELDS.index(name) + 1
             raise SpecError(option, spec, f"field {name!r} ({index}) is {values[name]!r}, not true/false")
     if values["signing_keys"] and not (values["signing_keys"].startswith("{") and values["signing_keys"].endswith("}")):
         raise SpecError(option, spec, "field 'signing_keys' (7) must be written in braces: {key;key}")
+    if any(ord(char) < 32 for char in spec):
+        raise SpecError(option, spec, "control characters are not allowed")
     repository = etree.Element("repository", type="apt-deb")
     repository.set("alias", values["alias"] or values["source"])
     for name, attribute in (("priority", "priority"), ("components", "components"),
@@ -86,9 +88,12 @@ class Overrides:
     type_attrs: list[str] = field(default_factory=list)
 
     def apply(self, root: etree._Element, path: Path) -> None:
-        self._repositories(root)
-        self._packages(root)
-        self._type_attributes(root)
+        try:
+            self._repositories(root)
+            self._packages(root)
+            self._type_attributes(root)
+        except ValueError as error:  # lxml refuses control characters in names and values
+            raise DescriptionError(f"a command-line option holds characters XML cannot carry: {error}") from None
 
     def _repositories(self, root: etree._Element) -> None:
         existing = root.findall("repository")

@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import tempfile
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import docker.errors
 
 from orchestrator.build import Build, BuildOptions, StageReport
 from orchestrator.engine import connect
+from orchestrator.progress import Progress
 from stages.contract import STAGES
 
 
@@ -43,10 +43,11 @@ def compare(first: dict[str, StageReport], second: dict[str, StageReport]) -> tu
     return None, []
 
 
-def verify_reproducible(config: Path, options: BuildOptions, say: Callable[[str], None]) -> ReproReport:
+def verify_reproducible(config: Path, options: BuildOptions, progress: Progress) -> ReproReport:
+    say = progress.note
     with tempfile.TemporaryDirectory(prefix="liveorch-repro-") as tmp:
         say("first build (the usual cache)")
-        with Build(config, options, say) as build:
+        with Build(config, options, progress) as build:
             first = build.run_stages()
             lock_file = Path(tmp) / "first.lock"
             build.export_lock(first, lock_file)
@@ -55,7 +56,7 @@ def verify_reproducible(config: Path, options: BuildOptions, say: Callable[[str]
                                              update_lock=False, target_dir=Path(tmp) / "second")
         say(f"second build (no cache, fresh volume {scratch})")
         try:
-            with Build(config, second_options, say) as build:
+            with Build(config, second_options, progress) as build:
                 second = build.run_stages()
         finally:
             client = connect(options.engine_host)
