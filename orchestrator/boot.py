@@ -56,12 +56,29 @@ def ovmf_firmware() -> Path:
     raise LiveorchError("no OVMF firmware found for UEFI boots", hint="apt-get install ovmf")
 
 
-def qemu_argv(iso: Path, mode: BootMode, memory_mib: int = 2048, kvm: bool = False) -> list[str]:
+def kvm_usable() -> bool:
+    """Whether /dev/kvm can be opened. On some VMs it opens but hangs 64-bit guests, so
+    liveorch uses it only when asked (--kvm), and says so."""
+    try:
+        os.close(os.open("/dev/kvm", os.O_RDWR))
+    except OSError:
+        return False
+    return True
+
+
+def qemu_argv(iso: Path, mode: BootMode, memory_mib: int = 2048, kvm: bool = False, headless: bool = True,
+              persistent: Path | None = None) -> list[str]:
     qemu = shutil.which("qemu-system-x86_64")
     if qemu is None:
         raise LiveorchError("qemu-system-x86_64 is not installed", hint="apt-get install qemu-system-x86")
-    argv = [qemu, "-m", str(memory_mib), "-smp", "1", "-display", "none", "-serial", "stdio",
-            "-monitor", "none", "-no-reboot", "-nic", "none"]
+    argv = [qemu, "-m", str(memory_mib), "-smp", "1" if headless else "2"]
+    if headless:
+        argv += ["-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-nic", "none"]
+    else:
+        # The serial console on the terminal (Ctrl-A X quits), the screen in a window if there is one.
+        argv += ["-serial", "mon:stdio", "-nic", "user,model=virtio-net-pci"]
+    if persistent is not None:
+        argv += ["-drive", f"file={persistent},format=raw,if=virtio"]
     if kvm:
         argv += ["-enable-kvm", "-cpu", "host"]
     if mode.uefi:
@@ -69,6 +86,8 @@ def qemu_argv(iso: Path, mode: BootMode, memory_mib: int = 2048, kvm: bool = Fal
     if mode.disk:
         # snapshot=on: the guest may write to its "stick" without touching the ISO file.
         argv += ["-drive", f"file={iso},format=raw,if=virtio,snapshot=on"]
+        if not headless:
+            argv += ["-boot", "menu=on"]
     else:
         argv += ["-drive", f"file={iso},media=cdrom,readonly=on,if=ide"]
     return argv
@@ -99,6 +118,14 @@ def boot_and_login(iso: Path, mode: BootMode, password: str, command: str = "cat
         child.close(force=True)
         if log:
             log.write_bytes(bytes(transcript))
+
+
+def boot_interactive(iso: Path, mode: BootMode, memory_mib: int, kvm: bool, persistent: Path | None) -> int:
+    """The seed's QEMU step as one command: the guest's serial console on this terminal."""
+    argv = qemu_argv(iso, mode, memory_mib, kvm=kvm, headless=False, persistent=persistent)
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        argv += ["-display", "none"]
+    return os.spawnv(os.P_WAIT, argv[0], argv)
 
 
 class _Collector:

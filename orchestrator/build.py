@@ -8,6 +8,8 @@ verified the ISO, and each file lands there by rename.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 import uuid
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from orchestrator import __version__
 from orchestrator.description import parse_description
 from orchestrator.engine import DEFAULT_VOLUME, ArtifactVolume, StageRunner, connect
 from orchestrator.errors import LiveorchError, TargetError
@@ -25,6 +28,7 @@ from orchestrator.overrides import Overrides
 from orchestrator.payload import Payload, make_payload
 from orchestrator.plan import DEFAULT_HOOK_TIMEOUT, BuildPlan, make_plan
 from orchestrator.progress import Progress, as_progress
+from orchestrator.sbom import make_sbom
 from stages.contract import (
     ARTIFACTS_MOUNT,
     STAGE_INPUTS,
@@ -172,7 +176,7 @@ class Build:
                            resolve.result.outputs["lock.json"].sha256)
 
     def export(self, reports: dict[str, StageReport]) -> BuildReport:
-        return _export(self.plan, self.volume, reports, self.options.target_dir, self.started)
+        return _export(self, reports)
 
 
 def run_build(config: Path, options: BuildOptions, progress: Progress | Callable[[str], None]) -> BuildReport:
@@ -216,8 +220,15 @@ def _run_stages(plan: BuildPlan, images: dict[str, StageImage], runner: StageRun
     return reports
 
 
-def _export(plan: BuildPlan, volume: ArtifactVolume, reports: dict[str, StageReport], target: Path,
-            started: float) -> BuildReport:
+def _write_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def _export(build: Build, reports: dict[str, StageReport]) -> BuildReport:
+    """Copy the results out; the ISO goes last, so its presence means everything is there."""
+    plan, volume, target = build.plan, build.volume, build.options.target_dir
     iso_result = reports["iso"].result
     checksum_result = reports["checksum"].result
     sha256 = str(checksum_result.facts["sha256"])
@@ -226,15 +237,58 @@ def _export(plan: BuildPlan, volume: ArtifactVolume, reports: dict[str, StageRep
     resolve = reports["resolve"]
     rootfs = reports["rootfs"]
     exports = [
-        (stage_dir("resolve", resolve.key) / "lock.json", f"{plan.image_name}.lock", resolve.result, "lock.json"),
-        (stage_dir("rootfs", rootfs.key) / "packages", f"{plan.basename}.packages", rootfs.result, "packages"),
-        (stage_dir("checksum", reports["checksum"].key) / f"{plan.iso_name}.sha256", f"{plan.iso_name}.sha256",
-         checksum_result, f"{plan.iso_name}.sha256"),
-        (stage_dir("iso", reports["iso"].key) / plan.iso_name, plan.iso_name, iso_result, plan.iso_name),
+        ("resolve", resolve, "lock.json", f"{plan.image_name}.lock"),
+        ("rootfs", rootfs, "packages", f"{plan.basename}.packages"),
+        ("rootfs", rootfs, "verified", f"{plan.basename}.verified"),
+        ("checksum", reports["checksum"], f"{plan.iso_name}.sha256", f"{plan.iso_name}.sha256"),
     ]
-    for source, name, result, output in exports:
-        volume.export(source, target / name, result.outputs[output].sha256)
+    for stage, report, output, name in exports:
+        volume.export(stage_dir(stage, report.key) / output, target / name, report.result.outputs[output].sha256)
+    lock = json.loads((target / f"{plan.image_name}.lock").read_text())
+    package_info = json.loads(volume.read(stage_dir("rootfs", rootfs.key) / "package-info.json") or b"[]")
+    epoch = int(resolve.result.facts["source_date_epoch"])
+    sbom = make_sbom(plan.image_name, plan.iso_name, sha256, epoch, package_info, lock)
+    _write_atomic(target / f"{plan.basename}.spdx.json", json.dumps(sbom, indent=1) + "\n")
+    volume.export(stage_dir("iso", reports["iso"].key) / plan.iso_name, target / plan.iso_name,
+                  iso_result.outputs[plan.iso_name].sha256)
     iso = target / plan.iso_name
-    packages = len((target / f"{plan.basename}.packages").read_text().splitlines())
-    return BuildReport(iso=iso, sha256=sha256, size=os.path.getsize(iso), packages=packages,
-                       seconds=time.monotonic() - started, stages=list(reports.values()))
+    report = BuildReport(iso=iso, sha256=sha256, size=os.path.getsize(iso), packages=len(package_info),
+                         seconds=time.monotonic() - build.started, stages=list(reports.values()))
+    _write_atomic(target / f"{plan.basename}.report.json", json.dumps(build_record(build, report, lock), indent=1)
+                  + "\n")
+    return report
+
+
+def build_record(build: Build, report: BuildReport, lock: dict[str, Any]) -> dict[str, Any]:
+    """The build's inputs and every stage's record: what users and tools read instead of logs."""
+    description = build.description
+    return {
+        "liveorch": __version__,
+        "description": {
+            "path": str(description.path),
+            "sha256": hashlib.sha256(description.path.read_bytes()).hexdigest(),
+            "payload_sha256": build.payload.sha256 if build.payload else None,
+            "name": description.name,
+            "version": description.version,
+            "summary": description.summary,
+            "profiles": list(description.profiles),
+        },
+        "repositories": lock.get("repositories", []),
+        "lock_sha256": hashlib.sha256(canonical_json(lock).encode()).hexdigest(),
+        "source_date_epoch": lock.get("source_date_epoch"),
+        "notes": build.plan.notes,
+        "stages": [{
+            "stage": s.stage,
+            "image": build.images[s.stage].id,
+            "key": s.key,
+            "cached": s.cached,
+            "seconds": round(s.seconds, 2),
+            "stage_seconds": s.result.seconds,
+            "outputs": {name: {"size": a.size, "sha256": a.sha256} for name, a in sorted(s.result.outputs.items())
+                        if not name.startswith("debs/")},
+            "tools": s.result.tools,
+        } for s in report.stages],
+        "iso": {"name": report.iso.name, "size": report.size, "sha256": report.sha256},
+        "packages": report.packages,
+        "seconds": round(report.seconds, 2),
+    }

@@ -247,6 +247,34 @@ def images_ls(engine_host: Annotated[str | None, typer.Option(help="Engine API U
     _guarded(action)
 
 
+@app.command()
+def boot(
+    iso: Annotated[Path, typer.Argument(help="The ISO to boot.")],
+    uefi: Annotated[bool, typer.Option("--uefi", help="UEFI firmware (OVMF) instead of BIOS.")] = False,
+    usb: Annotated[bool, typer.Option("--usb", help="Attach the ISO as a disk (a written USB stick), not a CD.")
+                   ] = False,
+    persistent: Annotated[Path | None, typer.Option(help="A raw disk image to attach as a second disk.")] = None,
+    memory: Annotated[int, typer.Option(help="Guest memory in MiB.")] = 4096,
+    kvm: Annotated[bool, typer.Option("--kvm", help="Use KVM (off by default: on some VMs /dev/kvm hangs "
+                                                    "64-bit guests).")] = False,
+) -> None:
+    """Boot an ISO in QEMU with its serial console on this terminal (Ctrl-A X quits).
+
+    Example: liveorch boot out/bookworm-live.x86_64-1.0.0.iso --uefi
+    """
+    from orchestrator.boot import BootMode, boot_interactive, kvm_usable
+
+    def action() -> None:
+        use_kvm = kvm and kvm_usable()
+        if kvm and not use_kvm:
+            _say("/dev/kvm is not usable here: falling back to emulation (slow, about a minute to login)")
+        elif not use_kvm:
+            _say("emulating the CPU (no --kvm): about a minute to the login prompt")
+        raise typer.Exit(boot_interactive(iso, BootMode(uefi=uefi, disk=usb), memory, use_kvm, persistent))
+
+    _guarded(action)
+
+
 @app.command("test")
 def test_iso(
     iso: Annotated[Path, typer.Argument(help="The ISO to boot.")],

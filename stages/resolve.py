@@ -96,6 +96,30 @@ Acquire::Retries "3";
     return {**os.environ, "APT_CONFIG": str(APT_ROOT / "apt.conf"), "DEBIAN_FRONTEND": "noninteractive"}
 
 
+def _update(env: dict[str, str], repos: list[Repository]) -> None:
+    """apt-get update, with apt's reason for a failure turned into one actionable line."""
+    completed = subprocess.run(["apt-get", "-q", "-o", "APT::Update::Error-Mode=any", "update"], env=env,
+                               capture_output=True, text=True)
+    output = completed.stdout + completed.stderr
+    print(output, end="", flush=True)
+    if completed.returncode == 0:
+        return
+    for repo in repos:
+        mentioned = [ln for ln in output.splitlines() if repo.url in ln and ("Err" in ln or "E:" in ln or "W:" in ln)]
+        if not mentioned and repo.url not in output:
+            continue
+        text = " ".join(mentioned) or output
+        if "NO_PUBKEY" in output or "is not signed" in output or "signature" in text.lower():
+            raise StageError(f"repository {repo.url} {repo.suite} is not signed by a trusted key "
+                             "(repository_gpgcheck=\"false\" trusts it without signatures)")
+        if any(word in output for word in ("Could not resolve", "Could not connect", "Connection refused",
+                                           "Failed to fetch", "404", "Temporary failure")):
+            raise StageError(f"repository {repo.url} {repo.suite} is unreachable or has no such suite "
+                             f"({(mentioned or [output.strip().splitlines()[-1]])[-1].strip()[:200]})")
+    last = [ln for ln in output.splitlines() if ln.startswith(("E:", "W:", "Err"))][-1:] or ["no details"]
+    raise StageError(f"apt-get update failed: {last[0][:300]}")
+
+
 def _essential_names(env: dict[str, str]) -> list[str]:
     """Essential:yes packages of the configured repositories (what every root must hold)."""
     names: set[str] = set()
@@ -229,7 +253,7 @@ def execute(request: StageRequest, out: Path) -> Outcome:
     if offline and not lock:
         raise StageError("an offline build needs a lock (build once online, or run `liveorch lock`)")
     if not offline:
-        run(["apt-get", "-q", "update"], env=env, what="apt-get update (repository unreachable?)")
+        _update(env, repos)
     if lock:
         packages = _locked(lock)
         log(f"using the lock: {len(packages)} packages")

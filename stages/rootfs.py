@@ -21,6 +21,7 @@ from typing import Any
 from stages.configure_root import configure_root, scrub_root
 from stages.contract import StageRequest
 from stages.hooks import apply_description
+from stages.package_info import write_package_info, write_verified
 from stages.tools import Outcome, StageError, capture, log, package_version, run
 
 REPO = Path("/tmp/repo")
@@ -107,6 +108,8 @@ def execute(request: StageRequest, out: Path) -> Outcome:
     deleted = apply_description(ROOT, options, epoch, lambda: configure_root(ROOT, options, lock, epoch))
     packages_file = _write_packages(out)
     _check_installed(lock, packages_file, deleted)
+    write_package_info(ROOT, out)
+    write_verified(ROOT, out)
     scrub_root(ROOT, request.source_date_epoch)
     _write_tar(out, request.source_date_epoch)
     shutil.rmtree(ROOT, ignore_errors=True)

@@ -162,3 +162,49 @@ def test_a_stage_killed_from_outside_is_named(tmp_path: Path, test_volume: str,
     assert "rootfs stage was killed from outside" in err
     _no_containers_of(docker_client, test_volume)
     assert not list(target.glob("*.iso"))
+
+
+def _with_hook(tmp_path: Path, script: str, executable: bool = True) -> Path:
+    """The example plus a config.sh: resolve stays cached, rootfs runs up to the hook."""
+    directory = tmp_path / "described"
+    directory.mkdir()
+    (directory / "config.xml").write_text(EXAMPLE.read_text())
+    hook = directory / "config.sh"
+    hook.write_text(script)
+    hook.chmod(0o755 if executable else 0o644)
+    return directory
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("script", "options", "message"), [
+    ("#!/bin/bash\necho preparing\necho 'cannot configure the widget' >&2\nexit 3\n", [],
+     "config.sh failed with exit code 3: cannot configure the widget"),
+    ("#!/bin/bash\necho waiting forever\nsleep 600\n", ["--hook-timeout", "5"],
+     "config.sh did not finish within 5 s"),
+    ("#!/usr/bin/python3\nprint('hello')\n", [], "its interpreter /usr/bin/python3 is not in the image"),
+], ids=["failing", "hanging", "missing-interpreter"])
+def test_hook_failures(script: str, options: list[str], message: str, tmp_path: Path, test_volume: str,
+                       docker_client: docker.DockerClient, example_build: object) -> None:
+    target = tmp_path / "out"
+    started = time.monotonic()
+    completed = _liveorch("run", str(_with_hook(tmp_path, script)), "--target-dir", str(target),
+                          "--volume", test_volume, *options)
+    _assert_clean_failure(completed, 4, f"rootfs stage failed: {message}", target)
+    assert time.monotonic() - started < 300
+    _no_containers_of(docker_client, test_volume)
+
+
+@pytest.mark.slow
+def test_unreachable_repository_is_named(tmp_path: Path, test_volume: str,
+                                         docker_client: docker.DockerClient) -> None:
+    target = tmp_path / "out"
+    completed = _liveorch("run", str(EXAMPLE), "--target-dir", str(target), "--volume", test_volume,
+                          "--ignore-repos", "--add-repo", "http://127.0.0.1:9/debian,apt-deb,dead,,,,,main,bookworm")
+    _assert_clean_failure(completed, 4, "repository http://127.0.0.1:9/debian bookworm is unreachable", target)
+    _no_containers_of(docker_client, test_volume)
+
+
+def test_malformed_repo_spec_names_the_field(tmp_path: Path) -> None:
+    completed = _liveorch("run", str(EXAMPLE), "--target-dir", str(tmp_path), "--add-repo",
+                          "http://deb.debian.org/debian,apt-deb,x,high")
+    _assert_clean_failure(completed, 2, "field 'priority' (4)", tmp_path)

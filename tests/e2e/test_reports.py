@@ -1,0 +1,45 @@
+"""What a build leaves besides the ISO: the report, the SBOM and KIWI's files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from spdx_tools.spdx.parser.parse_anything import parse_file
+from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+
+from orchestrator.build import BuildReport
+from stages.contract import STAGES
+
+pytestmark = pytest.mark.slow
+BASENAME = "bookworm-live.x86_64-1.0.0"
+
+
+def test_sbom_is_valid_spdx_and_lists_every_installed_package(example_build: BuildReport) -> None:
+    target = example_build.iso.parent
+    document = parse_file(str(target / f"{BASENAME}.spdx.json"))
+    assert validate_full_spdx_document(document) == []
+    installed = {line.split("|")[0] for line in (target / f"{BASENAME}.packages").read_text().splitlines()}
+    listed = {p.name for p in document.packages} - {example_build.iso.name}
+    assert listed == installed
+    declared = [p.license_declared for p in document.packages if p.name == "bash"]
+    assert declared and "GPL-3.0-or-later" in str(declared[0])
+
+
+def test_report_records_inputs_and_every_stage(example_build: BuildReport) -> None:
+    report = json.loads((example_build.iso.parent / f"{BASENAME}.report.json").read_text())
+    assert [s["stage"] for s in report["stages"]] == list(STAGES)
+    assert report["iso"]["sha256"] == example_build.sha256
+    assert report["source_date_epoch"] > 1_600_000_000
+    assert all(s["image"].startswith("sha256:") and len(s["key"]) == 64 for s in report["stages"])
+    iso_stage = next(s for s in report["stages"] if s["stage"] == "iso")
+    assert "xorriso" in iso_stage["tools"]
+    assert iso_stage["outputs"][example_build.iso.name]["sha256"] == example_build.sha256
+    assert "password" not in json.dumps(report)
+
+
+def test_verified_file_is_written(example_build: BuildReport) -> None:
+    verified = example_build.iso.parent / f"{BASENAME}.verified"
+    assert verified.is_file()
+    for line in verified.read_text().splitlines():
+        assert line.split()[-1].startswith("/"), line
