@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from orchestrator.errors import LiveorchError
 
 OVMF_CANDIDATES = ("/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd", "/usr/share/OVMF/OVMF_CODE.fd")
 FAILURE_MARKERS = ("Kernel panic", "emergency mode", "Entering emergency", "dracut Warning: Could not boot",
-                   "Give root password for maintenance", "You are in emergency mode")
+                   "Give root password for maintenance", "You are in emergency mode", "CD check failed",
+                   "media check failed")
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -67,7 +69,7 @@ def kvm_usable() -> bool:
 
 
 def qemu_argv(iso: Path, mode: BootMode, memory_mib: int = 2048, kvm: bool = False, headless: bool = True,
-              persistent: Path | None = None) -> list[str]:
+              persistent: Path | None = None, attach_iso: bool = True) -> list[str]:
     qemu = shutil.which("qemu-system-x86_64")
     if qemu is None:
         raise LiveorchError("qemu-system-x86_64 is not installed", hint="apt-get install qemu-system-x86")
@@ -83,6 +85,8 @@ def qemu_argv(iso: Path, mode: BootMode, memory_mib: int = 2048, kvm: bool = Fal
         argv += ["-enable-kvm", "-cpu", "host"]
     if mode.uefi:
         argv += ["-bios", str(ovmf_firmware())]
+    if not attach_iso:
+        return argv
     if mode.disk:
         # snapshot=on: the guest may write to its "stick" without touching the ISO file.
         argv += ["-drive", f"file={iso},format=raw,if=virtio,snapshot=on"]
@@ -93,24 +97,44 @@ def qemu_argv(iso: Path, mode: BootMode, memory_mib: int = 2048, kvm: bool = Fal
     return argv
 
 
+@dataclass
+class BootScript:
+    """Optional steps of a scripted boot, for the live-feature tests."""
+
+    menu_downs: int = 0  # choose the n-th entry below the default in GRUB's menu
+    qemu_extra: tuple[str, ...] = ()  # e.g. direct kernel boot, another disk
+    before_command: Callable[[], None] | None = None  # e.g. eject the CD through the QEMU monitor
+    attach_iso: bool = True
+
+
 def boot_and_login(iso: Path, mode: BootMode, password: str, command: str = "cat /proc/cmdline; findmnt -n /",
-                   timeout: float = 600, user: str = "root", log: Path | None = None) -> BootResult:
+                   timeout: float = 600, user: str = "root", log: Path | None = None,
+                   script: BootScript | None = None) -> BootResult:
     """Boot, wait for the login prompt, log in, run `command`, power off. Raises BootFailed."""
-    argv = qemu_argv(iso, mode)
+    script = script or BootScript()
+    argv = qemu_argv(iso, mode, attach_iso=script.attach_iso) + list(script.qemu_extra)
     started = time.monotonic()
     child = pexpect.spawn(argv[0], argv[1:], timeout=timeout, maxread=65536, env={**os.environ, "TERM": "dumb"})
     transcript = bytearray()
     child.logfile_read = _Collector(transcript)
     marker = "LIVEORCH-DONE"
     try:
+        if script.menu_downs:
+            _expect(child, [rb"Check installation media", rb"\(failsafe\)"], "the GRUB menu", transcript, timeout)
+            time.sleep(1)
+            child.send("\x1b[B" * script.menu_downs)
+            time.sleep(0.5)
+            child.send("\r")
         _expect(child, [rb"login: ?$", rb"login: "], "the login prompt", transcript, timeout)
         seconds = time.monotonic() - started
         child.sendline(user)
         _expect(child, [rb"[Pp]assword: ?"], "the password prompt", transcript, 60)
         child.sendline(password)
         _expect(child, [rb"[#$] ?$", rb"[#$] "], "a shell prompt after login", transcript, 60)
+        if script.before_command:
+            script.before_command()
         child.sendline(f"{command}; echo {marker}-$((6*7))")
-        _expect(child, [f"{marker}-42".encode()], "the command's end marker", transcript, 120)
+        _expect(child, [f"{marker}-42".encode()], "the command's end marker", transcript, 180)
         output = bytes(transcript).decode(errors="replace").rsplit(f"echo {marker}", 1)[-1]
         child.sendline("systemctl poweroff --force --force")
         return BootResult(mode.name, seconds, output, bytes(transcript).decode(errors="replace"))

@@ -229,11 +229,13 @@ def _write_atomic(path: Path, text: str) -> None:
 def _export(build: Build, reports: dict[str, StageReport]) -> BuildReport:
     """Copy the results out; the ISO goes last, so its presence means everything is there."""
     plan, volume, target = build.plan, build.volume, build.options.target_dir
-    iso_result = reports["iso"].result
     checksum_result = reports["checksum"].result
     sha256 = str(checksum_result.facts["sha256"])
+    # With media check the checksum stage writes the final ISO (its MD5 implanted).
+    final = "checksum" if plan.iso_name in checksum_result.outputs else "iso"
+    iso_result = reports[final].result
     if iso_result.outputs[plan.iso_name].sha256 != sha256:
-        raise LiveorchError("the checksum stage verified a different ISO than the iso stage wrote")
+        raise LiveorchError("the checksum stage verified a different ISO than the one to export")
     resolve = reports["resolve"]
     rootfs = reports["rootfs"]
     exports = [
@@ -249,7 +251,7 @@ def _export(build: Build, reports: dict[str, StageReport]) -> BuildReport:
     epoch = int(resolve.result.facts["source_date_epoch"])
     sbom = make_sbom(plan.image_name, plan.iso_name, sha256, epoch, package_info, lock)
     _write_atomic(target / f"{plan.basename}.spdx.json", json.dumps(sbom, indent=1) + "\n")
-    volume.export(stage_dir("iso", reports["iso"].key) / plan.iso_name, target / plan.iso_name,
+    volume.export(stage_dir(final, reports[final].key) / plan.iso_name, target / plan.iso_name,
                   iso_result.outputs[plan.iso_name].sha256)
     iso = target / plan.iso_name
     report = BuildReport(iso=iso, sha256=sha256, size=os.path.getsize(iso), packages=len(package_info),

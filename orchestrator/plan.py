@@ -47,6 +47,9 @@ def _packages(description: Description, notes: list[str]) -> list[str]:
     names = [n for n in description.packages if n not in KIWI_ONLY_PACKAGES]
     if len(names) != len(description.packages):
         notes.append("dracut-kiwi-live is KIWI's own module: liveorch's initrd stage provides the live boot")
+    if description.live.mediacheck and "isomd5sum" not in names:
+        names.append("isomd5sum")
+        notes.append('mediacheck="true": added isomd5sum so the initrd can verify the medium (rd.live.check)')
     for package in LIVE_BOOT_PACKAGES:
         if package not in names:
             names.append(package)
@@ -139,7 +142,8 @@ def make_plan(description: Description, lock: dict[str, Any] | None = None, offl
             "console": live.bootloader_console,
             "timeout": live.bootloader_timeout,
             "timeout_style": live.bootloader_timeout_style,
+            "mediacheck": live.mediacheck,
         },
-        "checksum": {"iso_name": iso_name},
+        "checksum": {"iso_name": iso_name, "mediacheck": live.mediacheck},
     }
     return BuildPlan(image_name=description.name, iso_name=iso_name, notes=notes, options=options)

@@ -3,7 +3,7 @@
 Names, versions and suppliers come from the image's dpkg database, checksums from the
 lock (the .deb each package was installed from), licenses from Debian's machine-readable
 copyright files, translated to SPDX identifiers where the Debian short name has an exact
-SPDX equivalent; otherwise NOASSERTION, never a guess. Everything is derived from the
+SPDX equivalent and declared as LicenseRefs otherwise, never guessed from prose. Everything is derived from the
 build's inputs and SOURCE_DATE_EPOCH, so the SBOM is as reproducible as the ISO.
 """
 
@@ -33,19 +33,37 @@ DEBIAN_TO_SPDX = {
 }
 
 
-def spdx_license(names: list[str]) -> str:
-    """An SPDX expression for all of a package's licenses, or NOASSERTION if any is unknown."""
-    ids = []
+def license_ref(name: str) -> str:
+    return "LicenseRef-Debian-" + re.sub(r"[^A-Za-z0-9.-]+", "-", name).strip("-")
+
+
+def _term(name: str, refs: set[str]) -> str:
+    """One Debian license term: its SPDX id, or a LicenseRef declared in the document."""
+    mapped = DEBIAN_TO_SPDX.get(name)
+    if mapped:
+        return mapped
+    refs.add(name)
+    return license_ref(name)
+
+
+def spdx_license(names: list[str], refs: set[str] | None = None) -> str:
+    """An SPDX expression for all of a package's DEP-5 license names (AND), keeping Debian's
+    `or`/`and` inside a name; names without an exact SPDX id become LicenseRefs."""
+    refs = refs if refs is not None else set()
+    terms = set()
     for name in names:
-        alternatives = [part.strip() for part in re.split(r"\s+or\s+", name, flags=re.IGNORECASE)]
-        mapped = [DEBIAN_TO_SPDX.get(part) for part in alternatives]
-        if not mapped or any(m is None for m in mapped):
-            return "NOASSERTION"
-        ids.append(mapped[0] if len(mapped) == 1 else "(" + " OR ".join(m for m in mapped if m) + ")")
-    if not ids:
+        alternatives = []
+        for alternative in re.split(r"\s+or\s+", name.strip(), flags=re.IGNORECASE):
+            parts = [_term(part.strip(), refs) for part in re.split(r"\s+and\s+", alternative, flags=re.IGNORECASE)
+                     if part.strip()]
+            alternatives.append(parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")")
+        alternatives = [a for a in alternatives if a]
+        if alternatives:
+            terms.add(alternatives[0] if len(alternatives) == 1 else "(" + " OR ".join(alternatives) + ")")
+    if not terms:
         return "NOASSERTION"
-    unique = sorted(set(ids))
-    return unique[0] if len(unique) == 1 else " AND ".join(unique)
+    ordered = sorted(terms)
+    return ordered[0] if len(ordered) == 1 else " AND ".join(ordered)
 
 
 def _spdx_id(name: str) -> str:
@@ -57,6 +75,7 @@ def make_sbom(image_name: str, iso_name: str, iso_sha256: str, epoch: int, packa
     locked = {entry["name"]: entry for entry in lock["packages"]}
     created = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     spdx_packages = []
+    refs: set[str] = set()
     for package in packages:
         entry = locked.get(package["name"], {})
         item: dict[str, Any] = {
@@ -67,7 +86,7 @@ def make_sbom(image_name: str, iso_name: str, iso_sha256: str, epoch: int, packa
             "downloadLocation": "NOASSERTION",
             "filesAnalyzed": False,
             "licenseConcluded": "NOASSERTION",
-            "licenseDeclared": spdx_license(package.get("licenses", [])),
+            "licenseDeclared": spdx_license(package.get("licenses", []), refs),
             "copyrightText": "NOASSERTION",
             "sourceInfo": f"built from Debian source package {package['source']}",
             "externalRefs": [{
@@ -102,6 +121,12 @@ def make_sbom(image_name: str, iso_name: str, iso_sha256: str, epoch: int, packa
             "checksums": [{"algorithm": "SHA256", "checksumValue": iso_sha256}],
             "primaryPackagePurpose": "OPERATING-SYSTEM",
         }, *spdx_packages],
+        "hasExtractedLicensingInfos": [{
+            "licenseId": license_ref(name),
+            "name": name,
+            "extractedText": f"The license Debian's machine-readable copyright files call '{name}'; its text is "
+                             "in /usr/share/doc/<package>/copyright of the packages that name it.",
+        } for name in sorted(refs)],
         "relationships": [
             {"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": iso_id},
             *[{"spdxElementId": iso_id, "relationshipType": "CONTAINS", "relatedSpdxElement": p["SPDXID"]}

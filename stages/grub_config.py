@@ -47,6 +47,33 @@ def kernel_cmdline(options: dict[str, Any]) -> str:
     return " ".join(words)
 
 
+def _mediacheck_entry(options: dict[str, Any], cmdline: str) -> str:
+    """KIWI's "Check installation media": dracut verifies the implanted MD5, then boots or stops."""
+    if not options.get("mediacheck"):
+        return ""
+    return (
+        "menuentry 'Check installation media' --class os {\n"
+        + f"    linux {KERNEL_PATH} {cmdline} rd.live.check\n"
+        + f"    initrd {INITRD_PATH}\n"
+        + "}\n"
+    )
+
+
+def loopback_config(options: dict[str, Any]) -> str:
+    """/boot/grub/loopback.cfg: for a GRUB elsewhere that boots this ISO as a file
+    (`loopback loop /x.iso; set iso_path=/x.iso; configfile (loop)/boot/grub/loopback.cfg`)."""
+    title = grub_quote(options.get("title") or options["volid"])
+    cmdline = kernel_cmdline(options).replace("\\", "\\\\")
+    return (
+        "set default=0\n"
+        + f"set timeout={int(options.get('timeout', 10))}\n"
+        + f"menuentry {title} --class os {{\n"
+        + f"    linux {KERNEL_PATH} iso-scan/filename=${{iso_path}} {cmdline}\n"
+        + f"    initrd {INITRD_PATH}\n"
+        + "}\n"
+    )
+
+
 def menu_config(options: dict[str, Any]) -> str:
     title = grub_quote(options.get("title") or options["volid"])
     loading = grub_quote(f"Loading {options.get('title') or options['volid']} ...")
@@ -65,6 +92,7 @@ def menu_config(options: dict[str, Any]) -> str:
         + f"    linux {KERNEL_PATH} {cmdline}\n"
         + f"    initrd {INITRD_PATH}\n"
         + "}\n"
+        + _mediacheck_entry(options, cmdline)
         + f"menuentry {failsafe} --class os {{\n"
         + f"    linux {KERNEL_PATH} {cmdline} nomodeset noapic acpi=off\n"
         + f"    initrd {INITRD_PATH}\n"

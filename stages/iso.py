@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stages.contract import RESULT_FILE, StageRequest, canonical_json, sha256_text
-from stages.grub_config import INITRD_PATH, KERNEL_PATH, early_config, menu_config
+from stages.grub_config import INITRD_PATH, KERNEL_PATH, early_config, loopback_config, menu_config
 from stages.tools import Outcome, StageError, log, package_version, run
 
 TREE = Path("/tmp/iso")
@@ -127,6 +127,7 @@ def execute(request: StageRequest, out: Path) -> Outcome:
     WORK.mkdir(parents=True)
     (grub_dir / marker).write_text(options["volid"] + "\n")
     (grub_dir / "grub.cfg").write_text(menu_config(options))
+    (grub_dir / "loopback.cfg").write_text(loopback_config(options))
     early = WORK / "early.cfg"
     early.write_text(early_config(marker))
     _grub_image("i386-pc-eltorito", BIOS_MODULES, grub_dir / "i386-pc/eltorito.img", early)

@@ -123,3 +123,18 @@ def test_title_with_apostrophe_keeps_quotes_balanced() -> None:
     for line in menu.splitlines():
         unescaped = line.replace("\\'", "")
         assert unescaped.count("'") % 2 == 0, line
+
+
+def test_mediacheck_adds_a_check_entry_only_when_asked() -> None:
+    assert "Check installation media" not in menu_config(options())
+    menu = menu_config(options(mediacheck=True))
+    assert "menuentry 'Check installation media'" in menu
+    assert [ln for ln in menu.splitlines() if "rd.live.check" in ln and ln.strip().startswith("linux")]
+
+
+def test_loopback_cfg_passes_the_iso_path_to_the_live_module() -> None:
+    from stages.grub_config import loopback_config
+
+    text = loopback_config(options())
+    assert "iso-scan/filename=${iso_path}" in text
+    assert "root=live:CDLABEL=" in text

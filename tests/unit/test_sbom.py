@@ -18,8 +18,9 @@ from stages.package_info import dep5_licenses
     (["GPL-2+", "LGPL-2.1+"], "GPL-2.0-or-later AND LGPL-2.1-or-later"),
     (["Expat", "Expat"], "MIT"),
     (["GPL-2+ or Artistic-2.0"], "(GPL-2.0-or-later OR Artistic-2.0)"),
-    (["public-domain"], "NOASSERTION"),
-    (["GPL-2+", "Something-Odd"], "NOASSERTION"),
+    (["public-domain"], "LicenseRef-Debian-public-domain"),
+    (["GPL-2+", "Something Odd"], "GPL-2.0-or-later AND LicenseRef-Debian-Something-Odd"),
+    (["BSD-4-clause-UC and MIT-like"], "(LicenseRef-Debian-BSD-4-clause-UC AND LicenseRef-Debian-MIT-like)"),
     ([], "NOASSERTION"),
 ])
 def test_debian_license_names_become_spdx_or_noassertion(names: list[str], expected: str) -> None:
@@ -42,7 +43,7 @@ def test_sbom_validates_and_lists_every_package(tmp_path: Path) -> None:
     packages = [
         {"name": "bash", "version": "5.2.15-2+b2", "architecture": "amd64", "source": "bash",
          "maintainer": "Matthias Klose <doko@debian.org>", "homepage": "http://tiswww.case.edu/php/chet/bash/bashtop.html",
-         "licenses": ["GPL-3+"]},
+         "licenses": ["GPL-3+", "GPL-3+ with Bison exception", "permissive"]},
         {"name": "libc6", "version": "2.36-9+deb12u4", "architecture": "amd64", "source": "glibc",
          "maintainer": "GNU Libc Maintainers <debian-glibc@lists.debian.org>", "homepage": "", "licenses": []},
     ]
@@ -55,5 +56,6 @@ def test_sbom_validates_and_lists_every_package(tmp_path: Path) -> None:
     names = {p.name for p in document.packages}
     assert {"bash", "libc6", "demo.x86_64-1.0.iso"} == names
     assert sbom["creationInfo"]["created"] == "2023-11-14T22:13:20Z"
+    assert {e["name"] for e in sbom["hasExtractedLicensingInfos"]} == {"GPL-3+ with Bison exception", "permissive"}
     again = make_sbom("demo", "demo.x86_64-1.0.iso", "c" * 64, 1_700_000_000, packages, lock)
     assert again == sbom, "the SBOM must be a pure function of its inputs"
