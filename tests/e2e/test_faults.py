@@ -83,17 +83,23 @@ def test_unknown_package(tmp_path: Path, test_volume: str, docker_client: docker
 
 @pytest.mark.slow
 def test_full_disk_is_reported(tmp_path: Path, docker_client: docker.DockerClient) -> None:
+    """The artifact volume on a 24 MB filesystem: resolve's downloads fill it."""
+    if os.geteuid() != 0:
+        pytest.fail("this test mounts a small tmpfs on the host for the volume: run it as root (CI does)")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(small)], check=True)
     name = f"liveorch-test-tiny-{os.getpid()}"
-    docker_client.volumes.create(name, driver="local",
-                                 driver_opts={"type": "tmpfs", "device": "tmpfs", "o": "size=24m"})
+    docker_client.volumes.create(name, driver="local", driver_opts={"type": "none", "o": "bind", "device": str(small)})
     try:
-        completed = _liveorch("run", str(EXAMPLE), "--target-dir", str(tmp_path), "--volume", name)
-        _assert_clean_failure(completed, 4, "no space left on device", tmp_path)
+        completed = _liveorch("run", str(EXAMPLE), "--target-dir", str(tmp_path / "out"), "--volume", name)
+        _assert_clean_failure(completed, 4, "no space left on device", tmp_path / "out")
         _no_containers_of(docker_client, name)
     finally:
         for container in docker_client.containers.list(all=True, filters={"volume": name}):
             container.remove(force=True)
         docker_client.volumes.get(name).remove(force=True)
+        subprocess.run(["umount", str(small)], check=True)
 
 
 class _Run:
