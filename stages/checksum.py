@@ -20,7 +20,7 @@ def _implant(source: Path, target: Path) -> None:
     run(["implantisomd5", "--force", target], what="implantisomd5")
     check = subprocess.run(["checkisomd5", "--verbose", str(target)], capture_output=True, text=True)
     log(check.stdout.strip().splitlines()[-1] if check.stdout.strip() else "checkisomd5: no output")
-    if check.returncode != 1:  # checkisomd5 exits 1 when the medium verifies
+    if check.returncode != 0:  # 0 = PASS, 1 = FAIL, 2 = aborted or no checksum
         raise StageError(f"checkisomd5 does not accept the implanted ISO (exit {check.returncode})")
 
 

@@ -93,11 +93,18 @@ def _enable_unit(root: Path, target: str, unit: str, template: str) -> None:
 
 
 def _write(root: Path, relative: str, text: str) -> None:
+    """Write a configuration file as mode 0644 whatever was there before.
+
+    An existing file keeps its mode on write, and some come from the build container
+    rather than a package: mmdebstrap copies the engine's /etc/resolv.conf into the root,
+    which is 0644 under Docker but 0755 under rootless Podman.
+    """
     path = root / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_symlink():
         path.unlink()
     path.write_text(text)
+    path.chmod(0o644)
 
 
 def configure_root(root: Path, options: dict[str, Any], lock: dict[str, Any], epoch: int) -> None:

@@ -8,7 +8,6 @@ container is not the machine the ISO will boot on.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -19,15 +18,46 @@ from stages.tools import Outcome, StageError, log, package_version, run
 ROOT = Path("/tmp/root")
 # Nodes dracut's scripts expect; created when the engine allows mknod, else skipped.
 DEVICE_NODES = {"null": (1, 3), "zero": (1, 5), "random": (1, 8), "urandom": (1, 9)}
+# Where fakeroot's preload library goes inside the root (never into the initramfs).
+FAKEROOT_INSIDE = "/tmp/liveorch-libfakeroot.so"
+FAKEROOT_CONF = "etc/dracut.conf.d/zz-liveorch-fakeroot.conf"
 
 
-def _unpack(root_tar: Path) -> None:
+def _unpack(root_tar: Path) -> bool:
+    """Unpack the root; returns whether the engine lets this stage create device nodes."""
     ROOT.mkdir(parents=True)
     run(["tar", "--extract", "--file", root_tar, "--directory", ROOT, "--numeric-owner",
          "--preserve-permissions", "--xattrs", "--xattrs-include=*"], what="unpacking the root")
+    can_mknod = True
     for name, (major, minor) in DEVICE_NODES.items():
-        with contextlib.suppress(OSError):
+        try:
             os.mknod(ROOT / "dev" / name, 0o666 | 0o020000, os.makedev(major, minor))
+        except OSError:
+            can_mknod = False
+    return can_mknod
+
+
+def _fake_device_nodes() -> list[str]:
+    """The command prefix that lets dracut put its device nodes into the initramfs anyway.
+
+    dracut mknods /dev/console, kmsg, null, random and urandom into the initramfs tree and
+    cpio archives them. A user namespace (rootless Podman) cannot create device nodes, so
+    there fakeroot's preload library records them and shows them to cpio as the devices
+    they would be: the initramfs gets the same bytes as where mknod works (Docker). dracut
+    removes LD_PRELOAD from its environment, so a dracut.conf.d snippet, which dracut's
+    own shell sources, hands the library to just mknod and cpio; neither file is copied
+    into the initramfs.
+    """
+    library = next(Path("/usr/lib").glob("*/libfakeroot/libfakeroot-sysv.so"), None)
+    if library is None:
+        raise StageError("the engine cannot create device nodes and the stage image has no fakeroot")
+    shutil.copyfile(library, ROOT / FAKEROOT_INSIDE.lstrip("/"))
+    conf = ROOT / FAKEROOT_CONF
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(f'mknod() {{ LD_PRELOAD={FAKEROOT_INSIDE} command mknod "$@"; }}\n'
+                    f'cpio() {{ LD_PRELOAD={FAKEROOT_INSIDE} command cpio "$@"; }}\n')
+    log("no device nodes (user namespace): dracut's mknod and cpio run under fakeroot")
+    return ["fakeroot", "--unknown-is-real", "--", "env", "--unset=LD_PRELOAD"]
 
 
 def _kernel_version() -> str:
@@ -46,12 +76,13 @@ def _compressor() -> str:
 
 
 def execute(request: StageRequest, out: Path) -> Outcome:
-    _unpack(Path(request.inputs["rootfs"]) / "root.tar")
+    can_mknod = _unpack(Path(request.inputs["rootfs"]) / "root.tar")
     if not (ROOT / "usr/bin/dracut").exists():
         raise StageError("the image has no dracut: add dracut and dracut-live to the packages")
     kver = _kernel_version()
     modules = request.options.get("dracut_modules", ["dmsquash-live"])
     run([
+        *([] if can_mknod else _fake_device_nodes()),
         "chroot", ROOT,
         "dracut",
         "--reproducible",

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +100,40 @@ def _write_tar(out: Path, epoch: int) -> None:
     ], what="tar")
 
 
+def _shipped_mtime(path: str) -> int | None:
+    """The mtime the package owning `path` gives it, read from that package's .deb."""
+    owners = capture(["dpkg-query", f"--admindir={ROOT}/var/lib/dpkg", "--search", path])
+    owner = owners.splitlines()[0].rsplit(": ", 1)[0].split(", ")[0].split(":")[0] if owners else ""
+    debs = sorted(REPO.glob(f"{owner}_*.deb")) if owner else []
+    if not debs:
+        return None
+    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", debs[0]], stdout=subprocess.PIPE) as unpack:
+        assert unpack.stdout is not None
+        with tarfile.open(fileobj=unpack.stdout, mode="r|") as tar:
+            mtime = next((m.mtime for m in tar if m.name.strip("./") == path.strip("/")), None)
+        unpack.stdout.close()
+    return mtime
+
+
+def _restore_dev_time() -> None:
+    """Give /dev its package's time when the engine could not create device nodes.
+
+    In a user namespace (rootless Podman) mknod fails, so mmdebstrap creates and removes
+    /dev entries around each chroot step and maintainer scripts' `>/dev/null` leaves regular
+    files there: /dev ends up with the build's time. Where mknod works (Docker) mmdebstrap
+    fills /dev before unpacking and /dev keeps the time its package ships. Only /dev's own
+    time reaches the tar (its contents are excluded), so restoring it makes both engines
+    write the same tar; where /dev/null is a real device nothing is touched.
+    """
+    dev = ROOT / "dev"
+    if (dev / "null").is_char_device() or not dev.is_dir():
+        return
+    mtime = _shipped_mtime("/dev")
+    if mtime is not None:
+        os.utime(dev, (mtime, mtime), follow_symlinks=False)
+        log("no device nodes (user namespace): /dev gets its package's time back")
+
+
 def execute(request: StageRequest, out: Path) -> Outcome:
     resolve = Path(request.inputs["resolve"])
     lock = json.loads((resolve / "lock.json").read_text())
@@ -111,6 +147,7 @@ def execute(request: StageRequest, out: Path) -> Outcome:
     write_package_info(ROOT, out)
     write_verified(ROOT, out)
     scrub_root(ROOT, request.source_date_epoch)
+    _restore_dev_time()
     _write_tar(out, request.source_date_epoch)
     shutil.rmtree(ROOT, ignore_errors=True)
     log(f"root tar: {(out / 'root.tar').stat().st_size // (1 << 20)} MiB")
