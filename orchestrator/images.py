@@ -36,6 +36,10 @@ def image_tag(stage: str) -> str:
     return f"{IMAGE_REPOSITORY}/{stage}:latest"
 
 
+def content_tag(stage: str, context: str) -> str:
+    return f"{IMAGE_REPOSITORY}/{stage}:{context[:16]}"
+
+
 def dockerfile_name(stage: str) -> str:
     return f"Dockerfiles/{stage}.Dockerfile"
 
@@ -109,7 +113,9 @@ def ensure_stage_image(client: docker.DockerClient, stage: str, say: Callable[[s
                        force: bool = False) -> StageImage:
     files = _context_files(stage)
     context = _context_hash(files)
-    tag = image_tag(stage)
+    # Runs use the content tag: two checkouts with different stage code on one engine each
+    # get their own image. `latest` (what compose.yaml names) follows the newest build.
+    tag = content_tag(stage, context)
     if not force:
         try:
             image = client.images.get(tag)
@@ -133,6 +139,7 @@ def ensure_stage_image(client: docker.DockerClient, stage: str, say: Callable[[s
     except docker.errors.APIError as error:
         raise EngineError(f"building {tag} failed: {error.explanation or error}") from None
     image = client.images.get(tag)
+    image.tag(f"{IMAGE_REPOSITORY}/{stage}", "latest")
     return StageImage(stage, tag, image.id, image.attrs["Config"].get("User") or "0")
 
 

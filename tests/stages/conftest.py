@@ -15,7 +15,7 @@ from testcontainers.core.container import DockerContainer
 from orchestrator.build import BuildReport
 from orchestrator.description import parse_description
 from orchestrator.engine import DOCKER_DEFAULT_CAPS, ArtifactVolume
-from orchestrator.images import image_tag
+from orchestrator.images import StageImage, ensure_stage_images, image_tag
 from orchestrator.plan import make_plan
 from stages.contract import (
     ARTIFACTS_MOUNT,
@@ -44,7 +44,14 @@ def volume(docker_client: docker.DockerClient, test_volume: str) -> Iterator[Art
 
 
 @pytest.fixture(scope="session")
-def run_stage(volume: ArtifactVolume, example_build: BuildReport):  # type: ignore[no-untyped-def]
+def stage_images(docker_client: docker.DockerClient) -> dict[str, StageImage]:
+    """This checkout's stage images (by content tag: another checkout may share the engine)."""
+    return ensure_stage_images(docker_client, print)
+
+
+@pytest.fixture(scope="session")
+def run_stage(volume: ArtifactVolume, example_build: BuildReport,  # type: ignore[no-untyped-def]
+              stage_images: dict[str, StageImage]):
     """Run `stage` with `options` on the example's outputs of its input stages."""
     keys = {report.stage: report.key for report in example_build.stages}
     epoch = int(next(r for r in example_build.stages if r.stage == "resolve").result.facts["source_date_epoch"])
@@ -59,7 +66,7 @@ def run_stage(volume: ArtifactVolume, example_build: BuildReport):  # type: igno
             f"{stage}/{work_name}/{REQUEST_FILE}": request.to_json().encode(),
         })
         container = DockerContainer(
-            image_tag(stage),
+            stage_images[stage].tag,
             command=f"{ARTIFACTS_MOUNT}/{stage}/{work_name}",
             volumes=[(volume.name, ARTIFACTS_MOUNT, "rw")],
             network_mode="bridge" if stage in NETWORKED_STAGES else "none",
