@@ -37,7 +37,7 @@ def test_iso_type(example: Description) -> None:
     assert live.publisher == "liveorch"
     assert live.application_id == "bookworm-live"
     assert live.efifatimagesize is None
-    assert live.mediacheck is False
+    assert live.mediacheck is True
     assert live.hybridpersistent is False
 
 
@@ -60,7 +60,7 @@ def test_repositories(example: Description) -> None:
 
 def test_packages_image_and_bootstrap_in_document_order(example: Description) -> None:
     assert example.packages == [
-        "linux-image-amd64", "systemd-sysv", "login", "passwd", "dracut", "dracut-live", "ca-certificates",
+        "linux-image-amd64", "systemd-sysv", "login", "passwd", "dracut", "dracut-live", "isomd5sum", "ca-certificates",
     ]
     assert example.delete_packages == []
 

@@ -32,7 +32,7 @@ def test_kiwi_iso_name(example_plan: BuildPlan) -> None:
     assert example_plan.iso_name == "bookworm-live.x86_64-1.0.0.iso"
     assert example_plan.basename == "bookworm-live.x86_64-1.0.0"
     assert example_plan.options["iso"]["iso_name"] == example_plan.iso_name
-    assert example_plan.options["checksum"] == {"iso_name": example_plan.iso_name, "mediacheck": False}
+    assert example_plan.options["checksum"] == {"iso_name": example_plan.iso_name, "mediacheck": True}
 
 
 def test_iso_name_uses_name_and_version(write_description) -> None:
