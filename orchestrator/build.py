@@ -64,6 +64,7 @@ class StageReport:
     cached: bool
     seconds: float
     result: StageResult
+    container: dict[str, Any] | None = None
 
 
 @dataclass
@@ -214,7 +215,8 @@ def _run_stages(plan: BuildPlan, images: dict[str, StageImage], runner: StageRun
                 progress.stage(stage, "failed", time.monotonic() - began)
                 raise
             progress.stage(stage, "done", time.monotonic() - began)
-        reports[stage] = StageReport(stage, key, cached, time.monotonic() - began, result)
+        reports[stage] = StageReport(stage, key, cached, time.monotonic() - began, result,
+                                     None if cached else runner.containers.get(stage))
         if stage == "resolve":
             epoch = int(result.facts["source_date_epoch"])
     return reports
@@ -289,6 +291,7 @@ def build_record(build: Build, report: BuildReport, lock: dict[str, Any]) -> dic
             "outputs": {name: {"size": a.size, "sha256": a.sha256} for name, a in sorted(s.result.outputs.items())
                         if not name.startswith("debs/")},
             "tools": s.result.tools,
+            "container": s.container,
         } for s in report.stages],
         "iso": {"name": report.iso.name, "size": report.size, "sha256": report.sha256},
         "packages": report.packages,

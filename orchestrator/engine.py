@@ -187,6 +187,21 @@ class ArtifactVolume:
             partial.unlink(missing_ok=True)
 
 
+def container_privileges(attrs: dict) -> dict[str, object]:
+    host = attrs.get("HostConfig", {})
+    return {
+        "user": attrs.get("Config", {}).get("User") or "0",
+        "privileged": bool(host.get("Privileged")),
+        "cap_add": sorted(host.get("CapAdd") or []),
+        "cap_drop": sorted(host.get("CapDrop") or []),
+        "devices": host.get("Devices") or [],
+        "network": host.get("NetworkMode"),
+        "security_opt": host.get("SecurityOpt") or [],
+        "mounts": sorted(f"{m.get('Type', 'volume')}:{m.get('Target')}" for m in host.get("Mounts") or [])
+                  or sorted(host.get("Binds") or []),
+    }
+
+
 class StageRunner:
     """Runs one stage container per call; caches by key through the artifact volume."""
 
@@ -196,6 +211,9 @@ class StageRunner:
         self.volume = volume
         self.log = log
         self.progress = progress
+        # What the engine says each stage container was given: the build report keeps it,
+        # so anyone can check that no stage ran privileged (tests do).
+        self.containers: dict[str, dict[str, object]] = {}
 
     def cached(self, stage: str, key: str) -> StageResult | None:
         data = self.volume.read(stage_dir(stage, key) / RESULT_FILE)
@@ -223,6 +241,7 @@ class StageRunner:
             privileged=False,
             environment={"PYTHONUNBUFFERED": "1"},
         )
+        self.containers[stage] = container_privileges(container.attrs)
         tail: list[str] = []
         try:
             container.start()

@@ -43,3 +43,22 @@ def test_verified_file_is_written(example_build: BuildReport) -> None:
     assert verified.is_file()
     for line in verified.read_text().splitlines():
         assert line.split()[-1].startswith("/"), line
+
+
+def test_no_stage_container_had_privileges(example_build: BuildReport) -> None:
+    """Every stage container as the engine created it: never privileged, no capability
+    added, no device, no network but for resolve, no-new-privileges, the volume only."""
+    report = json.loads((example_build.iso.parent / f"{BASENAME}.report.json").read_text())
+    seen = {s["stage"]: s["container"] for s in report["stages"] if s["container"] is not None}
+    assert set(seen) == set(STAGES), "the example build runs every stage"
+    for stage, container in seen.items():
+        assert container["privileged"] is False, stage
+        assert container["cap_add"] == [], stage
+        assert container["devices"] == [], stage
+        assert "no-new-privileges" in container["security_opt"], stage
+        assert container["network"] == ("none" if stage != "resolve" else "bridge"), stage
+        assert [m.split(":")[1] for m in container["mounts"]] == ["/artifacts"], (stage, container["mounts"])
+        assert "SYS_ADMIN" not in container["cap_add"]
+    for stage in ("squashfs", "iso", "checksum"):
+        assert seen[stage]["user"] == "1000:1000", stage
+        assert "CHOWN" in seen[stage]["cap_drop"] and "SYS_CHROOT" in seen[stage]["cap_drop"]
