@@ -73,7 +73,11 @@ def test_checksum_verifies_and_names_a_missing_iso(run_stage, example_options, e
     assert good.exit_code == 0, good.logs[-2000:]
     assert good.result is not None
     iso_name = example_options["checksum"]["iso_name"]
-    assert good.result.facts["sha256"] == example_results["iso"].outputs[iso_name].sha256
+    # The example asks for a media check: the stage writes the ISO with its MD5 implanted,
+    # the same bytes every time, and different from the iso stage's.
+    assert good.result.outputs == example_results["checksum"].outputs
+    assert good.result.facts["sha256"] == example_results["checksum"].outputs[iso_name].sha256
+    assert good.result.facts["sha256"] != example_results["iso"].outputs[iso_name].sha256
     missing = run_stage("checksum", {"iso_name": "other.iso"}, inputs=("iso",))
     assert missing.exit_code == 1
     assert "liveorch-stage-error: the iso stage left no other.iso" in missing.logs
