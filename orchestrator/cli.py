@@ -438,3 +438,26 @@ def clean(
         print(f"removed {len(removed)} unfinished work directories")
 
     _guarded(action)
+
+
+@app.command()
+def doctor(
+    engine_host: Annotated[str | None, typer.Option(help="Engine API URL (default: DOCKER_HOST).")] = None,
+    target_dir: Annotated[Path, typer.Option("--target-dir", "-t", help="The target directory to check.")] = Path(
+        "out"),
+) -> None:
+    """Check the engine, disk space, user namespaces, KVM, QEMU, OVMF and mmdebstrap; one fix line per problem.
+
+    Exits 0 when a build can run (warnings allowed), 1 otherwise.
+    Example: liveorch doctor --engine-host unix:///run/user/1000/podman/podman.sock
+    """
+    from orchestrator.doctor import exit_status, run_checks
+
+    def action() -> None:
+        checks = run_checks(engine_host, target_dir)
+        for check in checks:
+            for line in check.lines():
+                print(line)
+        raise typer.Exit(exit_status(checks))
+
+    _guarded(action)

@@ -12,6 +12,7 @@ written with sorted names, numeric owners and clamped times.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -102,17 +103,18 @@ def _write_tar(out: Path, epoch: int) -> None:
 
 def _shipped_mtime(path: str) -> int | None:
     """The mtime the package owning `path` gives it, read from that package's .deb."""
-    owners = capture(["dpkg-query", f"--admindir={ROOT}/var/lib/dpkg", "--search", path])
-    owner = owners.splitlines()[0].rsplit(": ", 1)[0].split(", ")[0].split(":")[0] if owners else ""
+    query = subprocess.run(["dpkg-query", f"--admindir={ROOT}/var/lib/dpkg", "--search", path],
+                           capture_output=True, text=True)
+    lines = query.stdout.splitlines() if query.returncode == 0 else []
+    owner = lines[0].rsplit(": ", 1)[0].split(", ")[0].split(":")[0] if lines else ""
     debs = sorted(REPO.glob(f"{owner}_*.deb")) if owner else []
     if not debs:
         return None
-    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", debs[0]], stdout=subprocess.PIPE) as unpack:
-        assert unpack.stdout is not None
-        with tarfile.open(fileobj=unpack.stdout, mode="r|") as tar:
-            mtime = next((m.mtime for m in tar if m.name.strip("./") == path.strip("/")), None)
-        unpack.stdout.close()
-    return mtime
+    unpacked = subprocess.run(["dpkg-deb", "--fsys-tarfile", debs[0]], capture_output=True)
+    if unpacked.returncode != 0:
+        return None
+    with tarfile.open(fileobj=io.BytesIO(unpacked.stdout)) as tar:
+        return next((m.mtime for m in tar if m.name.removeprefix("./").rstrip("/") == path.strip("/")), None)
 
 
 def _restore_dev_time() -> None:
