@@ -10,7 +10,6 @@ Runs in a private artifact volume that is removed afterwards (--keep to keep it)
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import tempfile
@@ -18,14 +17,13 @@ import time
 import uuid
 from pathlib import Path
 
-import docker.errors
 from lxml import etree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.build import BuildOptions, BuildReport, run_build
 from orchestrator.cache import list_entries
-from orchestrator.engine import connect
+from orchestrator.engine import connect, remove_volume
 from stages.contract import ARTIFACTS_MOUNT, STAGES
 
 
@@ -71,9 +69,7 @@ def main() -> int:
                 rows.append((case, run_build(config, options, _quiet)))
         finally:
             if not args.keep:
-                client = connect()
-                with contextlib.suppress(docker.errors.NotFound):
-                    client.volumes.get(volume).remove(force=True)
+                remove_volume(connect(), volume)
     header = f"{'case':<28}" + "".join(f"{s:>10}" for s in STAGES) + f"{'total':>10}"
     print(header)
     for case, report in rows:

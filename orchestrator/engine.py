@@ -60,6 +60,17 @@ def connect(host: str | None = None) -> docker.DockerClient:
     return client
 
 
+def remove_volume(client: docker.DockerClient, name: str) -> list[str]:
+    """Remove an artifact volume and any container still using it; returns those containers."""
+    leftovers = client.containers.list(all=True, filters={"volume": name})
+    for container in leftovers:
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+    with contextlib.suppress(docker.errors.NotFound):
+        client.volumes.get(name).remove(force=True)
+    return [c.name for c in leftovers]
+
+
 class _StreamReader(io.RawIOBase):
     """A file object over the engine's chunked archive stream, for tarfile's stream mode."""
 

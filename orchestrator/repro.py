@@ -7,17 +7,14 @@ whose outputs differ is the one that is not a pure function of its inputs.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker.errors
-
 from orchestrator.build import Build, BuildOptions, StageReport
-from orchestrator.engine import connect
+from orchestrator.engine import connect, remove_volume
 from orchestrator.progress import Progress
 from stages.contract import STAGES
 
@@ -60,8 +57,7 @@ def verify_reproducible(config: Path, options: BuildOptions, progress: Progress)
                 second = build.run_stages()
         finally:
             client = connect(options.engine_host)
-            with contextlib.suppress(docker.errors.NotFound):
-                client.volumes.get(scratch).remove(force=True)
+            remove_volume(client, scratch)
             client.close()
     stage, files = compare(first, second)
     return ReproReport(stage is None, stage, files, (_iso_sha(first), _iso_sha(second)))

@@ -6,7 +6,6 @@ with any container the tests left behind, so a test run leaves the engine as it 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import docker
 import pytest
 
 from orchestrator.build import BuildOptions, BuildReport, run_build
-from orchestrator.engine import connect
+from orchestrator.engine import connect, remove_volume
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "bookworm-live" / "config.xml"
@@ -29,17 +28,6 @@ def docker_client() -> Iterator[docker.DockerClient]:
     client = connect()
     yield client
     client.close()
-
-
-def remove_volume(client: docker.DockerClient, name: str) -> list[str]:
-    """Remove the volume and any container still using it; returns those containers' names."""
-    leftovers = client.containers.list(all=True, filters={"volume": name})
-    for container in leftovers:
-        with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
-    with contextlib.suppress(docker.errors.NotFound):
-        client.volumes.get(name).remove(force=True)
-    return [c.name for c in leftovers]
 
 
 @pytest.fixture(scope="session")

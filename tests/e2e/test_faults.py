@@ -14,7 +14,7 @@ import docker
 import pytest
 from lxml import etree
 
-from orchestrator.engine import LABEL
+from orchestrator.engine import LABEL, remove_volume
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "bookworm-live" / "config.xml"
@@ -96,9 +96,7 @@ def test_full_disk_is_reported(tmp_path: Path, docker_client: docker.DockerClien
         _assert_clean_failure(completed, 4, "no space left on device", tmp_path / "out")
         _no_containers_of(docker_client, name)
     finally:
-        for container in docker_client.containers.list(all=True, filters={"volume": name}):
-            container.remove(force=True)
-        docker_client.volumes.get(name).remove(force=True)
+        remove_volume(docker_client, name)
         subprocess.run(["umount", str(small)], check=True)
 
 

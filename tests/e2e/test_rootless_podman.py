@@ -12,7 +12,6 @@ prune` as that user reclaims superseded ones. A service the setup started is sto
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import shutil
@@ -24,11 +23,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker.errors
 import pytest
 
 from orchestrator.build import BuildReport
-from orchestrator.engine import connect
+from orchestrator.engine import connect, remove_volume
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -85,13 +83,7 @@ def _remove_from_podman(url: str, volume: str) -> list[str]:
     """Remove the volume and every container using it, through the user's socket."""
     client = connect(url)
     try:
-        leftovers = client.containers.list(all=True, filters={"volume": volume})
-        for container in leftovers:
-            with contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True)
-        with contextlib.suppress(docker.errors.NotFound):
-            client.volumes.get(volume).remove(force=True)
-        return [c.name for c in leftovers]
+        return remove_volume(client, volume)
     finally:
         client.close()
 
