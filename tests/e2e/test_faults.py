@@ -185,7 +185,7 @@ def _with_hook(tmp_path: Path, script: str, executable: bool = True) -> Path:
      "config.sh failed with exit code 3: cannot configure the widget"),
     ("#!/bin/bash\necho waiting forever\nsleep 600\n", ["--hook-timeout", "5"],
      "config.sh did not finish within 5 s"),
-    ("#!/usr/bin/python3\nprint('hello')\n", [], "its interpreter /usr/bin/python3 is not in the image"),
+    ("#!/usr/bin/python3\nprint('hello')\n", [], "config.sh: its interpreter /usr/bin/python3 is not in the image"),
 ], ids=["failing", "hanging", "missing-interpreter"])
 def test_hook_failures(script: str, options: list[str], message: str, tmp_path: Path, test_volume: str,
                        docker_client: docker.DockerClient, example_build: object) -> None:
