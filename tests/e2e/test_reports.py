@@ -34,7 +34,10 @@ def test_report_records_inputs_and_every_stage(example_build: BuildReport) -> No
     assert all(s["image"].startswith("sha256:") and len(s["key"]) == 64 for s in report["stages"])
     iso_stage = next(s for s in report["stages"] if s["stage"] == "iso")
     assert "xorriso" in iso_stage["tools"]
-    assert iso_stage["outputs"][example_build.iso.name]["sha256"] == example_build.sha256
+    # The example has a media check: the checksum stage writes the final ISO (MD5 implanted).
+    checksum_stage = next(s for s in report["stages"] if s["stage"] == "checksum")
+    assert checksum_stage["outputs"][example_build.iso.name]["sha256"] == example_build.sha256
+    assert iso_stage["outputs"][example_build.iso.name]["sha256"] != example_build.sha256
     assert "password" not in json.dumps(report)
 
 

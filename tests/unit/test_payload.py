@@ -248,7 +248,7 @@ def test_kiwi_features_example(tmp_path: Path) -> None:
     names = [m.name for m in members]
     assert names[:3] == ["archives/extra.tar", "config.sh", "images.sh"]
     assert "root/usr/local/bin/liveorch-hello" in names
-    assert "root/etc/liveorch" in names
+    assert "root/etc/systemd/system/liveorch-hello.service" in names
     assert contents["config.sh"] == (example / "config.sh").read_bytes()
 
 
