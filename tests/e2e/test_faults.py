@@ -3,6 +3,7 @@ ISO in the target directory, no containers left behind, and a cheap resume."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -212,3 +213,32 @@ def test_malformed_repo_spec_names_the_field(tmp_path: Path) -> None:
     completed = _liveorch("run", str(EXAMPLE), "--target-dir", str(tmp_path), "--add-repo",
                           "http://deb.debian.org/debian,apt-deb,x,high")
     _assert_clean_failure(completed, 2, "field 'priority' (4)", tmp_path)
+
+
+@pytest.mark.slow
+def test_concurrent_runs_do_not_interfere(tmp_path: Path, test_volume: str, docker_client: docker.DockerClient,
+                                          example_build: object) -> None:
+    """Three builds at once on one artifact volume: two that each run their own iso and
+    checksum stages, one fully cached; each ends with its own, verified ISO."""
+    runs = []
+    for timeout in ("4", "5", None):
+        directory = tmp_path / f"timeout-{timeout}"
+        directory.mkdir()
+        config = directory / "config.xml"
+        tree = etree.parse(str(EXAMPLE))
+        if timeout:
+            tree.find("preferences/type/bootloader").set("timeout", timeout)
+        tree.write(str(config))
+        runs.append((directory / "out", subprocess.Popen(
+            [*LIVEORCH, "run", str(config), "--target-dir", str(directory / "out"), "--volume", test_volume],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+    hashes = []
+    for target, process in runs:
+        out, err = process.communicate(timeout=900)
+        assert process.returncode == 0, out[-2000:] + err[-2000:]
+        iso = next(target.glob("*.iso"))
+        recorded, name = (target / f"{iso.name}.sha256").read_text().split()
+        assert name == iso.name and recorded == hashlib.sha256(iso.read_bytes()).hexdigest()
+        hashes.append(recorded)
+    assert len(set(hashes)) == 3, "each timeout gives its own ISO"
+    _no_containers_of(docker_client, test_volume)
