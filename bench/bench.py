@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from orchestrator.build import BuildOptions, BuildReport, run_build
 from orchestrator.cache import list_entries
 from orchestrator.engine import connect, remove_volume
+from orchestrator.images import image_tag
 from stages.contract import ARTIFACTS_MOUNT, STAGES
 
 
@@ -35,7 +36,7 @@ def _drop_stage_results(volume: str) -> None:
     """Keep only the package pool: the 'warm' case of a CI cache restore."""
     client = connect()
     paths = [f"{ARTIFACTS_MOUNT}/{e.stage}" for e in list_entries(client, volume) if e.stage != "pool"]
-    client.containers.run("liveorch/checksum:latest", entrypoint=["rm"], command=["-rf", *sorted(set(paths))],
+    client.containers.run(image_tag("checksum"), entrypoint=["rm"], command=["-rf", *sorted(set(paths))],
                           user="0", remove=True, network_mode="none",
                           volumes={volume: {"bind": ARTIFACTS_MOUNT, "mode": "rw"}})
 

@@ -10,6 +10,7 @@ same calls work against a remote or rootless engine (Podman's Docker API include
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import tarfile
@@ -175,8 +176,6 @@ class ArtifactVolume:
 
     def export(self, path: PurePosixPath, target: Path, sha256: str | None = None) -> None:
         """Copy one file out of the volume to `target`, atomically: a temp name, then rename."""
-        import hashlib
-
         chunks, _ = self.probe.get_archive(str(path))
         partial = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
         digest = hashlib.sha256()
