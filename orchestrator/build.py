@@ -137,11 +137,20 @@ class Build:
     def __enter__(self) -> Build:
         _prepare_target(self.options.target_dir)
         self.client = connect(self.options.engine_host)
-        self.images = ensure_stage_images(self.client, self.say)
+        try:
+            # Images first: one that does not build stops the run before the volume is touched.
+            self.images = ensure_stage_images(self.client, self.say)
+        except BaseException:
+            self.client.close()
+            raise
         self.volume = ArtifactVolume(self.client, self.options.volume, self.images["checksum"].tag,
                                      uuid.uuid4().hex[:12])
-        if self.payload is not None:
-            self._upload_payload(self.payload)
+        try:
+            if self.payload is not None:
+                self._upload_payload(self.payload)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -29,6 +29,10 @@ class EngineError(LiveorchError):
     exit_code = 3
 
 
+class ImageBuildError(EngineError):
+    """A stage image does not build from its Dockerfile (same exit code as other engine problems)."""
+
+
 class StageFailed(LiveorchError):
     """A stage container failed; the message names the stage and its last error line."""
 

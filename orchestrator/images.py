@@ -23,7 +23,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from orchestrator.errors import EngineError
+from orchestrator.errors import EngineError, ImageBuildError
 from stages.contract import STAGES
 
 BASE_IMAGE = "debian:bookworm-slim"
@@ -42,6 +42,12 @@ def content_tag(stage: str, context: str) -> str:
 
 def dockerfile_name(stage: str) -> str:
     return f"Dockerfiles/{stage}.Dockerfile"
+
+
+def dockerfile_path(stage: str) -> str:
+    """Where the Dockerfile a stage image is built from lives (the repository's Dockerfiles/)."""
+    entry = resources.files("orchestrator.dockerfiles").joinpath(f"{stage}.Dockerfile")
+    return str(Path(str(entry)).resolve()) if isinstance(entry, Path) else dockerfile_name(stage)
 
 
 @dataclass(frozen=True)
@@ -125,19 +131,23 @@ def ensure_stage_image(client: docker.DockerClient, stage: str, say: Callable[[s
             pass
     ensure_base_image(client, say)
     say(f"building stage image {tag}")
+    # One line that names the stage and the Dockerfile; build errors can span lines.
+    failed = f"the {stage} stage image ({tag}) does not build from {dockerfile_path(stage)}"
     last_lines: list[str] = []
     try:
+        # forcerm: no intermediate container stays behind, even when a step fails.
         for chunk in client.api.build(fileobj=_context_tar(files), custom_context=True, tag=tag,
                                       dockerfile=dockerfile_name(stage), labels={CONTEXT_LABEL: context},
                                       rm=True, forcerm=True, decode=True):
             if "error" in chunk:
-                raise EngineError(f"building {tag} failed: {chunk['error'].strip()}",
-                                  hint="\n".join(last_lines[-10:]) or None)
+                raise ImageBuildError(f"{failed}: {' '.join(chunk['error'].split())[:300]}",
+                                      hint="\n".join(last_lines[-10:]) or None)
             text = chunk.get("stream", "").rstrip()
             if text:
                 last_lines.append(text)
     except docker.errors.APIError as error:
-        raise EngineError(f"building {tag} failed: {error.explanation or error}") from None
+        reason = " ".join(str(error.explanation or error).split())[:300]
+        raise ImageBuildError(f"{failed}: {reason}") from None
     image = client.images.get(tag)
     image.tag(f"{IMAGE_REPOSITORY}/{stage}", "latest")
     return StageImage(stage, tag, image.id, image.attrs["Config"].get("User") or "0")

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import docker
@@ -32,9 +34,10 @@ def _variant(tmp_path: Path, extra_package: str) -> Path:
     return path
 
 
-def _liveorch(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def _liveorch(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
+              cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*LIVEORCH, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+                          env={**os.environ, **(env or {})}, cwd=cwd)
 
 
 def _assert_clean_failure(completed: subprocess.CompletedProcess, code: int, message: str, target: Path) -> None:
@@ -242,3 +245,51 @@ def test_concurrent_runs_do_not_interfere(tmp_path: Path, test_volume: str, dock
         hashes.append(recorded)
     assert len(set(hashes)) == 3, "each timeout gives its own ISO"
     _no_containers_of(docker_client, test_volume)
+
+
+def _checkout_with_broken(tmp_path: Path, stage: str, breakage: str, marker: str) -> Path:
+    """A copy of the checkout (orchestrator, stages, Dockerfiles) whose `stage` Dockerfile is
+    broken; `python -m orchestrator` run in it imports the copy, as a user's edited checkout would."""
+    checkout = tmp_path / "checkout"
+    for name in ("orchestrator", "stages", "Dockerfiles"):
+        shutil.copytree(REPO / name, checkout / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    dockerfile = checkout / "Dockerfiles" / f"{stage}.Dockerfile"
+    text = dockerfile.read_text()
+    if breakage == "failing-step":
+        text = text.replace("\nRUN ", f"\nRUN echo {marker} && exit 7\nRUN ", 1)
+    else:
+        text = text.replace("\nFROM ", f"\n# {marker}\nFORM ", 1)
+    dockerfile.write_text(text)
+    return checkout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("breakage", "reason"), [
+    ("failing-step", "returned a non-zero code: 7"),
+    ("syntax", "unknown instruction: FORM"),
+])
+def test_a_stage_image_that_does_not_build(breakage: str, reason: str, tmp_path: Path,
+                                           docker_client: docker.DockerClient) -> None:
+    """`images build` and `run` (which builds missing images on the fly) both stop with one line
+    naming the stage and its Dockerfile, exit 3, and leave no container, image or volume."""
+    marker = f"liveorch-test-broken-{uuid.uuid4().hex[:8]}"
+    checkout = _checkout_with_broken(tmp_path, "resolve", breakage, marker)
+    dockerfile = checkout / "Dockerfiles" / "resolve.Dockerfile"
+    expected = "the resolve stage image (liveorch/resolve:"
+    built = _liveorch("images", "build", cwd=checkout)
+    _assert_clean_failure(built, 3, expected, tmp_path)
+    error = next(ln for ln in built.stderr.splitlines() if ln.startswith("liveorch: error: "))
+    assert f"does not build from {dockerfile}: " in error and reason in error, error
+    target, volume = tmp_path / "out", f"liveorch-test-imagefail-{os.getpid()}"
+    ran = _liveorch("run", str(EXAMPLE), "--target-dir", str(target), "--volume", volume, cwd=checkout)
+    _assert_clean_failure(ran, 3, expected, target)
+    assert reason in ran.stderr
+    tag = error.split("(", 1)[1].split(")", 1)[0]
+    with pytest.raises(docker.errors.ImageNotFound):
+        docker_client.images.get(tag)
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.volumes.get(volume)
+    stragglers = [c.name for c in docker_client.containers.list(all=True)
+                  if marker in " ".join(c.attrs["Config"].get("Cmd") or [])]
+    assert not stragglers, stragglers
+    assert not list(target.iterdir())
