@@ -96,6 +96,26 @@ Acquire::Retries "3";
     return {**os.environ, "APT_CONFIG": str(APT_ROOT / "apt.conf"), "DEBIAN_FRONTEND": "noninteractive"}
 
 
+def _repository_lines(output: str, repo: Repository) -> list[str]:
+    """apt's complaints about one repository: its Err/W:/E: lines and the indented reasons under them.
+
+    A repository is its URL *and* suite (two repositories may share a URL, and one URL may
+    prefix another's), so lines are matched on both.
+    """
+    pattern = re.compile(re.escape(repo.url) + r"/? " + re.escape(repo.suite) + r"\s")
+    lines: list[str] = []
+    under = False
+    for line in output.splitlines():
+        if line[:1].isspace():
+            if under and line.strip():
+                lines.append(line.strip())
+            continue
+        under = line.startswith(("Err", "E:", "W:")) and bool(pattern.search(line))
+        if under:
+            lines.append(line)
+    return lines
+
+
 def _update(env: dict[str, str], repos: list[Repository]) -> None:
     """apt-get update, with apt's reason for a failure turned into one actionable line."""
     completed = subprocess.run(["apt-get", "-q", "-o", "APT::Update::Error-Mode=any", "update"], env=env,
@@ -105,17 +125,22 @@ def _update(env: dict[str, str], repos: list[Repository]) -> None:
     if completed.returncode == 0:
         return
     for repo in repos:
-        mentioned = [ln for ln in output.splitlines() if repo.url in ln and ("Err" in ln or "E:" in ln or "W:" in ln)]
-        if not mentioned and repo.url not in output:
+        lines = _repository_lines(output, repo)
+        text = " ".join(lines)
+        if not lines:
             continue
-        text = " ".join(mentioned) or output
-        if "NO_PUBKEY" in output or "is not signed" in output or "signature" in text.lower():
-            raise StageError(f"repository {repo.url} {repo.suite} is not signed by a trusted key "
+        named = f"repository {repo.url} {repo.suite}"
+        if "NO_PUBKEY" in text:
+            key = re.search(r"NO_PUBKEY (\S+)", text)
+            raise StageError(f"{named} is signed by an unknown key ({key[0] if key else 'NO_PUBKEY'}); signatures are "
+                             "checked against Debian's archive keys (repository_gpgcheck=\"false\" trusts it)")
+        if "is not signed" in text or "signature" in text.lower():
+            raise StageError(f"{named} is not signed, and signatures are required "
                              "(repository_gpgcheck=\"false\" trusts it without signatures)")
-        if any(word in output for word in ("Could not resolve", "Could not connect", "Connection refused",
-                                           "Failed to fetch", "404", "Temporary failure")):
-            raise StageError(f"repository {repo.url} {repo.suite} is unreachable or has no such suite "
-                             f"({(mentioned or [output.strip().splitlines()[-1]])[-1].strip()[:200]})")
+        if any(word in text for word in ("Could not resolve", "Could not connect", "Connection refused",
+                                         "Failed to fetch", "404", "Temporary failure",
+                                         "does not have a Release file")):
+            raise StageError(f"{named} is unreachable or has no such suite ({lines[-1].strip()[:200]})")
     last = [ln for ln in output.splitlines() if ln.startswith(("E:", "W:", "Err"))][-1:] or ["no details"]
     raise StageError(f"apt-get update failed: {last[0][:300]}")
 

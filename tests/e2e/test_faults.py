@@ -3,14 +3,20 @@ ISO in the target directory, no containers left behind, and a cheap resume."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import http.server
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -293,3 +299,107 @@ def test_a_stage_image_that_does_not_build(breakage: str, reason: str, tmp_path:
                   if marker in " ".join(c.attrs["Config"].get("Cmd") or [])]
     assert not stragglers, stragglers
     assert not list(target.iterdir())
+
+
+def _local_repository(root: Path, signing: str) -> str:
+    """A one-package apt repository (suite bookworm, component main) under `root`: its Release
+    unsigned, or signed (InRelease) by a fresh key no keyring knows. Returns the package name."""
+    package = "liveorch-test-hello"
+    build = root / "build" / package
+    (build / "DEBIAN").mkdir(parents=True)
+    (build / "DEBIAN" / "control").write_text(
+        f"Package: {package}\nVersion: 1.0\nArchitecture: all\nMaintainer: liveorch <t@example.invalid>\n"
+        "Description: a package from a local test repository\n")
+    (build / "usr/share/doc" / package).mkdir(parents=True)
+    (build / "usr/share/doc" / package / "hello").write_text("hello\n")
+    deb = root / "pool" / f"{package}_1.0_all.deb"
+    deb.parent.mkdir()
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(build), str(deb)], check=True,
+                   capture_output=True)
+    shutil.rmtree(root / "build")
+    data = deb.read_bytes()
+    index = (f"Package: {package}\nVersion: 1.0\nArchitecture: all\nMaintainer: liveorch <t@example.invalid>\n"
+             f"Filename: pool/{deb.name}\nSize: {len(data)}\nSHA256: {hashlib.sha256(data).hexdigest()}\n"
+             "Description: a package from a local test repository\n\n").encode()
+    dists = root / "dists" / "bookworm"
+    (dists / "main" / "binary-amd64").mkdir(parents=True)
+    (dists / "main" / "binary-amd64" / "Packages").write_bytes(index)
+    (dists / "Release").write_text(
+        "Origin: liveorch-test\nSuite: bookworm\nCodename: bookworm\nDate: Sat, 01 Jan 2000 00:00:00 UTC\n"
+        "Architectures: amd64 all\nComponents: main\nSHA256:\n"
+        f" {hashlib.sha256(index).hexdigest()} {len(index)} main/binary-amd64/Packages\n")
+    if signing == "unknown-key":
+        home = root.parent / "gnupg"
+        home.mkdir(mode=0o700)
+        gpg = ["gpg", "--homedir", str(home), "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", ""]
+        subprocess.run([*gpg, "--quick-gen-key", "liveorch test <t@example.invalid>", "ed25519", "sign", "never"],
+                       check=True, capture_output=True)
+        subprocess.run([*gpg, "--clearsign", "--output", str(dists / "InRelease"), str(dists / "Release")],
+                       check=True, capture_output=True)
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True)
+    return package
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _serve(directory: Path, client: docker.DockerClient) -> Iterator[str]:
+    """Serve `directory` over HTTP on the docker bridge's address, where stage containers reach the host."""
+    gateway = client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    server = http.server.ThreadingHTTPServer((gateway, 0), functools.partial(_Quiet, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{gateway}:{server.server_address[1]}/repo"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _with_repository(tmp_path: Path, url: str, package: str, gpgcheck: str | None) -> Path:
+    """A small description: Debian plus the local repository, and only the local package requested."""
+    tree = etree.parse(str(EXAMPLE))
+    root = tree.getroot()
+    repository = etree.Element("repository", type="apt-deb", alias="local", distribution="bookworm",
+                               components="main")
+    if gpgcheck is not None:
+        repository.set("repository_gpgcheck", gpgcheck)
+    etree.SubElement(repository, "source", path=url)
+    root.findall("repository")[-1].addnext(repository)
+    packages = root.find("packages[@type='image']")
+    for element in list(packages):
+        packages.remove(element)
+    etree.SubElement(packages, "package", name=package)
+    path = tmp_path / f"gpgcheck-{gpgcheck}" / "config.xml"
+    path.parent.mkdir()
+    tree.write(str(path))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signing", "message"), [
+    ("unsigned", "is not signed, and signatures are required"),
+    ("unknown-key", "is signed by an unknown key (NO_PUBKEY "),
+])
+def test_untrusted_repository(signing: str, message: str, tmp_path: Path, test_volume: str,
+                              docker_client: docker.DockerClient) -> None:
+    """Signatures are required by default: the resolve stage names the repository and stops; marked
+    repository_gpgcheck="false" the same repository is used (its package lands in the lock)."""
+    package = _local_repository(tmp_path / "repo", signing)
+    with _serve(tmp_path, docker_client) as url:
+        target = tmp_path / "out"
+        for gpgcheck in (None, "true"):
+            completed = _liveorch("run", str(_with_repository(tmp_path, url, package, gpgcheck)),
+                                  "--target-dir", str(target), "--volume", test_volume)
+            _assert_clean_failure(completed, 4, f"resolve stage failed: repository {url} bookworm {message}", target)
+            _no_containers_of(docker_client, test_volume)
+        lock = tmp_path / "trusted.lock"
+        completed = _liveorch("lock", str(_with_repository(tmp_path, url, package, "false")), "--output", str(lock),
+                              "--volume", test_volume)
+        assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    locked = {p["name"]: p for p in json.loads(lock.read_text())["packages"]}
+    assert locked[package]["repository"] == "local"
+    _no_containers_of(docker_client, test_volume)
