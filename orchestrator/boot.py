@@ -1,8 +1,10 @@
 """Boots an ISO in QEMU headless and logs in on the serial console.
 
 Four ways, as a user would meet the image: from CD or as a disk (a USB stick written with
-dd), each with BIOS (SeaBIOS) or UEFI (OVMF). KVM is used only when it really works;
-these VMs expose /dev/kvm but hang 64-bit guests in it, so the default is emulation.
+dd), each with BIOS (SeaBIOS) or UEFI (OVMF); UEFI also with Secure Boot enforced, as on a
+PC: OVMF's Secure Boot build with Microsoft's keys enrolled. KVM is used only when it
+really works; these VMs expose /dev/kvm but hang 64-bit guests in it, so the default is
+emulation.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ import pexpect
 from orchestrator.errors import LiveorchError
 
 OVMF_CANDIDATES = ("/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd", "/usr/share/OVMF/OVMF_CODE.fd")
+# Debian's ovmf: the Secure Boot build (needs SMM) and variables with Microsoft's keys enrolled
+# (KEK, and in db the third-party UEFI CA that signs shim), so Secure Boot is on from the start.
+OVMF_SECURE_BOOT = (Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"), Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd"))
+# The EFI global variable that says whether the firmware enforced Secure Boot at this boot.
+SECURE_BOOT_EFIVAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 FAILURE_MARKERS = ("Kernel panic", "emergency mode", "Entering emergency", "dracut Warning: Could not boot",
                    "Give root password for maintenance", "You are in emergency mode", "CD check failed",
                    "media check failed")
@@ -34,10 +41,16 @@ class BootFailed(LiveorchError):
 class BootMode:
     uefi: bool
     disk: bool
+    secure_boot: bool = False  # UEFI only
+
+    def __post_init__(self) -> None:
+        if self.secure_boot and not self.uefi:
+            raise LiveorchError("Secure Boot needs UEFI firmware", hint="add --uefi")
 
     @property
     def name(self) -> str:
-        return f"{'uefi' if self.uefi else 'bios'}-{'disk' if self.disk else 'cd'}"
+        firmware = "uefi-secureboot" if self.secure_boot else "uefi" if self.uefi else "bios"
+        return f"{firmware}-{'disk' if self.disk else 'cd'}"
 
 
 BOOT_MODES = (BootMode(False, False), BootMode(True, False), BootMode(False, True), BootMode(True, True))
@@ -56,6 +69,26 @@ def ovmf_firmware() -> Path:
         if Path(candidate).is_file():
             return Path(candidate)
     raise LiveorchError("no OVMF firmware found for UEFI boots", hint="apt-get install ovmf")
+
+
+def secure_boot_firmware() -> list[str]:
+    """QEMU arguments for OVMF with Secure Boot enforced.
+
+    The Secure Boot build keeps its variables safe in SMM, so the machine is a q35 with SMM
+    and the flash marked secure. The variables start from Debian's template with Microsoft's
+    keys; snapshot=on gives the guest a writable copy for this boot (shim records its SBAT
+    level) and leaves the template untouched.
+    """
+    code, variables = OVMF_SECURE_BOOT
+    if not (code.is_file() and variables.is_file()):
+        raise LiveorchError(f"no OVMF Secure Boot firmware ({code}, {variables})", hint="apt-get install ovmf")
+    return [
+        "-machine", "q35,smm=on",
+        "-global", "driver=cfi.pflash01,property=secure,value=on",
+        "-global", "ICH9-LPC.disable_s3=1",
+        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+        "-drive", f"if=pflash,format=raw,unit=1,snapshot=on,file={variables}",
+    ]
 
 
 def kvm_usable() -> bool:
@@ -83,7 +116,9 @@ def qemu_argv(iso: Path, mode: BootMode, memory_mib: int = 2048, kvm: bool = Fal
         argv += ["-drive", f"file={persistent},format=raw,if=virtio"]
     if kvm:
         argv += ["-enable-kvm", "-cpu", "host"]
-    if mode.uefi:
+    if mode.secure_boot:
+        argv += secure_boot_firmware()
+    elif mode.uefi:
         argv += ["-bios", str(ovmf_firmware())]
     if not attach_iso:
         return argv

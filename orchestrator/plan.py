@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.description import Description
+from orchestrator.errors import DescriptionError
 from stages.contract import ARTIFACTS_MOUNT, NETWORKED_STAGES
 
 ARCHITECTURE = "amd64"
@@ -19,6 +20,9 @@ KIWI_ARCH = "x86_64"
 # Packages the live boot needs in the image; added when the description omits them.
 LIVE_BOOT_PACKAGES = ("dracut", "dracut-live")
 DEFAULT_HOOK_TIMEOUT = 1800
+# firmware="uefi": the distribution's signed boot chain (shim, GRUB), per architecture; the
+# initrd stage takes the binaries out of the image, so they are locked and recorded.
+SECURE_BOOT_PACKAGES = {"amd64": ("shim-signed", "grub-efi-amd64-signed")}
 # KIWI's live boot module is not in Debian: liveorch's initrd stage stands in for it.
 KIWI_ONLY_PACKAGES = ("dracut-kiwi-live",)
 
@@ -54,7 +58,20 @@ def _packages(description: Description, notes: list[str]) -> list[str]:
         if package not in names:
             names.append(package)
             notes.append(f"added {package}: the live initrd is built with the image's own dracut")
+    if description.live.firmware == "uefi":
+        for package in secure_boot_packages(ARCHITECTURE):
+            if package not in names:
+                names.append(package)
+                notes.append(f'firmware="uefi": added {package} for the Secure Boot chain')
     return names
+
+
+def secure_boot_packages(architecture: str) -> tuple[str, ...]:
+    if architecture not in SECURE_BOOT_PACKAGES:
+        raise DescriptionError(f'firmware="uefi" (Secure Boot) needs a signed shim and GRUB, which liveorch '
+                               f"knows for {', '.join(SECURE_BOOT_PACKAGES)} only, not {architecture}",
+                               hint='firmware="efi" builds a plain EFI boot')
+    return SECURE_BOOT_PACKAGES[architecture]
 
 
 def _profile_variables(description: Description, volid: str) -> dict[str, str]:
@@ -87,8 +104,6 @@ def make_plan(description: Description, lock: dict[str, Any] | None = None, offl
     if description.bootloader_theme:
         notes.append(f"bootloader theme {description.bootloader_theme!r}: the serial/text GRUB menu has no theme; "
                      "ignored")
-    if live.firmware == "uefi":
-        notes.append('firmware="uefi": no Secure Boot chain yet (shim-signed); building a plain EFI boot')
     if live.flags == "overlay":
         notes.append('flags="overlay" boots through dracut\'s dmsquash-live with an overlayfs upper layer')
     iso_name = f"{description.name}.{KIWI_ARCH}-{description.version}.iso"
@@ -128,7 +143,7 @@ def make_plan(description: Description, lock: dict[str, Any] | None = None, offl
             "hook_timeout": hook_timeout,
         },
         "squashfs": {"compression": live.squashfscompression},
-        "initrd": {"dracut_modules": ["dmsquash-live"]},
+        "initrd": {"dracut_modules": ["dmsquash-live"], "secure_boot": live.firmware == "uefi"},
         "iso": {
             "iso_name": iso_name,
             "volid": volid,

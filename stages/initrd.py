@@ -3,7 +3,8 @@
 dracut runs inside the unpacked root (chroot), so the initramfs is built from exactly the
 kernel, modules, systemd and dracut modules of the image itself. `--reproducible` with
 SOURCE_DATE_EPOCH makes the cpio repeatable; `--no-hostonly` because the build
-container is not the machine the ISO will boot on.
+container is not the machine the ISO will boot on. With `secure_boot` it also hands on the
+image's signed shim and GRUB (stages/secure_boot.py), for the iso stage's EFI image.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
+from stages import secure_boot
 from stages.contract import StageRequest
 from stages.tools import Outcome, StageError, log, package_version, run
 
@@ -80,6 +82,7 @@ def execute(request: StageRequest, out: Path) -> Outcome:
     if not (ROOT / "usr/bin/dracut").exists():
         raise StageError("the image has no dracut: add dracut and dracut-live to the packages")
     kver = _kernel_version()
+    signed_chain = secure_boot.collect(ROOT, out) if request.options.get("secure_boot") else {}
     modules = request.options.get("dracut_modules", ["dmsquash-live"])
     run([
         *([] if can_mknod else _fake_device_nodes()),
@@ -101,4 +104,5 @@ def execute(request: StageRequest, out: Path) -> Outcome:
     dracut = (ROOT / "var/lib/dpkg/status").read_text().split("Package: dracut-core\n", 1)[-1]
     dracut_version = next((ln[9:] for ln in dracut.splitlines() if ln.startswith("Version: ")), "unknown")
     log(f"kernel {kver}, initrd {(out / 'initrd.img').stat().st_size // (1 << 20)} MiB")
-    return Outcome(tools={**package_version("tar"), "dracut (image)": dracut_version}, facts={"kernel": kver})
+    return Outcome(tools={**package_version("tar"), "dracut (image)": dracut_version, **signed_chain},
+                   facts={"kernel": kver})

@@ -6,6 +6,11 @@ core's address so the same image boots from a USB stick. UEFI: a FAT image holdi
 GRUB's BOOTX64.EFI, made with mkfs.fat and mtools (no mount), referenced as the El Torito
 EFI image and as a GPT EFI system partition. Both core images embed a tiny config that
 finds this medium by a marker file and loads the menu from it.
+
+firmware="uefi" (Secure Boot): the FAT image holds the image's own signed shim, GRUB and
+MokManager instead (stages/secure_boot.py), which the initrd stage took out of the root.
+The signed GRUB has its own built-in config; the ISO gives it /.disk/info to find the
+medium by and, in boot/grub/x86_64-efi/grub.cfg, the same marker search as above.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+from stages import secure_boot
 from stages.contract import RESULT_FILE, StageRequest, canonical_json, sha256_text
 from stages.grub_config import INITRD_PATH, KERNEL_PATH, early_config, loopback_config, menu_config
 from stages.tools import Outcome, StageError, log, package_version, run
@@ -40,17 +46,37 @@ def _grub_image(target: str, modules: list[str], output: Path, early: Path) -> N
          "--output", output, *modules], what=f"grub-mkimage {target}")
 
 
-def _efi_fat_image(bootx64: Path, output: Path, size_mib: int | None, serial: str, epoch: int) -> None:
-    """FAT image with EFI/BOOT/BOOTX64.EFI; fixed serial and dates make it repeatable."""
+def _efi_fat_image(loaders: dict[str, Path], output: Path, size_mib: int | None, serial: str, epoch: int) -> None:
+    """FAT image with EFI/BOOT/<name> for each loader; fixed serial and dates make it repeatable."""
     tree = WORK / "efitree"
     (tree / "EFI/BOOT").mkdir(parents=True)
-    (tree / "EFI/BOOT/BOOTX64.EFI").write_bytes(bootx64.read_bytes())
-    for path in (tree / "EFI/BOOT/BOOTX64.EFI", tree / "EFI/BOOT", tree / "EFI"):
+    for name, source in sorted(loaders.items()):
+        (tree / "EFI/BOOT" / name).write_bytes(source.read_bytes())
+        _touch(tree / "EFI/BOOT" / name, epoch)
+    for path in (tree / "EFI/BOOT", tree / "EFI"):
         _touch(path, epoch)
-    needed_kib = bootx64.stat().st_size // 1024 + 512
+    needed_kib = sum(source.stat().st_size // 1024 + 64 for source in loaders.values()) + 512
     kib = max(needed_kib, (size_mib or 0) * 1024, 2048)
     run(["mkfs.fat", "-C", "--invariant", "-i", serial, "-n", "EFIBOOT", output, str(kib)], what="mkfs.fat")
     run(["mcopy", "-s", "-m", "-i", output, tree / "EFI", "::/"], what="mcopy")
+
+
+def _signed_loaders(initrd: Path, early: str, title: str) -> dict[str, Path]:
+    """The Secure Boot chain for the FAT image, and what its GRUB looks for on the ISO."""
+    chain = initrd / secure_boot.OUTPUT_DIR
+    loaders = {name: chain / role for name, role in secure_boot.ESP_LAYOUT.items()}
+    if not all(path.is_file() for path in loaders.values()):
+        raise StageError('firmware="uefi": the initrd stage delivered no signed shim/GRUB '
+                         "(its option secure_boot was not set)")
+    missing = sorted(set(EFI_MODULES) - secure_boot.builtin_modules(loaders["grubx64.efi"].read_bytes()))
+    if missing:
+        raise StageError(f"the signed GRUB lacks the modules {', '.join(missing)}, which the menu needs; "
+                         "under Secure Boot it cannot load them")
+    (TREE / secure_boot.DISK_INFO).parent.mkdir(parents=True)
+    (TREE / secure_boot.DISK_INFO).write_text(title + "\n")
+    (TREE / secure_boot.PLATFORM_CONFIG).parent.mkdir(parents=True)
+    (TREE / secure_boot.PLATFORM_CONFIG).write_text(early)
+    return loaders
 
 
 def _volume_checks(volid: str) -> None:
@@ -131,13 +157,16 @@ def execute(request: StageRequest, out: Path) -> Outcome:
     early = WORK / "early.cfg"
     early.write_text(early_config(marker))
     _grub_image("i386-pc-eltorito", BIOS_MODULES, grub_dir / "i386-pc/eltorito.img", early)
-    if efi:
-        bootx64 = WORK / "BOOTX64.EFI"
-        _grub_image("x86_64-efi", EFI_MODULES, bootx64, early)
-        serial = identity[:8].upper()
-        _efi_fat_image(bootx64, grub_dir / "efi.img", options.get("efifatimagesize"), serial, epoch)
-    squashfs = Path(request.inputs["squashfs"]) / "LiveOS/squashfs.img"
     initrd = Path(request.inputs["initrd"])
+    if firmware == "uefi":
+        loaders = _signed_loaders(initrd, early.read_text(), options.get("title") or options["volid"])
+    elif efi:
+        loaders = {"BOOTX64.EFI": WORK / "BOOTX64.EFI"}
+        _grub_image("x86_64-efi", EFI_MODULES, loaders["BOOTX64.EFI"], early)
+    if efi:
+        serial = identity[:8].upper()
+        _efi_fat_image(loaders, grub_dir / "efi.img", options.get("efifatimagesize"), serial, epoch)
+    squashfs = Path(request.inputs["squashfs"]) / "LiveOS/squashfs.img"
     grafts = {
         "/LiveOS/squashfs.img": squashfs,
         KERNEL_PATH: initrd / "vmlinuz",
@@ -148,5 +177,5 @@ def execute(request: StageRequest, out: Path) -> Outcome:
     log(f"iso: {iso.name}, {iso.stat().st_size // (1 << 20)} MiB")
     return Outcome(
         tools=package_version("xorriso", "grub-common", "grub-pc-bin", "grub-efi-amd64-bin", "mtools", "dosfstools"),
-        facts={"iso_name": iso.name, "marker": marker},
+        facts={"iso_name": iso.name, "marker": marker, "secure_boot": firmware == "uefi"},
     )

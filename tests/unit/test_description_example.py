@@ -30,7 +30,7 @@ def test_identity(example: Description, example_config: Path) -> None:
 def test_iso_type(example: Description) -> None:
     live = example.live
     assert live.flags == "dmsquash"
-    assert live.firmware == "efi"
+    assert live.firmware == "uefi"
     assert live.volid == "BOOKWORM_LIVE"
     assert live.kernelcmdline == "console=tty0 console=ttyS0,115200"
     assert live.squashfscompression == "zstd"
@@ -60,7 +60,8 @@ def test_repositories(example: Description) -> None:
 
 def test_packages_image_and_bootstrap_in_document_order(example: Description) -> None:
     assert example.packages == [
-        "linux-image-amd64", "systemd-sysv", "login", "passwd", "dracut", "dracut-live", "isomd5sum", "ca-certificates",
+        "linux-image-amd64", "systemd-sysv", "login", "passwd", "dracut", "dracut-live", "isomd5sum", "shim-signed",
+        "grub-efi-amd64-signed", "ca-certificates",
     ]
     assert example.delete_packages == []
 

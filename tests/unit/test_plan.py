@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.description import Description, parse_description
-from orchestrator.plan import LIVE_BOOT_PACKAGES, BuildPlan, default_volid, make_plan
+from orchestrator.errors import DescriptionError
+from orchestrator.plan import LIVE_BOOT_PACKAGES, BuildPlan, default_volid, make_plan, secure_boot_packages
 from stages.contract import STAGES
 
 PACKAGES_WITHOUT_DRACUT = """<packages type="image">
@@ -125,7 +126,7 @@ def test_iso_stage_options(example_plan: BuildPlan) -> None:
     assert iso["console"] == "serial"
     assert iso["kernelcmdline"] == "console=tty0 console=ttyS0,115200"
     assert iso["timeout_style"] == "menu"
-    assert iso["firmware"] == "efi"
+    assert iso["firmware"] == "uefi"
     assert iso["flags"] == "dmsquash"
     assert iso["title"] == "Debian bookworm live (liveorch)"
     assert iso["publisher"] == "liveorch"
@@ -135,7 +136,7 @@ def test_iso_stage_options(example_plan: BuildPlan) -> None:
 
 def test_other_stage_options(example_plan: BuildPlan) -> None:
     assert example_plan.options["squashfs"] == {"compression": "zstd"}
-    assert example_plan.options["initrd"] == {"dracut_modules": ["dmsquash-live"]}
+    assert example_plan.options["initrd"] == {"dracut_modules": ["dmsquash-live"], "secure_boot": True}
     rootfs = example_plan.options["rootfs"]
     assert rootfs["suite"] == "bookworm"
     assert rootfs["hostname"] == "bookworm-live"
@@ -172,3 +173,36 @@ def test_overlay_flag_adds_a_note(corpus: Path) -> None:
 
 def test_make_plan_is_repeatable(example: Description) -> None:
     assert make_plan(example).options == make_plan(example).options
+
+
+def test_uefi_firmware_adds_the_signed_boot_chain(write_description) -> None:
+    uefi_type = '<type image="iso" firmware="uefi" volid="UNIT_LIVE"/>'
+    plan = make_plan(parse_description(write_description(type=uefi_type)))
+    packages = plan.options["resolve"]["packages"]
+    assert packages[-2:] == ["shim-signed", "grub-efi-amd64-signed"]
+    assert [n for n in plan.notes if "Secure Boot" in n] == [
+        'firmware="uefi": added shim-signed for the Secure Boot chain',
+        'firmware="uefi": added grub-efi-amd64-signed for the Secure Boot chain',
+    ]
+    assert not [n for n in plan.notes if "no Secure Boot chain" in n]
+    assert plan.options["initrd"]["secure_boot"] is True
+    assert plan.options["iso"]["firmware"] == "uefi"
+
+
+def test_efi_firmware_has_no_secure_boot_chain(write_description) -> None:
+    plan = make_plan(parse_description(write_description()))
+    assert plan.options["iso"]["firmware"] == "efi"
+    assert plan.options["initrd"]["secure_boot"] is False
+    assert not {"shim-signed", "grub-efi-amd64-signed"} & set(plan.options["resolve"]["packages"])
+
+
+def test_example_lists_its_secure_boot_packages(example_plan: BuildPlan) -> None:
+    assert example_plan.options["iso"]["firmware"] == "uefi"
+    assert {"shim-signed", "grub-efi-amd64-signed"} <= set(example_plan.options["resolve"]["packages"])
+
+
+def test_secure_boot_without_signed_packages_for_the_architecture_fails_clearly() -> None:
+    assert secure_boot_packages("amd64") == ("shim-signed", "grub-efi-amd64-signed")
+    with pytest.raises(DescriptionError, match=r'firmware="uefi" .* amd64 only, not riscv64') as caught:
+        secure_boot_packages("riscv64")
+    assert caught.value.hint == 'firmware="efi" builds a plain EFI boot'
