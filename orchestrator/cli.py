@@ -253,6 +253,8 @@ def boot(
     uefi: Annotated[bool, typer.Option("--uefi", help="UEFI firmware (OVMF) instead of BIOS.")] = False,
     usb: Annotated[bool, typer.Option("--usb", help="Attach the ISO as a disk (a written USB stick), not a CD.")
                    ] = False,
+    secure_boot: Annotated[bool, typer.Option("--secure-boot", help="UEFI with Secure Boot enforced (OVMF's Secure "
+                                                                  "Boot build, Microsoft's keys enrolled).")] = False,
     persistent: Annotated[Path | None, typer.Option(help="A raw disk image to attach as a second disk.")] = None,
     memory: Annotated[int, typer.Option(help="Guest memory in MiB.")] = 4096,
     kvm: Annotated[bool, typer.Option("--kvm", help="Use KVM (off by default: on some VMs /dev/kvm hangs "
@@ -270,7 +272,8 @@ def boot(
             _say("/dev/kvm is not usable here: falling back to emulation (slow, about a minute to login)")
         elif not use_kvm:
             _say("emulating the CPU (no --kvm): about a minute to the login prompt")
-        raise typer.Exit(boot_interactive(iso, BootMode(uefi=uefi, disk=usb), memory, use_kvm, persistent))
+        mode = BootMode(uefi=uefi or secure_boot, disk=usb, secure_boot=secure_boot)
+        raise typer.Exit(boot_interactive(iso, mode, memory, use_kvm, persistent))
 
     _guarded(action)
 
@@ -282,6 +285,8 @@ def test_iso(
     uefi: Annotated[bool, typer.Option("--uefi", help="Boot with UEFI firmware (OVMF) instead of BIOS.")] = False,
     usb: Annotated[bool, typer.Option("--usb", help="Attach the ISO as a disk (a written USB stick), not a CD.")
                    ] = False,
+    secure_boot: Annotated[bool, typer.Option("--secure-boot", help="UEFI with Secure Boot enforced (OVMF's Secure "
+                                                                  "Boot build, Microsoft's keys enrolled).")] = False,
     timeout: Annotated[int, typer.Option(help="Seconds to wait for the login prompt.")] = 600,
 ) -> None:
     """Boot an ISO headless in QEMU, log in on the serial console, run a command; exit 0 on success.
@@ -291,7 +296,7 @@ def test_iso(
     from orchestrator.boot import BootMode, boot_and_login
 
     def action() -> None:
-        mode = BootMode(uefi=uefi, disk=usb)
+        mode = BootMode(uefi=uefi or secure_boot, disk=usb, secure_boot=secure_boot)
         _say(f"booting {iso} ({mode.name}, emulated: no KVM)")
         result = boot_and_login(iso, mode, password, timeout=timeout)
         print(result.command_output.strip())

@@ -1,5 +1,6 @@
-"""The bundled example, built for real and booted in QEMU four ways, logged in on the serial
-console: the only proof that the ISO works."""
+"""The bundled example, built for real and booted in QEMU four ways, plus from CD with Secure
+Boot enforced (the example has firmware="uefi"), logged in on the serial console: the only
+proof that the ISO works."""
 
 from __future__ import annotations
 
@@ -8,18 +9,23 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.boot import BOOT_MODES, BootMode, BootResult, boot_and_login
+from orchestrator.boot import BOOT_MODES, SECURE_BOOT_EFIVAR, BootMode, BootResult, boot_and_login
 from orchestrator.build import BuildReport
 
 pytestmark = pytest.mark.slow
 EXAMPLE_PASSWORD = "linux"  # examples/bookworm-live/config.xml
+# The SecureBoot variable is 4 attribute bytes and the state: 1 when the firmware enforced it.
 PROBE = ("cat /proc/cmdline; findmnt -n -o FSTYPE /; id -un; "
-         "test -d /sys/firmware/efi && echo FIRMWARE=uefi || echo FIRMWARE=bios")
+         "test -d /sys/firmware/efi && echo FIRMWARE=uefi || echo FIRMWARE=bios; "
+         f"printf 'SECUREBOOT=%s\\n' \"$(od -An -t u1 -j4 -N1 {SECURE_BOOT_EFIVAR} 2>/dev/null | tr -d ' ')\"; "
+         "dmesg | grep -o 'Secure boot enabled'; cat /sys/kernel/security/lockdown")
+SECURE_BOOT_CD = BootMode(uefi=True, disk=False, secure_boot=True)
+MODES = (*BOOT_MODES, SECURE_BOOT_CD)
 
 
 @pytest.fixture(scope="module")
 def boots(example_build: BuildReport, tmp_path_factory: pytest.TempPathFactory) -> dict[str, BootResult | Exception]:
-    """All four boots, two at a time (one emulated CPU each on a 2-core machine)."""
+    """All five boots, two at a time (one emulated CPU each on a 2-core machine)."""
     logs = tmp_path_factory.mktemp("serial")
 
     def boot(mode: BootMode) -> BootResult | Exception:
@@ -30,14 +36,14 @@ def boots(example_build: BuildReport, tmp_path_factory: pytest.TempPathFactory) 
             return error
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        results = dict(zip([m.name for m in BOOT_MODES], pool.map(boot, BOOT_MODES), strict=True))
+        results = dict(zip([m.name for m in MODES], pool.map(boot, MODES), strict=True))
     for name, result in results.items():
         if isinstance(result, BootResult):
             print(f"{name}: login prompt after {result.seconds_to_login:.0f} s")
     return results
 
 
-@pytest.mark.parametrize("mode", BOOT_MODES, ids=[m.name for m in BOOT_MODES])
+@pytest.mark.parametrize("mode", MODES, ids=[m.name for m in MODES])
 def test_example_boots_to_a_root_shell(boots: dict[str, BootResult | Exception], mode: BootMode,
                                        example_build: BuildReport) -> None:
     result = boots[mode.name]
@@ -49,6 +55,20 @@ def test_example_boots_to_a_root_shell(boots: dict[str, BootResult | Exception],
     assert "\noverlay" in output.replace("\r", ""), "the root should be the live overlay"
     assert "\nroot" in output.replace("\r", "")
     assert f"FIRMWARE={'uefi' if mode.uefi else 'bios'}" in output
+    assert ("SECUREBOOT=1" in output) == mode.secure_boot
+
+
+def test_example_boots_with_secure_boot_enforced(boots: dict[str, BootResult | Exception]) -> None:
+    """Firmware, shim, GRUB and kernel all verified: the firmware says Secure Boot is on, and
+    the kernel, started by the signed GRUB, saw it and locked itself down."""
+    result = boots[SECURE_BOOT_CD.name]
+    if isinstance(result, Exception):
+        raise result
+    output = result.command_output.replace("\r", "")
+    assert "\nSECUREBOOT=1\n" in output
+    assert "\nSecure boot enabled\n" in output
+    assert "[integrity]" in output
+    assert "EFI stub: UEFI Secure Boot is enabled." in result.transcript
 
 
 def test_example_outputs_follow_kiwi_naming(example_build: BuildReport) -> None:
