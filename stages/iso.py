@@ -158,14 +158,16 @@ def execute(request: StageRequest, out: Path) -> Outcome:
     early.write_text(early_config(marker))
     _grub_image("i386-pc-eltorito", BIOS_MODULES, grub_dir / "i386-pc/eltorito.img", early)
     initrd = Path(request.inputs["initrd"])
+    loaders: dict[str, Path] = {}  # EFI/BOOT on the FAT image
     if firmware == "uefi":
         loaders = _signed_loaders(initrd, early.read_text(), options.get("title") or options["volid"])
     elif efi:
         loaders = {"BOOTX64.EFI": WORK / "BOOTX64.EFI"}
         _grub_image("x86_64-efi", EFI_MODULES, loaders["BOOTX64.EFI"], early)
-    if efi:
+    if loaders:
         serial = identity[:8].upper()
         _efi_fat_image(loaders, grub_dir / "efi.img", options.get("efifatimagesize"), serial, epoch)
+        log(f"EFI partition: EFI/BOOT/{{{','.join(sorted(loaders))}}}")
     squashfs = Path(request.inputs["squashfs"]) / "LiveOS/squashfs.img"
     grafts = {
         "/LiveOS/squashfs.img": squashfs,
@@ -177,5 +179,6 @@ def execute(request: StageRequest, out: Path) -> Outcome:
     log(f"iso: {iso.name}, {iso.stat().st_size // (1 << 20)} MiB")
     return Outcome(
         tools=package_version("xorriso", "grub-common", "grub-pc-bin", "grub-efi-amd64-bin", "mtools", "dosfstools"),
-        facts={"iso_name": iso.name, "marker": marker, "secure_boot": firmware == "uefi"},
+        facts={"iso_name": iso.name, "marker": marker, "secure_boot": firmware == "uefi",
+               "efi_loaders": sorted(loaders)},
     )

@@ -62,6 +62,29 @@ def test_iso_is_repeatable(run_stage, example_options, example_results) -> None:
     assert outcome.result.outputs == example_results["iso"].outputs
 
 
+def test_uefi_iso_carries_the_images_own_signed_chain(example_results) -> None:
+    """firmware="uefi": the initrd stage hands on shim, GRUB and MokManager from the image,
+    with their packages' versions; the iso stage puts shim first on the EFI partition."""
+    initrd = example_results["initrd"]
+    assert {"efi/shim.efi", "efi/grub.efi", "efi/mm.efi"} <= set(initrd.outputs)
+    assert initrd.outputs["efi/shim.efi"].size > 500 << 10
+    assert {"shim-signed (image)", "shim-helpers-amd64-signed (image)", "grub-efi-amd64-signed (image)"} <= set(
+        initrd.tools)
+    iso = example_results["iso"]
+    assert iso.facts["secure_boot"] is True
+    assert iso.facts["efi_loaders"] == ["BOOTX64.EFI", "grubx64.efi", "mmx64.efi"]
+
+
+def test_iso_with_plain_efi_uses_its_own_grub(run_stage, example_options, example_results) -> None:
+    outcome = run_stage("iso", {**example_options["iso"], "firmware": "efi"}, inputs=("squashfs", "initrd"))
+    assert outcome.exit_code == 0, outcome.logs[-2000:]
+    assert outcome.result is not None
+    assert outcome.result.facts["secure_boot"] is False
+    assert outcome.result.facts["efi_loaders"] == ["BOOTX64.EFI"]
+    assert "grub-mkimage --format x86_64-efi" in outcome.logs
+    assert "EFI partition: EFI/BOOT/{BOOTX64.EFI}" in outcome.logs
+
+
 def test_iso_rejects_a_bad_volume_id(run_stage, example_options) -> None:
     outcome = run_stage("iso", {**example_options["iso"], "volid": "X" * 33}, inputs=("squashfs", "initrd"))
     assert outcome.exit_code == 1
