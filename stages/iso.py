@@ -46,37 +46,41 @@ def _grub_image(target: str, modules: list[str], output: Path, early: Path) -> N
          "--output", output, *modules], what=f"grub-mkimage {target}")
 
 
-def _efi_fat_image(loaders: dict[str, Path], output: Path, size_mib: int | None, serial: str, epoch: int) -> None:
-    """FAT image with EFI/BOOT/<name> for each loader; fixed serial and dates make it repeatable."""
+def _efi_fat_image(files: dict[str, Path], output: Path, size_mib: int | None, serial: str, epoch: int) -> None:
+    """FAT image with these files (path in the image: source); fixed serial and dates make it repeatable."""
     tree = WORK / "efitree"
-    (tree / "EFI/BOOT").mkdir(parents=True)
-    for name, source in sorted(loaders.items()):
-        (tree / "EFI/BOOT" / name).write_bytes(source.read_bytes())
-        _touch(tree / "EFI/BOOT" / name, epoch)
-    for path in (tree / "EFI/BOOT", tree / "EFI"):
+    for name, source in sorted(files.items()):
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_bytes(source.read_bytes())
+    for path in tree.rglob("*"):
         _touch(path, epoch)
-    needed_kib = sum(source.stat().st_size // 1024 + 64 for source in loaders.values()) + 512
+    needed_kib = sum(source.stat().st_size // 1024 + 64 for source in files.values()) + 512
     kib = max(needed_kib, (size_mib or 0) * 1024, 2048)
     run(["mkfs.fat", "-C", "--invariant", "-i", serial, "-n", "EFIBOOT", output, str(kib)], what="mkfs.fat")
-    run(["mcopy", "-s", "-m", "-i", output, tree / "EFI", "::/"], what="mcopy")
+    run(["mcopy", "-s", "-m", "-i", output, *sorted(tree.iterdir()), "::/"], what="mcopy")
 
 
-def _signed_loaders(initrd: Path, early: str, title: str) -> dict[str, Path]:
-    """The Secure Boot chain for the FAT image, and what its GRUB looks for on the ISO."""
+def _signed_chain(initrd: Path, early: Path, title: str) -> dict[str, Path]:
+    """The FAT image's files for Secure Boot, and what the signed GRUB looks for on the ISO.
+
+    Its config (the marker search) goes on both: from a stick GRUB's prefix is the EFI
+    partition's /boot/grub, so it finds this very medium without searching for /.disk/info.
+    """
     chain = initrd / secure_boot.OUTPUT_DIR
-    loaders = {name: chain / role for name, role in secure_boot.ESP_LAYOUT.items()}
-    if not all(path.is_file() for path in loaders.values()):
+    files = {path: chain / role for path, role in secure_boot.ESP_LAYOUT.items()}
+    if not all(source.is_file() for source in files.values()):
         raise StageError('firmware="uefi": the initrd stage delivered no signed shim/GRUB '
                          "(its option secure_boot was not set)")
-    missing = sorted(set(EFI_MODULES) - secure_boot.builtin_modules(loaders["grubx64.efi"].read_bytes()))
+    grub = files[secure_boot.SIGNED_GRUB]
+    missing = sorted(set(EFI_MODULES) - secure_boot.builtin_modules(grub.read_bytes()))
     if missing:
         raise StageError(f"the signed GRUB lacks the modules {', '.join(missing)}, which the menu needs; "
                          "under Secure Boot it cannot load them")
     (TREE / secure_boot.DISK_INFO).parent.mkdir(parents=True)
     (TREE / secure_boot.DISK_INFO).write_text(title + "\n")
     (TREE / secure_boot.PLATFORM_CONFIG).parent.mkdir(parents=True)
-    (TREE / secure_boot.PLATFORM_CONFIG).write_text(early)
-    return loaders
+    (TREE / secure_boot.PLATFORM_CONFIG).write_bytes(early.read_bytes())
+    return {**files, secure_boot.PLATFORM_CONFIG: early}
 
 
 def _volume_checks(volid: str) -> None:
@@ -158,16 +162,16 @@ def execute(request: StageRequest, out: Path) -> Outcome:
     early.write_text(early_config(marker))
     _grub_image("i386-pc-eltorito", BIOS_MODULES, grub_dir / "i386-pc/eltorito.img", early)
     initrd = Path(request.inputs["initrd"])
-    loaders: dict[str, Path] = {}  # EFI/BOOT on the FAT image
+    esp: dict[str, Path] = {}  # the FAT image's files
     if firmware == "uefi":
-        loaders = _signed_loaders(initrd, early.read_text(), options.get("title") or options["volid"])
+        esp = _signed_chain(initrd, early, options.get("title") or options["volid"])
     elif efi:
-        loaders = {"BOOTX64.EFI": WORK / "BOOTX64.EFI"}
-        _grub_image("x86_64-efi", EFI_MODULES, loaders["BOOTX64.EFI"], early)
-    if loaders:
+        esp = {"EFI/BOOT/BOOTX64.EFI": WORK / "BOOTX64.EFI"}
+        _grub_image("x86_64-efi", EFI_MODULES, esp["EFI/BOOT/BOOTX64.EFI"], early)
+    if esp:
         serial = identity[:8].upper()
-        _efi_fat_image(loaders, grub_dir / "efi.img", options.get("efifatimagesize"), serial, epoch)
-        log(f"EFI partition: EFI/BOOT/{{{','.join(sorted(loaders))}}}")
+        _efi_fat_image(esp, grub_dir / "efi.img", options.get("efifatimagesize"), serial, epoch)
+        log(f"EFI partition: {', '.join(sorted(esp))}")
     squashfs = Path(request.inputs["squashfs"]) / "LiveOS/squashfs.img"
     grafts = {
         "/LiveOS/squashfs.img": squashfs,
@@ -180,5 +184,5 @@ def execute(request: StageRequest, out: Path) -> Outcome:
     return Outcome(
         tools=package_version("xorriso", "grub-common", "grub-pc-bin", "grub-efi-amd64-bin", "mtools", "dosfstools"),
         facts={"iso_name": iso.name, "marker": marker, "secure_boot": firmware == "uefi",
-               "efi_loaders": sorted(loaders)},
+               "efi_partition": sorted(esp)},
     )

@@ -12,7 +12,10 @@ The initrd stage, which unpacks the root anyway, copies the binaries out of it (
 the iso stage puts them on the EFI system partition under the removable-media names the
 firmware looks for (`ESP_LAYOUT`). GRUB's image is gcdx64.efi, Debian's CD variant: its
 built-in config keeps the prefix /boot/grub when that exists on the device GRUB was loaded
-from, else finds the medium by /.disk/info, and then sources $prefix/x86_64-efi/grub.cfg.
+from, else finds the medium by /.disk/info, and then sources $prefix/x86_64-efi/grub.cfg,
+which liveorch makes the marker search of the other boot paths. That file is also on the EFI
+partition: booted from a stick, GRUB's prefix is the partition's /boot/grub, so no search
+for /.disk/info runs that another Debian-style medium attached at the same time could win.
 A signed GRUB cannot load modules under Secure Boot, so whatever the menu uses must be
 built into it: `builtin_modules` reads the list from the image itself.
 """
@@ -33,9 +36,10 @@ SIGNED_BINARIES = {
     "mm.efi": ("usr/lib/shim/mmx64.efi.signed", "shim-helpers-amd64-signed"),
     "grub.efi": ("usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed", "grub-efi-amd64-signed"),
 }
-# EFI/BOOT on the ESP: shim as the removable-media loader; it starts grubx64.efi beside it
-# (and mmx64.efi, MokManager, when a key is to be enrolled).
-ESP_LAYOUT = {"BOOTX64.EFI": "shim.efi", "grubx64.efi": "grub.efi", "mmx64.efi": "mm.efi"}
+# On the ESP: shim as the removable-media loader; it starts grubx64.efi beside it (and
+# mmx64.efi, MokManager, when a key is to be enrolled).
+SIGNED_GRUB = "EFI/BOOT/grubx64.efi"
+ESP_LAYOUT = {"EFI/BOOT/BOOTX64.EFI": "shim.efi", SIGNED_GRUB: "grub.efi", "EFI/BOOT/mmx64.efi": "mm.efi"}
 # Where gcdx64.efi's built-in config looks: a file that marks the medium, and the config it sources.
 DISK_INFO = ".disk/info"
 PLATFORM_CONFIG = "boot/grub/x86_64-efi/grub.cfg"

@@ -64,7 +64,8 @@ def test_iso_is_repeatable(run_stage, example_options, example_results) -> None:
 
 def test_uefi_iso_carries_the_images_own_signed_chain(example_results) -> None:
     """firmware="uefi": the initrd stage hands on shim, GRUB and MokManager from the image,
-    with their packages' versions; the iso stage puts shim first on the EFI partition."""
+    with their packages' versions; the iso stage puts shim first on the EFI partition, and the
+    signed GRUB's config beside it."""
     initrd = example_results["initrd"]
     assert {"efi/shim.efi", "efi/grub.efi", "efi/mm.efi"} <= set(initrd.outputs)
     assert initrd.outputs["efi/shim.efi"].size > 500 << 10
@@ -72,7 +73,8 @@ def test_uefi_iso_carries_the_images_own_signed_chain(example_results) -> None:
         initrd.tools)
     iso = example_results["iso"]
     assert iso.facts["secure_boot"] is True
-    assert iso.facts["efi_loaders"] == ["BOOTX64.EFI", "grubx64.efi", "mmx64.efi"]
+    assert iso.facts["efi_partition"] == ["EFI/BOOT/BOOTX64.EFI", "EFI/BOOT/grubx64.efi", "EFI/BOOT/mmx64.efi",
+                                          "boot/grub/x86_64-efi/grub.cfg"]
 
 
 def test_iso_with_plain_efi_uses_its_own_grub(run_stage, example_options, example_results) -> None:
@@ -80,9 +82,9 @@ def test_iso_with_plain_efi_uses_its_own_grub(run_stage, example_options, exampl
     assert outcome.exit_code == 0, outcome.logs[-2000:]
     assert outcome.result is not None
     assert outcome.result.facts["secure_boot"] is False
-    assert outcome.result.facts["efi_loaders"] == ["BOOTX64.EFI"]
+    assert outcome.result.facts["efi_partition"] == ["EFI/BOOT/BOOTX64.EFI"]
     assert "grub-mkimage --format x86_64-efi" in outcome.logs
-    assert "EFI partition: EFI/BOOT/{BOOTX64.EFI}" in outcome.logs
+    assert "EFI partition: EFI/BOOT/BOOTX64.EFI\n" in outcome.logs
 
 
 def test_iso_rejects_a_bad_volume_id(run_stage, example_options) -> None:

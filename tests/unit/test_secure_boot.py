@@ -68,8 +68,9 @@ def test_an_image_without_modules_is_refused() -> None:
 
 
 def test_esp_layout_starts_shim_which_starts_grub_beside_it() -> None:
-    assert secure_boot.ESP_LAYOUT["BOOTX64.EFI"] == "shim.efi"
-    assert secure_boot.ESP_LAYOUT["grubx64.efi"] == "grub.efi"
+    assert secure_boot.ESP_LAYOUT["EFI/BOOT/BOOTX64.EFI"] == "shim.efi"
+    assert secure_boot.ESP_LAYOUT[secure_boot.SIGNED_GRUB] == "grub.efi"
+    assert secure_boot.SIGNED_GRUB == "EFI/BOOT/grubx64.efi"
     assert set(secure_boot.ESP_LAYOUT.values()) == set(secure_boot.SIGNED_BINARIES)
     # what Debian's gcdx64.efi looks for; the menu's commands come as built-in modules
     assert (secure_boot.DISK_INFO, secure_boot.PLATFORM_CONFIG) == (".disk/info", "boot/grub/x86_64-efi/grub.cfg")
