@@ -66,6 +66,10 @@ def _context_files(stage: str) -> dict[str, bytes]:
     for entry in sorted(package.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".py"):
             files[f"stages/{entry.name}"] = entry.read_bytes()
+    # liveorch's own dracut modules (shell), which the initrd stage installs into the root.
+    for module in sorted(package.joinpath("dracut").iterdir(), key=lambda e: e.name):
+        for entry in sorted(module.iterdir(), key=lambda e: e.name):
+            files[f"stages/dracut/{module.name}/{entry.name}"] = entry.read_bytes()
     return files
 
 

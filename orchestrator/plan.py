@@ -19,6 +19,8 @@ ARCHITECTURE = "amd64"
 KIWI_ARCH = "x86_64"
 # Packages the live boot needs in the image; added when the description omits them.
 LIVE_BOOT_PACKAGES = ("dracut", "dracut-live")
+# flags="overlay" with hybridpersistent: liveorch's module partitions and formats at first boot.
+PERSISTENCE_PACKAGES = ("fdisk", "e2fsprogs", "xfsprogs")
 DEFAULT_HOOK_TIMEOUT = 1800
 # firmware="uefi": the distribution's signed boot chain (shim, GRUB), per architecture; the
 # initrd stage takes the binaries out of the image, so they are locked and recorded.
@@ -54,10 +56,10 @@ def _packages(description: Description, notes: list[str]) -> list[str]:
     if description.live.mediacheck and "isomd5sum" not in names:
         names.append("isomd5sum")
         notes.append('mediacheck="true": added isomd5sum so the initrd can verify the medium (rd.live.check)')
-    for package in LIVE_BOOT_PACKAGES:
+    for package in _live_boot_packages(description):
         if package not in names:
             names.append(package)
-            notes.append(f"added {package}: the live initrd is built with the image's own dracut")
+            notes.append(f"added {package}: the live initrd is built from the image's own tools")
     if description.live.firmware == "uefi":
         for package in secure_boot_packages(ARCHITECTURE):
             if package not in names:
@@ -72,6 +74,16 @@ def secure_boot_packages(architecture: str) -> tuple[str, ...]:
                                f"knows for {', '.join(SECURE_BOOT_PACKAGES)} only, not {architecture}",
                                hint='firmware="efi" builds a plain EFI boot')
     return SECURE_BOOT_PACKAGES[architecture]
+
+
+def _live_boot_packages(description: Description) -> tuple[str, ...]:
+    """What the initrd needs from the image: dracut, plus dracut's live modules for
+    dmsquash, or for overlay with persistence the partitioning and mkfs tools (both file
+    systems, so rd.live.overlay.cowfs stays a boot-time choice)."""
+    live = description.live
+    if live.flags != "overlay":
+        return LIVE_BOOT_PACKAGES
+    return ("dracut", *(PERSISTENCE_PACKAGES if live.hybridpersistent else ()))
 
 
 def _profile_variables(description: Description, volid: str) -> dict[str, str]:
@@ -105,7 +117,10 @@ def make_plan(description: Description, lock: dict[str, Any] | None = None, offl
         notes.append(f"bootloader theme {description.bootloader_theme!r}: the serial/text GRUB menu has no theme; "
                      "ignored")
     if live.flags == "overlay":
-        notes.append('flags="overlay" boots through dracut\'s dmsquash-live with an overlayfs upper layer')
+        notes.append('flags="overlay" boots through liveorch\'s own live module (squashfs + overlayfs)')
+    if live.hybridpersistent and live.flags != "overlay":
+        notes.append('hybridpersistent="true" needs flags="overlay" (liveorch\'s live module); '
+                     'dracut\'s dmsquash-live boots without persistence')
     iso_name = f"{description.name}.{KIWI_ARCH}-{description.version}.iso"
     volid = live.volid or default_volid(description.name)
     repositories = [
@@ -143,7 +158,8 @@ def make_plan(description: Description, lock: dict[str, Any] | None = None, offl
             "hook_timeout": hook_timeout,
         },
         "squashfs": {"compression": live.squashfscompression},
-        "initrd": {"dracut_modules": ["dmsquash-live"], "secure_boot": live.firmware == "uefi"},
+        "initrd": {"dracut_modules": ["liveorch-live" if live.flags == "overlay" else "dmsquash-live"],
+                    "secure_boot": live.firmware == "uefi"},
         "iso": {
             "iso_name": iso_name,
             "volid": volid,
@@ -158,6 +174,7 @@ def make_plan(description: Description, lock: dict[str, Any] | None = None, offl
             "timeout": live.bootloader_timeout,
             "timeout_style": live.bootloader_timeout_style,
             "mediacheck": live.mediacheck,
+            "persistent_filesystem": live.hybridpersistent_filesystem if live.hybridpersistent else None,
         },
         "checksum": {"iso_name": iso_name, "mediacheck": live.mediacheck},
     }

@@ -37,9 +37,14 @@ def grub_quote(text: str) -> str:
 def kernel_cmdline(options: dict[str, Any]) -> str:
     # udev's label encoding, which dracut's live module decodes: a label stays one word.
     volid = options["volid"].replace(" ", "\\x20")
-    # dracut 059 needs overlayfs=1 to overlay a flat squashfs (no nested rootfs.img);
-    # both flags boot through dmsquash-live until liveorch ships its own module.
-    words = [f"root=live:CDLABEL={volid}", "rd.live.image", "rd.live.overlay.overlayfs=1"]
+    if options.get("flags") == "overlay":
+        # liveorch's own live module (stages/dracut/90liveorch-live), KIWI's parameters.
+        words = [f"root=live:CDLABEL={volid}"]
+        if options.get("persistent_filesystem"):
+            words += ["rd.live.overlay.persistent", f"rd.live.overlay.cowfs={options['persistent_filesystem']}"]
+    else:
+        # dracut 059's dmsquash-live needs overlayfs=1 to overlay a flat squashfs (no nested rootfs.img).
+        words = [f"root=live:CDLABEL={volid}", "rd.live.image", "rd.live.overlay.overlayfs=1"]
     extra = options.get("kernelcmdline", "").split()
     words += extra
     if not any(w.startswith("console=") for w in extra):
@@ -48,12 +53,13 @@ def kernel_cmdline(options: dict[str, Any]) -> str:
 
 
 def _mediacheck_entry(options: dict[str, Any], cmdline: str) -> str:
-    """KIWI's "Check installation media": dracut verifies the implanted MD5, then boots or stops."""
+    """KIWI's "Check installation media": the initrd verifies the implanted MD5, then boots or stops."""
     if not options.get("mediacheck"):
         return ""
+    check = "mediacheck=1" if options.get("flags") == "overlay" else "rd.live.check"
     return (
         "menuentry 'Check installation media' --class os {\n"
-        + f"    linux {KERNEL_PATH} {cmdline} rd.live.check\n"
+        + f"    linux {KERNEL_PATH} {cmdline} {check}\n"
         + f"    initrd {INITRD_PATH}\n"
         + "}\n"
     )

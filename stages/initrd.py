@@ -23,6 +23,8 @@ DEVICE_NODES = {"null": (1, 3), "zero": (1, 5), "random": (1, 8), "urandom": (1,
 # Where fakeroot's preload library goes inside the root (never into the initramfs).
 FAKEROOT_INSIDE = "/tmp/liveorch-libfakeroot.so"
 FAKEROOT_CONF = "etc/dracut.conf.d/zz-liveorch-fakeroot.conf"
+# liveorch's own dracut modules, shipped in the stage image (flags="overlay").
+OWN_MODULES = Path(__file__).parent / "dracut"
 
 
 def _unpack(root_tar: Path) -> bool:
@@ -62,6 +64,18 @@ def _fake_device_nodes() -> list[str]:
     return ["fakeroot", "--unknown-is-real", "--", "env", "--unset=LD_PRELOAD"]
 
 
+def _install_own_modules(modules: list[str]) -> None:
+    """Copies the liveorch dracut modules that were asked for into the root's dracut, so the
+    image needs no package of ours; the root tar itself is never changed by this stage."""
+    for source in sorted(OWN_MODULES.iterdir()):
+        if source.name[:2].isdigit() and source.name[2:] in modules:
+            target = ROOT / "usr/lib/dracut/modules.d" / source.name
+            shutil.copytree(source, target, dirs_exist_ok=True)
+            for script in target.iterdir():
+                script.chmod(0o755 if script.suffix == ".sh" else 0o644)
+            log(f"dracut module {source.name[2:]}: liveorch's own")
+
+
 def _kernel_version() -> str:
     versions = sorted(p.name for p in (ROOT / "lib/modules").iterdir()) if (ROOT / "lib/modules").is_dir() else []
     if len(versions) != 1:
@@ -84,6 +98,7 @@ def execute(request: StageRequest, out: Path) -> Outcome:
     kver = _kernel_version()
     signed_chain = secure_boot.collect(ROOT, out) if request.options.get("secure_boot") else {}
     modules = request.options.get("dracut_modules", ["dmsquash-live"])
+    _install_own_modules(modules)
     run([
         *([] if can_mknod else _fake_device_nodes()),
         "chroot", ROOT,

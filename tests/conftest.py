@@ -7,8 +7,11 @@ with any container the tests left behind, so a test run leaves the engine as it 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
@@ -16,9 +19,15 @@ import pytest
 
 from orchestrator.build import BuildOptions, BuildReport, run_build
 from orchestrator.engine import connect, remove_volume
+from orchestrator.images import image_tag
+from orchestrator.overrides import Overrides
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "bookworm-live" / "config.xml"
+KIWI_FEATURES = REPO / "examples" / "kiwi-features"
+# examples/kiwi-features names an obs:// repository, as KIWI users' descriptions do.
+KIWI_FEATURES_REPO = "http://deb.debian.org/debian,apt-deb,debian,,true,,,main,bookworm,true"
+LOADER_FILES = ["boot/x86_64/loader/linux", "boot/x86_64/loader/initrd"]
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
@@ -43,3 +52,71 @@ def test_volume(docker_client: docker.DockerClient) -> Iterator[str]:
 def example_build(test_volume: str, tmp_path_factory: pytest.TempPathFactory) -> BuildReport:
     target = tmp_path_factory.mktemp("example-out")
     return run_build(EXAMPLE, BuildOptions(target_dir=target, volume=test_volume), print)
+
+
+@pytest.fixture(scope="session")
+def features_build(test_volume: str, tmp_path_factory: pytest.TempPathFactory) -> BuildReport:
+    """examples/kiwi-features with --profile Live and --set-repo: flags="overlay" with
+    hybridpersistent, booted by the KIWI-surface and the overlay/persistence tests."""
+    return build_features(test_volume, tmp_path_factory.mktemp("kiwi-features"))
+
+
+def build_features(volume: str, target: Path, type_attrs: tuple[str, ...] = ()) -> BuildReport:
+    """examples/kiwi-features, optionally with kiwi-ng's --set-type-attr changes."""
+    options = BuildOptions(target_dir=target, profiles=("Live",), volume=volume,
+                           overrides=Overrides(set_repo=KIWI_FEATURES_REPO, type_attrs=list(type_attrs)))
+    return run_build(KIWI_FEATURES, options, print)
+
+
+@pytest.fixture(scope="session")
+def features_variant(test_volume: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., BuildReport]:
+    """features_variant("attr=value", ...): a variant of the kiwi-features build in the test volume."""
+    return lambda *type_attrs: build_features(test_volume, tmp_path_factory.mktemp("kiwi-variant"), type_attrs)
+
+
+def extract_from_iso(iso: Path, names: list[str], target: Path) -> None:
+    """Files out of the ISO with the iso stage image's xorriso (the host needs none)."""
+    client = docker.from_env(version="auto")
+    commands = []
+    for name in names:
+        commands += ["-extract", f"/{name}", f"/out/{Path(name).name}"]
+    client.containers.run(image_tag("iso"), entrypoint=["xorriso"], remove=True, network_mode="none", user="0",
+                          command=["-osirrox", "on", "-indev", f"/in/{iso.name}", *commands],
+                          volumes={str(iso.parent): {"bind": "/in", "mode": "ro"},
+                                   str(target): {"bind": "/out", "mode": "rw"}})
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def iso_files() -> Callable[[Path, list[str], Path], None]:
+    return extract_from_iso
+
+
+def eject_through_monitor(path: Path) -> None:
+    """Ejects QEMU's CD through its monitor socket, as a user pulls the disc."""
+    with socket.socket(socket.AF_UNIX) as monitor:
+        monitor.connect(str(path))
+        monitor.sendall(b"eject -f ide1-cd0\n")
+        time.sleep(2)
+
+
+@pytest.fixture(scope="session")
+def eject_cd() -> Callable[[Path], None]:
+    return eject_through_monitor
+
+
+def make_scan_disk(iso: Path, work: Path, size: str = "600M") -> tuple[Path, Path, Path]:
+    """An ext4 disk holding the ISO as /images/live.iso (mkfs.ext4 -d: no mount), and the
+    kernel and initrd from the ISO for a direct kernel boot."""
+    content = work / "content"
+    (content / "images").mkdir(parents=True)
+    (content / "images" / "live.iso").write_bytes(iso.read_bytes())
+    disk = work / "disk.img"
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "DATA", "-d", str(content), str(disk), size], check=True)
+    extract_from_iso(iso, LOADER_FILES, work)
+    return disk, work / "linux", work / "initrd"
+
+
+@pytest.fixture(scope="session")
+def scan_disk_of() -> Callable[..., tuple[Path, Path, Path]]:
+    return make_scan_disk

@@ -4,18 +4,12 @@ zone, built with --set-repo, booted, and checked from inside the running system.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from orchestrator.boot import BootMode, BootResult, boot_and_login
-from orchestrator.build import BuildOptions, BuildReport, run_build
-from orchestrator.overrides import Overrides
+from orchestrator.build import BuildReport
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
-DESCRIPTION = REPO / "examples" / "kiwi-features"
-SET_REPO = "http://deb.debian.org/debian,apt-deb,debian,,true,,,main,bookworm,true"
 CHECKS = ("id tux; grep ^tux: /etc/shadow | cut -d: -f2 | cut -c1-3; "
           "salt=$(grep ^tux: /etc/shadow | cut -d'$' -f3); "
           "test \"$(openssl passwd -6 -salt \"$salt\" penguin)\" = \"$(grep ^tux: /etc/shadow | cut -d: -f2)\" "
@@ -24,13 +18,6 @@ CHECKS = ("id tux; grep ^tux: /etc/shadow | cut -d: -f2 | cut -c1-3; "
           "dpkg -s less >/dev/null 2>&1 && echo LESS=present || echo LESS=absent; "
           "echo TZ=$(date +%Z); systemctl get-default; cat /etc/vconsole.conf; grep -c ^deb /etc/apt/sources.list; "
           "ls /.kconfig /.profile /image 2>&1 | grep -c 'No such'")
-
-
-@pytest.fixture(scope="module")
-def features_build(test_volume: str, tmp_path_factory: pytest.TempPathFactory) -> BuildReport:
-    options = BuildOptions(target_dir=tmp_path_factory.mktemp("kiwi-features"), profiles=("Live",),
-                           volume=test_volume, overrides=Overrides(set_repo=SET_REPO))
-    return run_build(DESCRIPTION, options, print)
 
 
 @pytest.fixture(scope="module")

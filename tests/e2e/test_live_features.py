@@ -4,17 +4,13 @@ the ISO as a file on another disk (ISO scan)."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
+from collections.abc import Callable
 from pathlib import Path
 
-import docker
 import pytest
 
 from orchestrator.boot import BootFailed, BootMode, BootScript, boot_and_login
 from orchestrator.build import BuildOptions, BuildReport, run_build
-from orchestrator.images import image_tag
 from orchestrator.overrides import Overrides
 
 pytestmark = pytest.mark.slow
@@ -32,26 +28,6 @@ def _corrupt_copy(iso: Path, target: Path) -> Path:
     return target
 
 
-def _eject_through_monitor(path: Path) -> None:
-    with socket.socket(socket.AF_UNIX) as monitor:
-        monitor.connect(str(path))
-        monitor.sendall(b"eject -f ide1-cd0\n")
-        time.sleep(2)
-
-
-def _extract(iso: Path, names: list[str], target: Path) -> None:
-    """Files out of the ISO with the iso stage image's xorriso (the host needs none)."""
-    client = docker.from_env(version="auto")
-    commands = []
-    for name in names:
-        commands += ["-extract", f"/{name}", f"/out/{Path(name).name}"]
-    client.containers.run(image_tag("iso"), entrypoint=["xorriso"], remove=True, network_mode="none", user="0",
-                          command=["-osirrox", "on", "-indev", f"/in/{iso.name}", *commands],
-                          volumes={str(iso.parent): {"bind": "/in", "mode": "ro"},
-                                   str(target): {"bind": "/out", "mode": "rw"}})
-    client.close()
-
-
 @pytest.fixture(scope="module")
 def ram_iso(example_build: BuildReport, test_volume: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example with rd.live.ram: only the iso and checksum stages run again."""
@@ -63,18 +39,9 @@ def ram_iso(example_build: BuildReport, test_volume: str, tmp_path_factory: pyte
 
 
 @pytest.fixture(scope="module")
-def scan_disk(example_build: BuildReport, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """An ext4 disk holding the ISO as a file (made with mkfs.ext4 -d: no mount), and the
-    kernel and initrd from the ISO."""
-    work = tmp_path_factory.mktemp("scan")
-    content = work / "content"
-    content.mkdir()
-    (content / "images").mkdir()
-    (content / "images" / "live.iso").write_bytes(example_build.iso.read_bytes())
-    disk = work / "disk.img"
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "DATA", "-d", str(content), str(disk), "600M"], check=True)
-    _extract(example_build.iso, ["boot/x86_64/loader/linux", "boot/x86_64/loader/initrd"], work)
-    return disk, work / "linux", work / "initrd"
+def scan_disk(example_build: BuildReport, tmp_path_factory: pytest.TempPathFactory,
+              scan_disk_of: Callable[..., tuple[Path, Path, Path]]) -> tuple[Path, Path, Path]:
+    return scan_disk_of(example_build.iso, tmp_path_factory.mktemp("scan"))
 
 
 def test_media_check_passes_on_a_good_medium(example_build: BuildReport, tmp_path: Path) -> None:
@@ -93,14 +60,15 @@ def test_media_check_reports_a_corrupted_medium(example_build: BuildReport, tmp_
     assert "FAIL" in transcript, failure.value.message
 
 
-def test_live_system_in_ram_survives_ejecting_the_cd(ram_iso: Path, tmp_path: Path) -> None:
+def test_live_system_in_ram_survives_ejecting_the_cd(ram_iso: Path, tmp_path: Path,
+                                                     eject_cd: Callable[[Path], None]) -> None:
     monitor = tmp_path / "monitor.sock"
     result = boot_and_login(
         ram_iso, CD, PASSWORD,
         command="cat /proc/cmdline; md5sum /usr/lib/x86_64-linux-gnu/*.so* > /dev/null && echo READ-AFTER-EJECT-OK; "
                 "losetup -a | grep -q /run/initramfs/squashed.img && echo SQUASHFS-IN-RAM",
         script=BootScript(qemu_extra=("-monitor", f"unix:{monitor},server,nowait"),
-                          before_command=lambda: _eject_through_monitor(monitor)),
+                          before_command=lambda: eject_cd(monitor)),
         log=tmp_path / "serial.log")
     out = result.command_output.replace("\r", "")
     assert "rd.live.ram=1" in out
@@ -126,7 +94,7 @@ def test_iso_scan_boots_the_iso_as_a_file_on_another_disk(scan_disk: tuple[Path,
 
 
 def test_grub_loopback_cfg_is_on_the_iso(scan_disk: tuple[Path, Path, Path], example_build: BuildReport,
-                                         tmp_path: Path) -> None:
-    _extract(example_build.iso, ["boot/grub/loopback.cfg"], tmp_path)
+                                         tmp_path: Path, iso_files: Callable[[Path, list[str], Path], None]) -> None:
+    iso_files(example_build.iso, ["boot/grub/loopback.cfg"], tmp_path)
     text = (tmp_path / "loopback.cfg").read_text()
     assert "iso-scan/filename=${iso_path}" in text

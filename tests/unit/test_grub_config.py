@@ -108,8 +108,28 @@ def test_early_config_finds_the_medium_by_marker() -> None:
     ]
 
 
-def test_overlay_cmdline_uses_overlayfs() -> None:
-    assert "rd.live.overlay.overlayfs=1" in kernel_cmdline(options(flags="overlay")).split()
+def test_overlay_cmdline_is_liveorchs_module_without_dmsquash_words() -> None:
+    words = kernel_cmdline(options(flags="overlay")).split()
+    assert words[0] == "root=live:CDLABEL=TEST_LIVE"
+    assert not [w for w in words if w.startswith(("rd.live.image", "rd.live.overlay"))]
+
+
+def test_overlay_persistence_words_follow_the_filesystem() -> None:
+    words = kernel_cmdline(options(flags="overlay", persistent_filesystem="xfs")).split()
+    assert "rd.live.overlay.persistent" in words
+    assert "rd.live.overlay.cowfs=xfs" in words
+
+
+def test_persistence_words_only_for_overlay() -> None:
+    words = kernel_cmdline(options(flags="dmsquash", persistent_filesystem="ext4")).split()
+    assert "rd.live.overlay.persistent" not in words
+
+
+def test_media_check_entry_speaks_each_modules_parameter() -> None:
+    overlay = menu_config(options(flags="overlay", mediacheck=True))
+    dmsquash = menu_config(options(flags="dmsquash", mediacheck=True))
+    assert "mediacheck=1" in overlay.split("Check installation media")[1].split("}")[0]
+    assert "rd.live.check" in dmsquash.split("Check installation media")[1].split("}")[0]
 
 
 def test_volid_with_space_stays_one_kernel_argument() -> None:

@@ -228,7 +228,7 @@ def test_plan_profile_of_kiwi_features() -> None:
     assert profile["kiwi_language"] == "en_US"
     assert profile["kiwi_firmware"] == "efi"
     assert profile["kiwi_bootloader"] == "grub2"
-    assert profile["kiwi_hybridpersistent"] == "false"
+    assert profile["kiwi_hybridpersistent"] == "true"
 
 
 def test_plan_profile_volid_default_and_override(write_description) -> None:

@@ -206,3 +206,35 @@ def test_secure_boot_without_signed_packages_for_the_architecture_fails_clearly(
     with pytest.raises(DescriptionError, match=r'firmware="uefi" .* amd64 only, not riscv64') as caught:
         secure_boot_packages("riscv64")
     assert caught.value.hint == 'firmware="efi" builds a plain EFI boot'
+
+
+OVERLAY_TYPE = """<type image="iso" primary="true" flags="overlay" firmware="efi" volid="UNIT_LIVE"
+              hybridpersistent="{persistent}" hybridpersistent_filesystem="{fs}">
+            <bootloader name="grub2" console="serial" timeout="5"/>
+        </type>"""
+
+
+def test_overlay_uses_liveorchs_module_and_no_dmsquash_packages(write_description) -> None:
+    path = write_description(type=OVERLAY_TYPE.format(persistent="false", fs="ext4"), packages=PACKAGES_WITHOUT_DRACUT)
+    plan = make_plan(parse_description(path))
+    assert plan.options["initrd"]["dracut_modules"] == ["liveorch-live"]
+    packages = plan.options["resolve"]["packages"]
+    assert "dracut" in packages
+    assert "dracut-live" not in packages
+    assert not {"fdisk", "xfsprogs"} & set(packages)
+    assert plan.options["iso"]["persistent_filesystem"] is None
+
+
+@pytest.mark.parametrize("fs", ["ext4", "xfs"])
+def test_persistence_brings_both_filesystems_and_sfdisk(write_description, fs: str) -> None:
+    path = write_description(type=OVERLAY_TYPE.format(persistent="true", fs=fs), packages=PACKAGES_WITHOUT_DRACUT)
+    plan = make_plan(parse_description(path))
+    assert {"fdisk", "e2fsprogs", "xfsprogs"} <= set(plan.options["resolve"]["packages"])
+    assert plan.options["iso"]["persistent_filesystem"] == fs
+
+
+def test_persistence_with_dmsquash_is_a_note_not_a_failure(write_description) -> None:
+    hybrid = OVERLAY_TYPE.format(persistent="true", fs="ext4").replace('flags="overlay"', 'flags="dmsquash"')
+    plan = make_plan(parse_description(write_description(type=hybrid)))
+    assert plan.options["initrd"]["dracut_modules"] == ["dmsquash-live"]
+    assert any("hybridpersistent" in note and 'flags="overlay"' in note for note in plan.notes)

@@ -1,0 +1,31 @@
+#!/bin/bash
+# liveorch's live boot module: squashfs root + overlayfs, optionally persistent.
+# Installed by liveorch's initrd stage; the image needs no package for it.
+
+check() {
+    # A live medium is never the build host: only when asked for.
+    return 255
+}
+
+depends() {
+    echo rootfs-block
+    return 0
+}
+
+installkernel() {
+    instmods squashfs loop iso9660 overlay ext4 xfs vfat sr_mod cdrom
+}
+
+install() {
+    inst_multiple mount umount blkid losetup blockdev mkdir rmdir cp sleep udevadm readlink basename dd od tr sed grep stat rm
+    # Persistence and media check: present only when the image carries the tools.
+    inst_multiple -o sfdisk partx mkfs.ext4 mkfs.xfs truncate checkisomd5 findmnt
+    inst_hook cmdline 30 "$moddir/parse-liveorch-live.sh"
+    inst_script "$moddir/liveorch-live-root.sh" "/sbin/liveorch-live-root"
+    if dracut_module_included "systemd-initrd"; then
+        inst_script "$moddir/liveorch-live-generator.sh" "$systemdutildir/system-generators/liveorch-live-generator"
+        inst_simple "$moddir/liveorch-live-root.service" "$systemdsystemunitdir/liveorch-live-root.service"
+    else
+        inst_hook mount 30 "$moddir/mount-liveorch-live.sh"
+    fi
+}

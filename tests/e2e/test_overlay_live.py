@@ -1,0 +1,159 @@
+"""flags="overlay": liveorch's own live module, proven by booting examples/kiwi-features
+(hybridpersistent="true"): persistence on a USB stick (ext4 with BIOS, xfs with UEFI)
+across a reboot, a cow file beside an ISO found by iso-scan, the fallback to a RAM
+overlay on a CD with the reason on the console, and rd.live.ram surviving the CD's eject.
+
+Each scenario is a sequence of boots; two scenarios run at a time (one emulated CPU each)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from orchestrator.boot import BootMode, BootResult, BootScript, boot_and_login
+from orchestrator.build import BuildReport
+
+pytestmark = pytest.mark.slow
+PASSWORD = "linux"  # examples/kiwi-features: root
+TOKEN = "liveorch-was-here"
+MOUNTS = "findmnt -n -o SOURCE,FSTYPE /; findmnt -n -o SOURCE,FSTYPE /run/liveorch/cow"
+WRITE = f"{MOUNTS}; echo {TOKEN} > /root/persisted.txt; sync"
+READ = f"{MOUNTS}; cat /root/persisted.txt"
+STICK_SPARE = 700 << 20  # free space after the ISO data on the "USB stick" (xfs needs 300 MiB)
+
+Boots = list[BootResult]
+
+
+def _stick(iso: Path, work: Path) -> Path:
+    """The ISO written to a larger USB stick: a sparse raw file, as dd leaves it."""
+    stick = work / "stick.img"
+    with iso.open("rb") as source, stick.open("wb") as target:
+        while chunk := source.read(1 << 20):
+            target.write(chunk)
+        target.truncate(iso.stat().st_size + STICK_SPARE)
+    return stick
+
+
+def _boot_stick(stick: Path, uefi: bool, command: str, log: Path) -> BootResult:
+    return boot_and_login(stick, BootMode(uefi=uefi, disk=True), PASSWORD, command=command, log=log,
+                          script=BootScript(attach_iso=False,
+                                            qemu_extra=("-drive", f"file={stick},format=raw,if=virtio")))
+
+
+def _persist_on_stick(iso: Path, uefi: bool, work: Path) -> Boots:
+    stick = _stick(iso, work)
+    return [_boot_stick(stick, uefi, WRITE, work / "boot1.log"), _boot_stick(stick, uefi, READ, work / "boot2.log")]
+
+
+def _persist_in_cow_file(iso: Path, work: Path, scan_disk_of: Callable[..., tuple[Path, Path, Path]]) -> Boots:
+    disk, kernel, initrd = scan_disk_of(iso, work, "800M")
+    cmdline = ("iso-scan/filename=/images/live.iso root=live:CDLABEL=KIWI_FEATURES rd.live.overlay.persistent "
+               "rd.live.overlay.cowfs=ext4 rd.live.cowfile.mbsize=200 console=ttyS0,115200")
+    script = BootScript(attach_iso=False, qemu_extra=("-kernel", str(kernel), "-initrd", str(initrd),
+                                                      "-append", cmdline,
+                                                      "-drive", f"file={disk},format=raw,if=virtio"))
+    boots = []
+    for number, command in enumerate((WRITE, READ), 1):
+        boots.append(boot_and_login(iso, BootMode(uefi=False, disk=False), PASSWORD, command=command,
+                                    script=script, log=work / f"boot{number}.log"))
+    listing = subprocess.run(["debugfs", "-R", "ls -l /images", str(disk)], capture_output=True, text=True,
+                             check=True).stdout
+    boots[-1].command_output += f"\nDISK-LISTING\n{listing}"
+    return boots
+
+
+def _cd_fallback(iso: Path, work: Path) -> Boots:
+    return [boot_and_login(iso, BootMode(uefi=False, disk=False), PASSWORD, command=MOUNTS, log=work / "cd.log")]
+
+
+def _ram_and_eject(iso: Path, work: Path, eject_cd: Callable[[Path], None]) -> Boots:
+    monitor = work / "monitor.sock"
+    command = ("cat /proc/cmdline; md5sum /usr/lib/x86_64-linux-gnu/*.so* > /dev/null && echo READ-AFTER-EJECT-OK; "
+               "findmnt -n -o SOURCE,FSTYPE /run/liveorch/ram; losetup -a | grep -c /run/liveorch/ram/squashfs.img")
+    script = BootScript(qemu_extra=("-monitor", f"unix:{monitor},server,nowait"),
+                        before_command=lambda: eject_cd(monitor))
+    return [boot_and_login(iso, BootMode(uefi=False, disk=False), PASSWORD, command=command, script=script,
+                           log=work / "ram.log")]
+
+
+@pytest.fixture(scope="module")
+def scenarios(features_build: BuildReport, features_variant: Callable[..., BuildReport],
+              tmp_path_factory: pytest.TempPathFactory, scan_disk_of: Callable[..., tuple[Path, Path, Path]],
+              eject_cd: Callable[[Path], None]) -> dict[str, Boots | Exception]:
+    """Every boot sequence, two at a time; the variants rebuild only the iso and checksum stages."""
+    xfs = features_variant("hybridpersistent_filesystem=xfs")
+    ram = features_variant("kernelcmdline=console=ttyS0,115200 rd.live.ram=1")
+    for variant in (xfs, ram):
+        assert {s.stage for s in variant.stages if not s.cached} == {"iso", "checksum"}
+    work = {name: tmp_path_factory.mktemp(name) for name in ("ext4", "xfs", "cowfile", "cd", "ram")}
+    jobs: dict[str, Callable[[], Boots]] = {
+        "ext4": lambda: _persist_on_stick(features_build.iso, False, work["ext4"]),
+        "xfs": lambda: _persist_on_stick(xfs.iso, True, work["xfs"]),
+        "cowfile": lambda: _persist_in_cow_file(features_build.iso, work["cowfile"], scan_disk_of),
+        "cd": lambda: _cd_fallback(features_build.iso, work["cd"]),
+        "ram": lambda: _ram_and_eject(ram.iso, work["ram"], eject_cd),
+    }
+
+    def run(name: str) -> Boots | Exception:
+        try:
+            return jobs[name]()
+        except Exception as error:  # reported by the test of that scenario
+            return error
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip(jobs, pool.map(run, jobs), strict=True))
+    for name, result in results.items():
+        if not isinstance(result, Exception):
+            print(f"{name}: " + ", ".join(f"login after {b.seconds_to_login:.0f} s" for b in result))
+    return results
+
+
+def _boots(scenarios: dict[str, Boots | Exception], name: str) -> Boots:
+    result = scenarios[name]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def _lines(boot: BootResult) -> list[str]:
+    return [line.strip() for line in boot.command_output.replace("\r", "").splitlines()]
+
+
+@pytest.mark.parametrize(("name", "fs", "firmware"), [("ext4", "ext4", "bios"), ("xfs", "xfs", "uefi")])
+def test_persistence_partition_created_at_first_boot_keeps_files_across_reboot(
+        scenarios: dict[str, Boots | Exception], name: str, fs: str, firmware: str) -> None:
+    first, second = _boots(scenarios, name)
+    assert "liveorch-live overlay" in _lines(first)
+    assert f"/dev/vda4 {fs}" in _lines(first), "the new partition follows the ISO's three GPT entries"
+    assert "creating the persistence partition on /dev/vda" in first.transcript
+    assert f"/dev/vda4 {fs}" in _lines(second)
+    assert "persistent: using /dev/vda4" in second.transcript, "the second boot finds the partition by its label"
+    assert TOKEN in _lines(second), f"a file written before the reboot must survive it ({firmware})"
+
+
+def test_cow_file_beside_an_iso_found_by_iso_scan(scenarios: dict[str, Boots | Exception]) -> None:
+    first, second = _boots(scenarios, "cowfile")
+    assert "iso-scan: found /images/live.iso" in first.transcript
+    assert "creating the cow file images/live.cow" in first.transcript
+    assert any(line.startswith("/dev/loop") and line.endswith("ext4") for line in _lines(second))
+    assert TOKEN in _lines(second)
+    assert "live.cow" in second.command_output.split("DISK-LISTING", 1)[1]
+
+
+def test_cd_boots_without_persistence_and_says_why(scenarios: dict[str, Boots | Exception]) -> None:
+    (boot,) = _boots(scenarios, "cd")
+    assert "liveorch-live overlay" in _lines(boot)
+    assert "liveorch-cow tmpfs" in _lines(boot)
+    assert "persistence not possible: the medium /dev/sr0 is a CD/DVD (read-only)" in boot.transcript
+
+
+def test_ram_boot_survives_ejecting_the_cd(scenarios: dict[str, Boots | Exception]) -> None:
+    (boot,) = _boots(scenarios, "ram")
+    lines = _lines(boot)
+    assert "READ-AFTER-EJECT-OK" in lines
+    assert "liveorch-ram tmpfs" in lines
+    assert "1" in lines, "the squashfs must be mounted from the copy in RAM"
