@@ -22,7 +22,7 @@ from orchestrator import __version__
 from orchestrator.description import parse_description
 from orchestrator.engine import DEFAULT_VOLUME, ArtifactVolume, StageRunner, connect
 from orchestrator.errors import LiveorchError, TargetError
-from orchestrator.images import StageImage, ensure_stage_images
+from orchestrator.images import StageImage, ensure_stage_images, image_tag
 from orchestrator.lock import check_lock, load_lock, lock_path
 from orchestrator.overrides import Overrides
 from orchestrator.payload import Payload, make_payload
@@ -55,6 +55,7 @@ class BuildOptions:
     offline: bool = False
     overrides: Overrides | None = None
     hook_timeout: int = DEFAULT_HOOK_TIMEOUT
+    keep_work: bool = False
 
 
 @dataclass
@@ -171,11 +172,11 @@ class Build:
         log_path = self.options.target_dir / f"{self.plan.basename}.log"
         with log_path.open("w") as log:
             log.write(f"liveorch build of {self.description.path} (profiles: {', '.join(self.description.profiles)})\n")
-            runner = StageRunner(self.client, self.volume, log, self.progress)
+            runner = StageRunner(self.client, self.volume, log, self.progress, keep_work=self.options.keep_work)
             try:
                 reports = _run_stages(self.plan, self.images, runner, self.options, self.lock, self.progress, until)
             except LiveorchError as error:
-                error.hint = "\n".join(filter(None, [error.hint, f"full log: {log_path}"]))
+                error.hint = "\n".join(filter(None, [error.hint, f"full log: {log_path}", *_kept_hint(runner)]))
                 raise
         self.say(f"full log: {log_path}")
         return reports
@@ -187,6 +188,17 @@ class Build:
 
     def export(self, reports: dict[str, StageReport]) -> BuildReport:
         return _export(self, reports)
+
+
+def _kept_hint(runner: StageRunner) -> list[str]:
+    """Where --keep-work put the failed stage's work directory, and how to get at it."""
+    if runner.kept is None:
+        return []
+    volume, kept = runner.volume.name, runner.kept
+    return [f"work kept: {kept} in volume {volume} (request.json, partial outputs, stage.log); "
+            f"`liveorch clean --volume {volume}` removes it",
+            f"copy it here: docker run --rm --user 0 --entrypoint tar -v {volume}:/artifacts:ro "
+            f"{image_tag('checksum')} -C {kept.parent} -c {kept.name} | tar -x"]
 
 
 def run_build(config: Path, options: BuildOptions, progress: Progress | Callable[[str], None]) -> BuildReport:

@@ -128,6 +128,9 @@ def run(
                                                                 "(default: the lock's, else the newest package's).")
                                  ] = None,
     hook_timeout: Annotated[int, typer.Option(help="Seconds config.sh and images.sh may run.")] = 1800,
+    keep_work: Annotated[bool, typer.Option("--keep-work", help="Keep a failed stage's work directory and output "
+                                                                "in the artifact volume for inspection (`liveorch "
+                                                                "clean` removes it).")] = False,
     volume: Annotated[str, typer.Option(help="Artifact volume (the stage cache).")] = DEFAULT_VOLUME,
     engine_host: Annotated[str | None, typer.Option(help="Engine API URL, e.g. unix:///run/user/1000/podman/"
                                                          "podman.sock (default: DOCKER_HOST).")] = None,
@@ -147,7 +150,7 @@ def run(
     options = BuildOptions(target_dir=target_dir, profiles=tuple(profile), lock=lock, update_lock=update_lock,
                            no_cache=no_cache, source_date_epoch=source_date_epoch, volume=volume,
                            engine_host=engine_host, verbose=verbose, offline=offline, overrides=overrides,
-                           hook_timeout=hook_timeout)
+                           hook_timeout=hook_timeout, keep_work=keep_work)
 
     def action() -> None:
         source = config or description
@@ -383,7 +386,7 @@ def cache_ls(
         total = 0
         for e in entries:
             total += e.bytes
-            state = "" if e.complete else " (unfinished)"
+            state = {"result": "", "store": "", "work": " (unfinished)", "kept": " (kept work)"}[e.kind]
             print(f"{e.stage:<9} {e.key[:24]:<24} {e.bytes / 1e6:10.1f} MB {(now - e.mtime) / 3600:8.1f} h{state}")
         print(f"{len(entries)} entries, {total / 1e6:.1f} MB in volume {volume}")
 
@@ -416,17 +419,17 @@ def clean(
     volume: Annotated[str, typer.Option(help="Artifact volume.")] = DEFAULT_VOLUME,
     engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
 ) -> None:
-    """Remove what interrupted builds left: stopped liveorch containers, unfinished stage work
-    directories; with --all the artifact volume too."""
-    import time
-
+    """Remove what ended builds left on the volume: stopped liveorch containers, work directories
+    of interrupted builds and work kept with `run --keep-work` (running builds are left alone);
+    with --all the artifact volume too."""
     import docker.errors
 
-    from orchestrator.cache import UNFINISHED_GRACE, prune, remove_stopped_containers
+    from orchestrator.cache import live_builds, remove_leftovers, remove_stopped_containers
 
     def action() -> None:
         client = connect(engine_host)
-        containers = remove_stopped_containers(client)
+        live = live_builds(client, volume)
+        containers = remove_stopped_containers(client, volume, live)
         print(f"removed {len(containers)} stopped containers")
         if all_cache:
             try:
@@ -439,8 +442,9 @@ def clean(
             client.volumes.get(volume)
         except docker.errors.NotFound:
             return
-        removed = prune(client, volume, older_than=10 * 365 * 86400.0, now=time.time() + UNFINISHED_GRACE)
-        print(f"removed {len(removed)} unfinished work directories")
+        removed = remove_leftovers(client, volume, live)
+        kept = sum(e.kind == "kept" for e in removed)
+        print(f"removed {len(removed) - kept} unfinished work directories and {kept} kept ones")
 
     _guarded(action)
 

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import io
 import os
+import socket
 import tarfile
 import tempfile
 import time
@@ -115,7 +116,10 @@ class ArtifactVolume:
         self.probe = client.containers.create(
             probe_image, entrypoint=["true"], command=[], network_mode="none",
             volumes={name: {"bind": ARTIFACTS_MOUNT, "mode": "rw"}},
-            labels={LABEL: "probe", f"{LABEL}.build": build_id}, name=f"liveorch-{build_id}-probe",
+            # Who holds it: `liveorch clean` leaves a running build's containers and work alone.
+            labels={LABEL: "probe", f"{LABEL}.build": build_id, f"{LABEL}.host": socket.gethostname(),
+                    f"{LABEL}.pid": str(os.getpid())},
+            name=f"liveorch-{build_id}-probe",
         )
 
     def close(self) -> None:
@@ -216,11 +220,15 @@ class StageRunner:
     """Runs one stage container per call; caches by key through the artifact volume."""
 
     def __init__(self, client: docker.DockerClient, volume: ArtifactVolume, log: IO[str],
-                 progress: Progress) -> None:
+                 progress: Progress, keep_work: bool = False) -> None:
         self.client = client
         self.volume = volume
         self.log = log
         self.progress = progress
+        # --keep-work: a failed stage's work directory moves to kept/<build>-<stage> (with the
+        # container's output as stage.log) instead of being removed; `liveorch clean` removes it.
+        self.keep_work = keep_work
+        self.kept: PurePosixPath | None = None
         # What the engine says each stage container was given: the build report keeps it,
         # so anyone can check that no stage ran privileged (tests do).
         self.containers: dict[str, dict[str, object]] = {}
@@ -231,7 +239,7 @@ class StageRunner:
 
     def run(self, image: StageImage, request: StageRequest, network: bool) -> StageResult:
         stage, key = request.stage, request.key
-        work_name = f".work-{key[:16]}-{uuid.uuid4().hex[:8]}"
+        work_name = f".work-{key[:16]}-{self.volume.build_id}"  # the build id: see cache.remove_leftovers
         self.volume.write_tree(PurePosixPath(ARTIFACTS_MOUNT), {
             stage: None,
             f"{stage}/{work_name}": None,
@@ -259,12 +267,14 @@ class StageRunner:
             status = container.wait()
             code = status.get("StatusCode", 1)
             if code != 0:
-                self._discard(image, work)
+                self._discard(image, work, stage, container)
                 raise StageFailed(self._failure(stage, code, tail, container), hint="\n".join(tail[-TAIL_LINES:]))
         except KeyboardInterrupt:
             with contextlib.suppress(docker.errors.APIError):
+                container.stop(timeout=0)
+            self._discard(image, work, stage, container)
+            with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)
-            self._discard(image, work)
             raise Interrupted(f"interrupted during the {stage} stage; finished stages stay cached") from None
         finally:
             with contextlib.suppress(docker.errors.APIError):
@@ -306,11 +316,26 @@ class StageRunner:
         last = next((line for line in reversed(tail) if line.strip()), "no output")
         return f"{stage} stage failed with exit code {code}: {last[:300]}"
 
-    def _discard(self, image: StageImage, work: PurePosixPath) -> None:
-        """Remove a failed run's work directory; a root helper can remove any owner's files."""
+    def _discard(self, image: StageImage, work: PurePosixPath, stage: str,
+                 container: docker.models.containers.Container) -> None:
+        """Remove a failed run's work directory (or keep it, with --keep-work); a root helper
+        can move or remove any owner's files."""
+        kept = PurePosixPath(ARTIFACTS_MOUNT) / "kept" / f"{self.volume.build_id}-{stage}"
+        if self.keep_work:
+            with contextlib.suppress(docker.errors.APIError):
+                output = container.logs()
+                self.volume.write_tree(PurePosixPath(ARTIFACTS_MOUNT), {"kept": None})
+                self._helper(image, ["mv", "--", str(work), str(kept)])
+                self.volume.write_tree(kept, {"stage.log": output})
+                self.kept = kept
+                self.log.write(f"[{stage}] work kept: {kept} in volume {self.volume.name}\n")
+                return
         with contextlib.suppress(docker.errors.APIError):
-            self.client.containers.run(
-                image.tag, entrypoint=["rm", "-rf", str(work)], command=[], user="0", remove=True,
-                network_mode="none", volumes={self.volume.name: {"bind": ARTIFACTS_MOUNT, "mode": "rw"}},
-                labels={LABEL: "cleanup", f"{LABEL}.build": self.volume.build_id},
-            )
+            self._helper(image, ["rm", "-rf", "--", str(work)])
+
+    def _helper(self, image: StageImage, argv: list[str]) -> None:
+        self.client.containers.run(
+            image.tag, entrypoint=argv[:1], command=argv[1:], user="0", remove=True,
+            network_mode="none", volumes={self.volume.name: {"bind": ARTIFACTS_MOUNT, "mode": "rw"}},
+            labels={LABEL: "cleanup", f"{LABEL}.build": self.volume.build_id},
+        )

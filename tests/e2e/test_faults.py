@@ -23,6 +23,7 @@ import docker
 import pytest
 from lxml import etree
 
+from orchestrator.cache import list_entries
 from orchestrator.engine import LABEL, remove_volume
 
 REPO = Path(__file__).resolve().parents[2]
@@ -403,3 +404,62 @@ def test_untrusted_repository(signing: str, message: str, tmp_path: Path, test_v
     locked = {p["name"]: p for p in json.loads(lock.read_text())["packages"]}
     assert locked[package]["repository"] == "local"
     _no_containers_of(docker_client, test_volume)
+
+
+def _leftovers(client: docker.DockerClient, volume: str) -> list[str]:
+    return [f"{e.stage}/{e.key}" for e in list_entries(client, volume) if e.kind in ("work", "kept")]
+
+
+@pytest.mark.slow
+def test_keep_work_and_clean(tmp_path: Path, test_volume: str, docker_client: docker.DockerClient,
+                             example_build: object) -> None:
+    """A failed stage leaves nothing but the finished stages' cache entries; with --keep-work its
+    work directory and output stay, where the error says, until `liveorch clean` removes them."""
+    described = _with_hook(tmp_path, "#!/bin/bash\necho configuring the widget\necho widget broken >&2\nexit 3\n")
+    target = tmp_path / "out"
+    message = "rootfs stage failed: config.sh failed with exit code 3: widget broken"
+    completed = _liveorch("run", str(described), "--target-dir", str(target), "--volume", test_volume)
+    _assert_clean_failure(completed, 4, message, target)
+    assert "work kept" not in completed.stderr
+    assert not _leftovers(docker_client, test_volume)
+    cached = {f"{e.stage}/{e.key}" for e in list_entries(docker_client, test_volume)}
+
+    completed = _liveorch("run", str(described), "--target-dir", str(target), "--volume", test_volume, "--keep-work")
+    _assert_clean_failure(completed, 4, message, target)
+    _no_containers_of(docker_client, test_volume)
+    kept_line = next(ln for ln in completed.stderr.splitlines() if "work kept: " in ln)
+    kept = kept_line.split("work kept: ", 1)[1].split()[0]
+    assert kept.startswith("/artifacts/kept/") and kept.endswith("-rootfs"), kept_line
+    assert _leftovers(docker_client, test_volume) == [kept.removeprefix("/artifacts/")]
+    copy = next(ln for ln in completed.stderr.splitlines() if "copy it here: " in ln).split("copy it here: ", 1)[1]
+    (tmp_path / "inspect").mkdir()
+    subprocess.run(copy, shell=True, check=True, cwd=tmp_path / "inspect", capture_output=True)
+    inspected = tmp_path / "inspect" / Path(kept).name
+    assert json.loads((inspected / "request.json").read_text())["stage"] == "rootfs"
+    assert "widget broken" in (inspected / "stage.log").read_text()
+
+    cleaned = _liveorch("clean", "--volume", test_volume)
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert "and 1 kept ones" in cleaned.stdout, cleaned.stdout
+    assert not _leftovers(docker_client, test_volume)
+    assert {f"{e.stage}/{e.key}" for e in list_entries(docker_client, test_volume)} == cached
+
+
+@pytest.mark.slow
+def test_clean_leaves_a_running_build_alone(tmp_path: Path, test_volume: str, docker_client: docker.DockerClient,
+                                            example_build: object) -> None:
+    """`liveorch clean` during a build on the same volume removes nothing of it: the build ends
+    with its own error (here its hook's timeout), not a missing probe or work directory."""
+    described = _with_hook(tmp_path, "#!/bin/bash\necho waiting\nsleep 600\n")
+    target = tmp_path / "out"
+    run = _Run(str(described), "--target-dir", str(target), "--volume", test_volume, "--hook-timeout", "15")
+    run.wait_for("[rootfs] running")
+    time.sleep(2)
+    cleaned = _liveorch("clean", "--volume", test_volume)
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert "removed 0 stopped containers" in cleaned.stdout
+    assert "removed 0 unfinished work directories" in cleaned.stdout, cleaned.stdout
+    code, err = run.finish(timeout=300)
+    assert code == 4 and "config.sh did not finish within 15 s" in err, err
+    _no_containers_of(docker_client, test_volume)
+    assert not _leftovers(docker_client, test_volume)
