@@ -1,7 +1,8 @@
 """flags="overlay": liveorch's own live module, proven by booting examples/kiwi-features
 (hybridpersistent="true"): persistence on a USB stick (ext4 with BIOS, xfs with UEFI)
 across a reboot, a cow file beside an ISO found by iso-scan, the fallback to a RAM
-overlay on a CD with the reason on the console, and rd.live.ram surviving the CD's eject.
+overlay on a CD with the reason on the console, rd.live.ram surviving the CD's eject, and
+the module's media check (PASS, and a one-byte corruption refused).
 
 Each scenario is a sequence of boots; two scenarios run at a time (one emulated CPU each)."""
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.boot import BootMode, BootResult, BootScript, boot_and_login
+from orchestrator.boot import BootFailed, BootMode, BootResult, BootScript, boot_and_login
 from orchestrator.build import BuildReport
 
 pytestmark = pytest.mark.slow
@@ -70,6 +71,17 @@ def _cd_fallback(iso: Path, work: Path) -> Boots:
     return [boot_and_login(iso, BootMode(uefi=False, disk=False), PASSWORD, command=MOUNTS, log=work / "cd.log")]
 
 
+def _media_check(iso: Path, work: Path, corrupt: bool) -> Boots:
+    """The menu's "Check installation media" entry; on a corrupted copy the boot must stop."""
+    if corrupt:
+        data = bytearray(iso.read_bytes())
+        data[len(data) // 2] ^= 0xFF  # inside the squashfs, which fills most of the ISO
+        iso = work / "corrupt.iso"
+        iso.write_bytes(data)
+    return [boot_and_login(iso, BootMode(uefi=False, disk=False), PASSWORD, command="cat /proc/cmdline",
+                           script=BootScript(menu_downs=1), log=work / "check.log", timeout=400)]
+
+
 def _ram_and_eject(iso: Path, work: Path, eject_cd: Callable[[Path], None]) -> Boots:
     monitor = work / "monitor.sock"
     command = ("cat /proc/cmdline; md5sum /usr/lib/x86_64-linux-gnu/*.so* > /dev/null && echo READ-AFTER-EJECT-OK; "
@@ -89,13 +101,15 @@ def scenarios(features_build: BuildReport, features_variant: Callable[..., Build
     ram = features_variant("kernelcmdline=console=ttyS0,115200 rd.live.ram=1")
     for variant in (xfs, ram):
         assert {s.stage for s in variant.stages if not s.cached} == {"iso", "checksum"}
-    work = {name: tmp_path_factory.mktemp(name) for name in ("ext4", "xfs", "cowfile", "cd", "ram")}
+    work = {name: tmp_path_factory.mktemp(name) for name in ("ext4", "xfs", "cowfile", "cd", "ram", "check", "bad")}
     jobs: dict[str, Callable[[], Boots]] = {
         "ext4": lambda: _persist_on_stick(features_build.iso, False, work["ext4"]),
         "xfs": lambda: _persist_on_stick(xfs.iso, True, work["xfs"]),
         "cowfile": lambda: _persist_in_cow_file(features_build.iso, work["cowfile"], scan_disk_of),
         "cd": lambda: _cd_fallback(features_build.iso, work["cd"]),
         "ram": lambda: _ram_and_eject(ram.iso, work["ram"], eject_cd),
+        "check": lambda: _media_check(features_build.iso, work["check"], corrupt=False),
+        "bad": lambda: _media_check(features_build.iso, work["bad"], corrupt=True),
     }
 
     def run(name: str) -> Boots | Exception:
@@ -157,3 +171,15 @@ def test_ram_boot_survives_ejecting_the_cd(scenarios: dict[str, Boots | Exceptio
     assert "READ-AFTER-EJECT-OK" in lines
     assert "liveorch-ram tmpfs" in lines
     assert "1" in lines, "the squashfs must be mounted from the copy in RAM"
+
+
+def test_media_check_passes_on_the_intact_medium(scenarios: dict[str, Boots | Exception]) -> None:
+    (boot,) = _boots(scenarios, "check")
+    assert "mediacheck=1" in boot.command_output
+    assert "liveorch-live: media check PASS" in boot.transcript
+
+
+def test_media_check_refuses_a_corrupted_medium(scenarios: dict[str, Boots | Exception]) -> None:
+    failure = scenarios["bad"]
+    assert isinstance(failure, BootFailed), "a corrupted medium must not boot"
+    assert "media check failed" in failure.message
