@@ -20,7 +20,7 @@ import docker
 import docker.errors
 import requests
 
-from orchestrator.boot import OVMF_CANDIDATES
+from orchestrator.boot import OVMF_CANDIDATES, OVMF_SECURE_BOOT
 from orchestrator.engine import connect
 from orchestrator.errors import EngineError
 from orchestrator.images import BASE_IMAGE, image_tag
@@ -225,6 +225,15 @@ def check_ovmf(candidates: Iterable[str] = OVMF_CANDIDATES) -> Check:
     return Check("ovmf", OK, found)
 
 
+def check_ovmf_secure_boot(files: Iterable[Path] = OVMF_SECURE_BOOT) -> Check:
+    """The Secure Boot build with Microsoft's keys, for `test --secure-boot` and its boot test."""
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        return Check("secure boot", WARN, f"no {', '.join(missing)} (Secure Boot boot tests)",
+                     "sudo apt-get install ovmf")
+    return Check("secure boot", OK, "OVMF's Secure Boot build, Microsoft's keys enrolled")
+
+
 def check_mmdebstrap(facts: EngineFacts | None, which: Callable[[str], str | None] = shutil.which) -> Check:
     """mmdebstrap makes the base image when it is missing and no registry answers."""
     if facts is not None and (facts.has_stage_images or facts.has_base_image):
@@ -259,6 +268,7 @@ def run_checks(engine_host: str | None, target: Path, proc_sys: Path = PROC_SYS)
     checks.append(check_kvm())
     checks.append(check_tool("qemu", "qemu-system-x86_64", "boot tests", "sudo apt-get install qemu-system-x86"))
     checks.append(check_ovmf())
+    checks.append(check_ovmf_secure_boot())
     return checks
 
 

@@ -21,6 +21,7 @@ from orchestrator.doctor import (
     check_kvm,
     check_mmdebstrap,
     check_ovmf,
+    check_ovmf_secure_boot,
     check_target,
     check_tool,
     check_user_namespaces,
@@ -124,6 +125,12 @@ def test_tools_and_firmware(tmp_path: Path) -> None:
     assert check_ovmf([str(firmware)]).status == WARN
     firmware.write_bytes(b"\0")
     assert check_ovmf([str(tmp_path / "other.fd"), str(firmware)]) == Check("ovmf", OK, str(firmware))
+    code, variables = tmp_path / "OVMF_CODE_4M.secboot.fd", tmp_path / "OVMF_VARS_4M.ms.fd"
+    code.write_bytes(b"\0")
+    missing = check_ovmf_secure_boot([code, variables])
+    assert missing.status == WARN and str(variables) in missing.detail and missing.fix == "sudo apt-get install ovmf"
+    variables.write_bytes(b"\0")
+    assert check_ovmf_secure_boot([code, variables]).status == OK
 
 
 @pytest.mark.parametrize(("facts", "installed", "status"), [
