@@ -104,13 +104,14 @@ def kvm_usable() -> bool:
 
 
 def qemu_argv(iso: Path, mode: BootMode, memory_mib: int = 2048, kvm: bool = False, headless: bool = True,
-              persistent: Path | None = None, attach_iso: bool = True) -> list[str]:
+              persistent: Path | None = None, attach_iso: bool = True, nic: str | None = None) -> list[str]:
+    """nic: QEMU's -nic value for a headless boot (default: no network), e.g. pxe_nic()'s."""
     qemu = shutil.which("qemu-system-x86_64")
     if qemu is None:
         raise LiveorchError("qemu-system-x86_64 is not installed", hint="apt-get install qemu-system-x86")
     argv = [qemu, "-m", str(memory_mib), "-smp", "1" if headless else "2"]
     if headless:
-        argv += ["-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-nic", "none"]
+        argv += ["-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-nic", nic or "none"]
     else:
         # The serial console on the terminal (Ctrl-A X quits), the screen in a window if there is one.
         argv += ["-serial", "mon:stdio", "-nic", "user,model=virtio-net-pci"]
@@ -142,6 +143,16 @@ class BootScript:
     qemu_extra: tuple[str, ...] = ()  # e.g. direct kernel boot, another disk
     before_command: Callable[[], None] | None = None  # e.g. eject the CD through the QEMU monitor
     attach_iso: bool = True
+    nic: str | None = None  # a network for the guest, e.g. pxe_nic(bundle); headless boots have none
+
+
+def pxe_nic(tftp_root: Path, bootfile: str = "boot.ipxe") -> str:
+    """QEMU's user network with its built-in TFTP server and DHCP's boot file: with no disk
+    and no CD the firmware's iPXE (the NIC's option ROM) boots from the network. The guest
+    reaches this host's 127.0.0.1 as 10.0.2.2."""
+    if "," in str(tftp_root):
+        raise LiveorchError(f"{tftp_root}: QEMU's -nic option cannot take a path with a comma")
+    return f"user,model=virtio-net-pci,tftp={tftp_root},bootfile={bootfile}"
 
 
 def boot_and_login(iso: Path, mode: BootMode, password: str, command: str = "cat /proc/cmdline; findmnt -n /",
@@ -149,7 +160,7 @@ def boot_and_login(iso: Path, mode: BootMode, password: str, command: str = "cat
                    script: BootScript | None = None) -> BootResult:
     """Boot, wait for the login prompt, log in, run `command`, power off. Raises BootFailed."""
     script = script or BootScript()
-    argv = qemu_argv(iso, mode, attach_iso=script.attach_iso) + list(script.qemu_extra)
+    argv = qemu_argv(iso, mode, attach_iso=script.attach_iso, nic=script.nic) + list(script.qemu_extra)
     started = time.monotonic()
     child = pexpect.spawn(argv[0], argv[1:], timeout=timeout, maxread=65536, env={**os.environ, "TERM": "dumb"})
     transcript = bytearray()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from orchestrator import __version__
+from orchestrator import __version__, pxe
 from orchestrator.description import parse_description
 from orchestrator.engine import DEFAULT_VOLUME, ArtifactVolume, StageRunner, connect
 from orchestrator.errors import LiveorchError, TargetError
@@ -56,6 +56,7 @@ class BuildOptions:
     overrides: Overrides | None = None
     hook_timeout: int = DEFAULT_HOOK_TIMEOUT
     keep_work: bool = False
+    pxe_url: str | None = None  # also write the network-boot bundle, its configs pointing here
 
 
 @dataclass
@@ -76,6 +77,7 @@ class BuildReport:
     packages: int
     seconds: float
     stages: list[StageReport] = field(default_factory=list)
+    pxe: Path | None = None  # the network-boot bundle's directory
 
 
 def stage_key(stage: str, image: StageImage, epoch: int, options: dict[str, Any],
@@ -127,7 +129,8 @@ class Build:
         self.payload = make_payload(self.description)
         self.plan = make_plan(self.description, self.lock, offline=options.offline,
                               payload_sha256=self.payload.sha256 if self.payload else None,
-                              hook_timeout=options.hook_timeout)
+                              hook_timeout=options.hook_timeout,
+                              pxe_url=pxe.check_url(options.pxe_url) if options.pxe_url else None)
         if self.lock is not None:
             resolve = self.plan.options["resolve"]
             check_lock(self.lock_path, self.lock, resolve["packages"], resolve["repositories"])
@@ -274,14 +277,43 @@ def _export(build: Build, reports: dict[str, StageReport]) -> BuildReport:
     epoch = int(resolve.result.facts["source_date_epoch"])
     sbom = make_sbom(plan.image_name, plan.iso_name, sha256, epoch, package_info, lock)
     _write_atomic(target / f"{plan.basename}.spdx.json", json.dumps(sbom, indent=1) + "\n")
+    pxe_record = _export_pxe(build, reports) if plan.pxe_url else None
     volume.export(stage_dir(final, reports[final].key) / plan.iso_name, target / plan.iso_name,
                   iso_result.outputs[plan.iso_name].sha256)
     iso = target / plan.iso_name
     report = BuildReport(iso=iso, sha256=sha256, size=os.path.getsize(iso), packages=len(package_info),
-                         seconds=time.monotonic() - build.started, stages=list(reports.values()))
-    _write_atomic(target / f"{plan.basename}.report.json", json.dumps(build_record(build, report, lock), indent=1)
-                  + "\n")
+                         seconds=time.monotonic() - build.started, stages=list(reports.values()),
+                         pxe=target / pxe_record["directory"] if pxe_record else None)
+    record = build_record(build, report, lock)
+    if pxe_record:
+        record["pxe"] = pxe_record
+    _write_atomic(target / f"{plan.basename}.report.json", json.dumps(record, indent=1) + "\n")
     return report
+
+
+def _export_pxe(build: Build, reports: dict[str, StageReport]) -> dict[str, Any]:
+    """<basename>.pxe/: kernel and initrd (with the network modules), the squashfs, and boot
+    configs whose kernel command line fetches the image from the plan's URL."""
+    plan, volume = build.plan, build.volume
+    directory = build.options.target_dir / f"{plan.basename}.pxe"
+    (directory / "pxelinux.cfg").mkdir(parents=True, exist_ok=True)
+    assert plan.pxe_url is not None
+    bundle = pxe.bundle_for(plan.options["iso"], plan.pxe_url)
+    copies = [("initrd", "vmlinuz", pxe.KERNEL), ("initrd", "initrd.img", pxe.INITRD),
+              ("squashfs", "LiveOS/squashfs.img", pxe.IMAGE)]
+    files: dict[str, dict[str, Any]] = {}
+    for stage, output, name in copies:
+        artifact = reports[stage].result.outputs[output]
+        volume.export(stage_dir(stage, reports[stage].key) / output, directory / name, artifact.sha256)
+        files[name] = {"size": artifact.size, "sha256": artifact.sha256}
+    for name, text in pxe.config_files(bundle).items():
+        _write_atomic(directory / name, text)
+        files[name] = {"size": len(text.encode()), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    build.say(f"network-boot bundle: {directory} (image URL {bundle.image_url})")
+    return {"directory": directory.name, "url": bundle.url, "image_url": bundle.image_url,
+            "kernel_cmdline": bundle.kernel_cmdline, "ipxe_script": pxe.IPXE_SCRIPT,
+            "pxelinux_config": pxe.PXELINUX_CONFIG, "grub_config": pxe.GRUB_CONFIG,
+            "files": dict(sorted(files.items()))}
 
 
 def build_record(build: Build, report: BuildReport, lock: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from orchestrator.overrides import Overrides
 from orchestrator.payload import make_payload
 from orchestrator.plan import make_plan
 from orchestrator.progress import PlainProgress, make_progress
+from orchestrator.pxe import DEFAULT_PXE_URL
 from stages.contract import STAGES
 
 app = typer.Typer(
@@ -138,6 +139,12 @@ def run(
     progress: Annotated[str, typer.Option(help="auto (live view on a terminal, plain lines otherwise), live, "
                                                "plain or json (one JSON event per line).")] = "auto",
     json_events: Annotated[bool, typer.Option("--json", help="Same as --progress json.")] = False,
+    pxe: Annotated[bool, typer.Option("--pxe", help="Also write a network-boot bundle <name>.pxe/ beside the ISO "
+                                                    "(kernel, initrd with network, squashfs, iPXE/PXELINUX/GRUB "
+                                                    "configs); adds dracut-network and curl to the image.")] = False,
+    pxe_url: Annotated[str | None, typer.Option(help="Where the bundle will be served (implies --pxe; default "
+                                                     f"{DEFAULT_PXE_URL}: the host as a QEMU guest sees it, "
+                                                     "where `liveorch serve-pxe` listens).")] = None,
 ) -> None:
     """Build the live ISO a description asks for.
 
@@ -150,7 +157,8 @@ def run(
     options = BuildOptions(target_dir=target_dir, profiles=tuple(profile), lock=lock, update_lock=update_lock,
                            no_cache=no_cache, source_date_epoch=source_date_epoch, volume=volume,
                            engine_host=engine_host, verbose=verbose, offline=offline, overrides=overrides,
-                           hook_timeout=hook_timeout, keep_work=keep_work)
+                           hook_timeout=hook_timeout, keep_work=keep_work,
+                           pxe_url=pxe_url or (DEFAULT_PXE_URL if pxe else None))
 
     def action() -> None:
         source = config or description
@@ -179,6 +187,8 @@ def run(
         print(f"sha256   {report.sha256}")
         print(f"packages {report.packages}")
         print(f"time     {report.seconds:.1f} s")
+        if report.pxe:
+            print(f"PXE      {report.pxe}  (try it: liveorch serve-pxe {report.pxe.parent})")
 
     _guarded(action)
 
@@ -277,6 +287,35 @@ def boot(
             _say("emulating the CPU (no --kvm): about a minute to the login prompt")
         mode = BootMode(uefi=uefi or secure_boot, disk=usb, secure_boot=secure_boot)
         raise typer.Exit(boot_interactive(iso, mode, memory, use_kvm, persistent))
+
+    _guarded(action)
+
+
+@app.command("serve-pxe")
+def serve_pxe(
+    target_dir: Annotated[Path, typer.Argument(help="The target directory of `run --pxe`, or the bundle "
+                                                    "directory <name>.pxe itself.")],
+    address: Annotated[str, typer.Option(help="Address to listen on (a QEMU guest reaches 127.0.0.1 as "
+                                              "10.0.2.2).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Serve a network-boot bundle over HTTP, for trying it out (Ctrl-C stops).
+
+    Example: liveorch serve-pxe out; then in another terminal
+      qemu-system-x86_64 -m 2048 -serial stdio -nic user,model=virtio-net-pci,tftp=out/NAME.pxe,bootfile=boot.ipxe
+    """
+    from orchestrator.pxe import find_bundle, make_server
+
+    def action() -> None:
+        bundle = find_bundle(target_dir)
+        try:
+            server = make_server(bundle, address, port)
+        except OSError as error:
+            raise LiveorchError(f"cannot listen on {address}:{port}: {error.strerror}",
+                                hint="choose another --port or --address") from None
+        _say(f"serving {bundle} on http://{address}:{port}/ (Ctrl-C stops)")
+        with server:
+            server.serve_forever()
 
     _guarded(action)
 

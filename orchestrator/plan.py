@@ -27,6 +27,13 @@ DEFAULT_HOOK_TIMEOUT = 1800
 SECURE_BOOT_PACKAGES = {"amd64": ("shim-signed", "grub-efi-amd64-signed")}
 # KIWI's live boot module is not in Debian: liveorch's initrd stage stands in for it.
 KIWI_ONLY_PACKAGES = ("dracut-kiwi-live",)
+# --pxe: the initrd brings the network up (dracut's network-legacy, which runs dhclient from
+# isc-dhcp-client, a dependency of dracut-network) and fetches the image with curl.
+NETWORK_BOOT_PACKAGES = ("dracut-network", "curl")
+# The dracut modules for that, per live flag: dracut's livenet for dmsquash; for overlay,
+# url-lib (curl and its CA bundle) beside liveorch's module. network-legacy is named so
+# dracut's network module does not pick systemd-networkd, which the image has too.
+NETWORK_BOOT_MODULES = {"dmsquash": ("livenet", "network-legacy"), "overlay": ("url-lib", "network-legacy")}
 
 
 @dataclass
@@ -35,6 +42,7 @@ class BuildPlan:
     iso_name: str
     notes: list[str]
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pxe_url: str | None = None  # --pxe: where the network-boot bundle will be served
 
     def network(self, stage: str) -> bool:
         """Only resolve fetches, and not even it when building offline from the package pool."""
@@ -49,7 +57,7 @@ def default_volid(name: str) -> str:
     return re.sub(r"[^A-Z0-9_]", "_", name.upper())[:32]
 
 
-def _packages(description: Description, notes: list[str]) -> list[str]:
+def _packages(description: Description, notes: list[str], pxe: bool = False) -> list[str]:
     names = [n for n in description.packages if n not in KIWI_ONLY_PACKAGES]
     if len(names) != len(description.packages):
         notes.append("dracut-kiwi-live is KIWI's own module: liveorch's initrd stage provides the live boot")
@@ -60,6 +68,11 @@ def _packages(description: Description, notes: list[str]) -> list[str]:
         if package not in names:
             names.append(package)
             notes.append(f"added {package}: the live initrd is built from the image's own tools")
+    if pxe:
+        for package in NETWORK_BOOT_PACKAGES:
+            if package not in names:
+                names.append(package)
+                notes.append(f"--pxe: added {package} so the initrd can fetch the live image over the network")
     if description.live.firmware == "uefi":
         for package in secure_boot_packages(ARCHITECTURE):
             if package not in names:
@@ -109,7 +122,9 @@ def _profile_variables(description: Description, volid: str) -> dict[str, str]:
 
 
 def make_plan(description: Description, lock: dict[str, Any] | None = None, offline: bool = False,
-              payload_sha256: str | None = None, hook_timeout: int = DEFAULT_HOOK_TIMEOUT) -> BuildPlan:
+              payload_sha256: str | None = None, hook_timeout: int = DEFAULT_HOOK_TIMEOUT,
+              pxe_url: str | None = None) -> BuildPlan:
+    """pxe_url: also make a network-boot bundle whose kernel command line fetches the image there."""
     notes: list[str] = []
     live = description.live
     notes += description.warnings
@@ -137,7 +152,7 @@ def make_plan(description: Description, lock: dict[str, Any] | None = None, offl
         "resolve": {
             "architecture": ARCHITECTURE,
             "repositories": repositories,
-            "packages": _packages(description, notes),
+            "packages": _packages(description, notes, pxe=pxe_url is not None),
             "lock": lock,
             "offline": offline,
         },
@@ -158,7 +173,7 @@ def make_plan(description: Description, lock: dict[str, Any] | None = None, offl
             "hook_timeout": hook_timeout,
         },
         "squashfs": {"compression": live.squashfscompression},
-        "initrd": {"dracut_modules": ["liveorch-live" if live.flags == "overlay" else "dmsquash-live"],
+        "initrd": {"dracut_modules": _dracut_modules(live.flags, pxe_url is not None),
                     "secure_boot": live.firmware == "uefi"},
         "iso": {
             "iso_name": iso_name,
@@ -178,4 +193,10 @@ def make_plan(description: Description, lock: dict[str, Any] | None = None, offl
         },
         "checksum": {"iso_name": iso_name, "mediacheck": live.mediacheck},
     }
-    return BuildPlan(image_name=description.name, iso_name=iso_name, notes=notes, options=options)
+    return BuildPlan(image_name=description.name, iso_name=iso_name, notes=notes, options=options, pxe_url=pxe_url)
+
+
+def _dracut_modules(flags: str, network_boot: bool) -> list[str]:
+    flag = "overlay" if flags == "overlay" else "dmsquash"
+    live = ["liveorch-live" if flag == "overlay" else "dmsquash-live"]
+    return live + list(NETWORK_BOOT_MODULES[flag] if network_boot else ())

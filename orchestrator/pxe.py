@@ -1,0 +1,135 @@
+"""The network-boot bundle (`run --pxe`): kernel, initrd, the squashfs and boot configs that
+fetch it over HTTP, in `<basename>.pxe/` beside the ISO.
+
+The kernel and initrd come from the initrd stage (built with the network modules the plan
+asked for), the image from the squashfs stage; the configs are written here, at export,
+so changing only the URL re-runs no stage. `serve_bundle` is `liveorch serve-pxe`.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import LiveorchError
+
+# QEMU's user network shows the host as 10.0.2.2, and `liveorch serve-pxe` listens on port
+# 8000: the default works for a QEMU guest on the build machine. Real fleets set --pxe-url.
+DEFAULT_PXE_URL = "http://10.0.2.2:8000/"
+KERNEL = "vmlinuz"
+INITRD = "initrd.img"
+IMAGE = "squashfs.img"
+IPXE_SCRIPT = "boot.ipxe"
+PXELINUX_CONFIG = "pxelinux.cfg/default"
+GRUB_CONFIG = "grub.cfg"
+SERIAL_DEFAULTS = "console=tty0 console=ttyS0,115200"
+
+
+@dataclass(frozen=True)
+class PxeBundle:
+    url: str  # where the bundle's directory is served; ends with /
+    kernel_cmdline: str
+    title: str
+
+    @property
+    def image_url(self) -> str:
+        return self.url + IMAGE
+
+
+def check_url(url: str) -> str:
+    """The bundle's base URL, ending with /; only http and https reach the image."""
+    if not url.startswith(("http://", "https://")) or len(url.split("/", 3)[2]) == 0:
+        raise LiveorchError(f"--pxe-url {url!r}: give an http:// or https:// URL of the bundle's directory",
+                            hint=f"e.g. {DEFAULT_PXE_URL} (a QEMU guest reaching `liveorch serve-pxe` on this host)")
+    if any(c.isspace() for c in url):
+        raise LiveorchError(f"--pxe-url {url!r} must not contain spaces (it goes on the kernel command line)")
+    return url if url.endswith("/") else url + "/"
+
+
+def kernel_cmdline(flags: str, url: str, extra: str = "") -> str:
+    """root=live:<url>/squashfs.img plus DHCP on every interface; the description's own
+    kernelcmdline follows, and the serial console unless it names consoles itself."""
+    words = [f"root=live:{url}{IMAGE}"]
+    if flags != "overlay":
+        # dracut's livenet hands the download to dmsquash-live, which needs overlayfs=1 for a flat squashfs.
+        words += ["rd.live.image", "rd.live.overlay.overlayfs=1"]
+    words += ["ip=dhcp", "rd.neednet=1"]
+    extra_words = extra.split()
+    words += extra_words
+    if not any(w.startswith("console=") for w in extra_words):
+        words += SERIAL_DEFAULTS.split()
+    return " ".join(words)
+
+
+def bundle_for(iso_options: dict[str, Any], url: str) -> PxeBundle:
+    cmdline = kernel_cmdline(iso_options.get("flags", "dmsquash"), url, iso_options.get("kernelcmdline", ""))
+    return PxeBundle(url=url, kernel_cmdline=cmdline, title=iso_options.get("title") or iso_options["volid"])
+
+
+def ipxe_script(bundle: PxeBundle) -> str:
+    """Kernel and initrd by names relative to the script: from TFTP when the script came by
+    TFTP (QEMU's, a PXE server's), from HTTP when chained from `chain <url>boot.ipxe`."""
+    return (
+        "#!ipxe\n"
+        f"echo Booting {bundle.title} over the network ({bundle.image_url})\n"
+        "isset ${ip} || dhcp\n"
+        f"kernel {KERNEL} initrd={INITRD} {bundle.kernel_cmdline}\n"
+        f"initrd {INITRD}\n"
+        "boot\n"
+    )
+
+
+def pxelinux_config(bundle: PxeBundle) -> str:
+    """pxelinux.cfg/default for PXELINUX (syslinux), paths relative to the TFTP root."""
+    return (
+        "DEFAULT live\n"
+        "PROMPT 0\n"
+        "TIMEOUT 30\n"
+        "LABEL live\n"
+        f"  MENU LABEL {bundle.title}\n"
+        f"  KERNEL {KERNEL}\n"
+        f"  INITRD {INITRD}\n"
+        f"  APPEND {bundle.kernel_cmdline}\n"
+    )
+
+
+def grub_config(bundle: PxeBundle) -> str:
+    """grub.cfg for a GRUB netboot (grub-mknetdir): the files from the server GRUB came from."""
+    title = "'" + bundle.title.replace("'", "'\\''") + "'"
+    return (
+        "set timeout=3\n"
+        f"menuentry {title} {{\n"
+        f"    linux ($root)/{KERNEL} {bundle.kernel_cmdline}\n"
+        f"    initrd ($root)/{INITRD}\n"
+        "}\n"
+    )
+
+
+def config_files(bundle: PxeBundle) -> dict[str, str]:
+    return {IPXE_SCRIPT: ipxe_script(bundle), PXELINUX_CONFIG: pxelinux_config(bundle),
+            GRUB_CONFIG: grub_config(bundle)}
+
+
+def find_bundle(path: Path) -> Path:
+    """A bundle directory itself, or the one `<basename>.pxe/` in a target directory."""
+    if (path / IPXE_SCRIPT).is_file():
+        return path
+    bundles = sorted(p for p in path.glob("*.pxe") if (p / IPXE_SCRIPT).is_file()) if path.is_dir() else []
+    if len(bundles) != 1:
+        found = ", ".join(p.name for p in bundles) or "none"
+        raise LiveorchError(f"{path}: expected one network-boot bundle (*.pxe/ with {IPXE_SCRIPT}), found {found}",
+                            hint="build with `liveorch run ... --pxe`, or name the bundle directory itself")
+    return bundles[0]
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        print(f"{self.address_string()} {format % args}", flush=True)
+
+
+def make_server(bundle: Path, address: str, port: int) -> http.server.ThreadingHTTPServer:
+    handler = functools.partial(_QuietHandler, directory=str(bundle))
+    return http.server.ThreadingHTTPServer((address, port), handler)

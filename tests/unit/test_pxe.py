@@ -1,0 +1,140 @@
+"""run --pxe: what the planner adds, and the network-boot bundle's configs and server."""
+
+from __future__ import annotations
+
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from orchestrator import pxe
+from orchestrator.boot import BootMode, BootScript, pxe_nic, qemu_argv
+from orchestrator.description import parse_description
+from orchestrator.errors import LiveorchError
+from orchestrator.plan import NETWORK_BOOT_PACKAGES, make_plan
+
+URL = "http://10.0.2.2:8000/"
+OVERLAY_TYPE = """<type image="iso" primary="true" flags="overlay" firmware="efi" volid="UNIT_LIVE"
+              kernelcmdline="console=ttyS0,115200 quiet" hybridpersistent="true">
+            <bootloader name="grub2" console="serial" timeout="5"/>
+        </type>"""
+
+
+def test_without_pxe_nothing_network_is_added(write_description) -> None:
+    plan = make_plan(parse_description(write_description()))
+    assert plan.pxe_url is None
+    assert not set(NETWORK_BOOT_PACKAGES) & set(plan.options["resolve"]["packages"])
+    assert plan.options["initrd"]["dracut_modules"] == ["dmsquash-live"]
+
+
+def test_pxe_dmsquash_adds_dracut_network_curl_and_livenet(write_description) -> None:
+    plan = make_plan(parse_description(write_description()), pxe_url=URL)
+    packages = plan.options["resolve"]["packages"]
+    assert {"dracut-network", "curl", "dracut-live"} <= set(packages)
+    assert plan.options["initrd"]["dracut_modules"] == ["dmsquash-live", "livenet", "network-legacy"]
+    assert plan.pxe_url == URL
+    assert any("--pxe: added curl" in note for note in plan.notes)
+
+
+def test_pxe_overlay_adds_url_lib_beside_liveorchs_module(write_description) -> None:
+    plan = make_plan(parse_description(write_description(type=OVERLAY_TYPE)), pxe_url=URL)
+    assert plan.options["initrd"]["dracut_modules"] == ["liveorch-live", "url-lib", "network-legacy"]
+    assert {"dracut-network", "curl"} <= set(plan.options["resolve"]["packages"])
+
+
+def test_pxe_keeps_packages_the_description_already_has(write_description) -> None:
+    packages = """<packages type="image">
+        <package name="linux-image-amd64"/>
+        <package name="dracut"/>
+        <package name="dracut-live"/>
+        <package name="curl"/>
+        <package name="dracut-network"/>
+    </packages>"""
+    plan = make_plan(parse_description(write_description(packages=packages)), pxe_url=URL)
+    names = plan.options["resolve"]["packages"]
+    assert names.count("curl") == 1 and names.count("dracut-network") == 1
+    assert not any("--pxe" in note for note in plan.notes)
+
+
+def test_pxe_url_changes_no_stage_option(write_description) -> None:
+    """The URL lives only in the exported configs: a new URL re-runs no stage."""
+    description = parse_description(write_description())
+    assert make_plan(description, pxe_url=URL).options == make_plan(description, pxe_url="https://x.example/l/").options
+
+
+def test_dmsquash_cmdline_uses_livenet_and_dhcp() -> None:
+    cmdline = pxe.kernel_cmdline("dmsquash", URL, "console=tty0 console=ttyS0,115200")
+    assert cmdline == ("root=live:http://10.0.2.2:8000/squashfs.img rd.live.image rd.live.overlay.overlayfs=1 "
+                       "ip=dhcp rd.neednet=1 console=tty0 console=ttyS0,115200")
+
+
+def test_overlay_cmdline_adds_serial_console_when_none_given() -> None:
+    cmdline = pxe.kernel_cmdline("overlay", "https://boot.example/live/", "quiet")
+    assert cmdline == ("root=live:https://boot.example/live/squashfs.img ip=dhcp rd.neednet=1 quiet "
+                       "console=tty0 console=ttyS0,115200")
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("http://10.0.2.2:8000", "http://10.0.2.2:8000/"),
+    ("https://boot.example/live/", "https://boot.example/live/"),
+])
+def test_check_url_adds_the_trailing_slash(given: str, expected: str) -> None:
+    assert pxe.check_url(given) == expected
+
+
+@pytest.mark.parametrize("bad", ["tftp://10.0.2.2/", "10.0.2.2:8000", "http://", "http://a b/"])
+def test_check_url_refuses_what_cannot_fetch_the_image(bad: str) -> None:
+    with pytest.raises(LiveorchError) as error:
+        pxe.check_url(bad)
+    assert "--pxe-url" in error.value.message
+
+
+def test_configs_boot_the_bundles_kernel_and_initrd_with_the_same_cmdline() -> None:
+    bundle = pxe.bundle_for({"flags": "overlay", "kernelcmdline": "console=ttyS0,115200", "volid": "V",
+                             "title": "My live"}, URL)
+    files = pxe.config_files(bundle)
+    assert set(files) == {"boot.ipxe", "pxelinux.cfg/default", "grub.cfg"}
+    ipxe = files["boot.ipxe"].splitlines()
+    assert ipxe[0] == "#!ipxe"
+    assert f"kernel vmlinuz initrd=initrd.img {bundle.kernel_cmdline}" in ipxe
+    assert ipxe[-2:] == ["initrd initrd.img", "boot"]
+    assert f"  APPEND {bundle.kernel_cmdline}" in files["pxelinux.cfg/default"].splitlines()
+    assert f"    linux ($root)/vmlinuz {bundle.kernel_cmdline}" in files["grub.cfg"].splitlines()
+    assert bundle.image_url == "http://10.0.2.2:8000/squashfs.img"
+
+
+def test_find_bundle_in_a_target_dir_or_itself(tmp_path: Path) -> None:
+    bundle = tmp_path / "x.x86_64-1.pxe"
+    bundle.mkdir()
+    with pytest.raises(LiveorchError, match="expected one network-boot bundle"):
+        pxe.find_bundle(tmp_path)
+    (bundle / "boot.ipxe").write_text("#!ipxe\n")
+    assert pxe.find_bundle(tmp_path) == bundle
+    assert pxe.find_bundle(bundle) == bundle
+
+
+def test_server_serves_the_bundle(tmp_path: Path) -> None:
+    (tmp_path / "squashfs.img").write_bytes(b"hsqs" * 100)
+    server = pxe.make_server(tmp_path, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/squashfs.img") as response:
+            assert response.read() == b"hsqs" * 100
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_headless_boot_gets_a_network_only_when_asked(tmp_path: Path) -> None:
+    mode = BootMode(uefi=False, disk=False)
+    plain = qemu_argv(tmp_path / "x.iso", mode)
+    assert plain[plain.index("-nic") + 1] == "none"
+    nic = pxe_nic(tmp_path)
+    assert nic == f"user,model=virtio-net-pci,tftp={tmp_path},bootfile=boot.ipxe"
+    argv = qemu_argv(tmp_path / "x.iso", mode, attach_iso=BootScript(attach_iso=False).attach_iso, nic=nic)
+    assert argv[argv.index("-nic") + 1] == nic
+    assert argv.count("-nic") == 1
+    assert not any("x.iso" in a for a in argv), "no CD and no disk: the firmware boots from the network"
