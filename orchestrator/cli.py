@@ -141,7 +141,8 @@ def run(
     json_events: Annotated[bool, typer.Option("--json", help="Same as --progress json.")] = False,
     pxe: Annotated[bool, typer.Option("--pxe", help="Also write a network-boot bundle <name>.pxe/ beside the ISO "
                                                     "(kernel, initrd with network, squashfs, iPXE/PXELINUX/GRUB "
-                                                    "configs); adds dracut-network and curl to the image.")] = False,
+                                                    "configs); adds dracut-network, procps and curl to the "
+                                                    "image.")] = False,
     pxe_url: Annotated[str | None, typer.Option(help="Where the bundle will be served (implies --pxe; default "
                                                      f"{DEFAULT_PXE_URL}: the host as a QEMU guest sees it, "
                                                      "where `liveorch serve-pxe` listens).")] = None,

@@ -28,8 +28,9 @@ SECURE_BOOT_PACKAGES = {"amd64": ("shim-signed", "grub-efi-amd64-signed")}
 # KIWI's live boot module is not in Debian: liveorch's initrd stage stands in for it.
 KIWI_ONLY_PACKAGES = ("dracut-kiwi-live",)
 # --pxe: the initrd brings the network up (dracut's network-legacy, which runs dhclient from
-# isc-dhcp-client, a dependency of dracut-network) and fetches the image with curl.
-NETWORK_BOOT_PACKAGES = ("dracut-network", "curl")
+# isc-dhcp-client, a dependency of dracut-network, and needs procps' pgrep) and fetches the
+# image with curl.
+NETWORK_BOOT_PACKAGES = ("dracut-network", "procps", "curl")
 # The dracut modules for that, per live flag: dracut's livenet for dmsquash; for overlay,
 # url-lib (curl and its CA bundle) beside liveorch's module. network-legacy is named so
 # dracut's network module does not pick systemd-networkd, which the image has too.

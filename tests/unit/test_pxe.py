@@ -31,7 +31,7 @@ def test_without_pxe_nothing_network_is_added(write_description) -> None:
 def test_pxe_dmsquash_adds_dracut_network_curl_and_livenet(write_description) -> None:
     plan = make_plan(parse_description(write_description()), pxe_url=URL)
     packages = plan.options["resolve"]["packages"]
-    assert {"dracut-network", "curl", "dracut-live"} <= set(packages)
+    assert {"dracut-network", "procps", "curl", "dracut-live"} <= set(packages)
     assert plan.options["initrd"]["dracut_modules"] == ["dmsquash-live", "livenet", "network-legacy"]
     assert plan.pxe_url == URL
     assert any("--pxe: added curl" in note for note in plan.notes)
@@ -49,6 +49,7 @@ def test_pxe_keeps_packages_the_description_already_has(write_description) -> No
         <package name="dracut"/>
         <package name="dracut-live"/>
         <package name="curl"/>
+        <package name="procps"/>
         <package name="dracut-network"/>
     </packages>"""
     plan = make_plan(parse_description(write_description(packages=packages)), pxe_url=URL)
