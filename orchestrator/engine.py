@@ -240,28 +240,32 @@ class StageRunner:
     def run(self, image: StageImage, request: StageRequest, network: bool) -> StageResult:
         stage, key = request.stage, request.key
         work_name = f".work-{key[:16]}-{self.volume.build_id}"  # the build id: see cache.remove_leftovers
-        self.volume.write_tree(PurePosixPath(ARTIFACTS_MOUNT), {
-            stage: None,
-            f"{stage}/{work_name}": None,
-            f"{stage}/{work_name}/{REQUEST_FILE}": request.to_json().encode(),
-        })
         work = PurePosixPath(ARTIFACTS_MOUNT) / stage / work_name
+        name = f"liveorch-{self.volume.build_id}-{stage}"
         keep = STAGE_CAPABILITIES[stage]
-        container = self.client.containers.create(
-            image.tag,
-            command=[str(work)],
-            name=f"liveorch-{self.volume.build_id}-{stage}",
-            labels={LABEL: "stage", f"{LABEL}.build": self.volume.build_id, f"{LABEL}.stage": stage},
-            volumes={self.volume.name: {"bind": ARTIFACTS_MOUNT, "mode": "rw"}},
-            network_mode="bridge" if network else "none",
-            cap_drop=[c for c in DOCKER_DEFAULT_CAPS if c not in keep],
-            security_opt=["no-new-privileges"],
-            privileged=False,
-            environment={"PYTHONUNBUFFERED": "1"},
-        )
-        self.containers[stage] = container_privileges(container.attrs)
+        container: docker.models.containers.Container | None = None
         tail: list[str] = []
         try:
+            # Inside the try: a Ctrl-C while the work directory or the container is being
+            # made still cleans up both.
+            self.volume.write_tree(PurePosixPath(ARTIFACTS_MOUNT), {
+                stage: None,
+                f"{stage}/{work_name}": None,
+                f"{stage}/{work_name}/{REQUEST_FILE}": request.to_json().encode(),
+            })
+            container = self.client.containers.create(
+                image.tag,
+                command=[str(work)],
+                name=name,
+                labels={LABEL: "stage", f"{LABEL}.build": self.volume.build_id, f"{LABEL}.stage": stage},
+                volumes={self.volume.name: {"bind": ARTIFACTS_MOUNT, "mode": "rw"}},
+                network_mode="bridge" if network else "none",
+                cap_drop=[c for c in DOCKER_DEFAULT_CAPS if c not in keep],
+                security_opt=["no-new-privileges"],
+                privileged=False,
+                environment={"PYTHONUNBUFFERED": "1"},
+            )
+            self.containers[stage] = container_privileges(container.attrs)
             container.start()
             self._follow(container, stage, tail)
             status = container.wait()
@@ -270,15 +274,18 @@ class StageRunner:
                 self._discard(image, work, stage, container)
                 raise StageFailed(self._failure(stage, code, tail, container), hint="\n".join(tail[-TAIL_LINES:]))
         except KeyboardInterrupt:
-            with contextlib.suppress(docker.errors.APIError):
-                container.stop(timeout=0)
+            if container is None:  # the engine may have made it before the answer came back
+                with contextlib.suppress(docker.errors.APIError):
+                    container = self.client.containers.get(name)
+            if container is not None:
+                with contextlib.suppress(docker.errors.APIError):
+                    container.stop(timeout=0)
             self._discard(image, work, stage, container)
-            with contextlib.suppress(docker.errors.APIError):
-                container.remove(force=True)
             raise Interrupted(f"interrupted during the {stage} stage; finished stages stay cached") from None
         finally:
-            with contextlib.suppress(docker.errors.APIError):
-                container.remove(force=True)
+            if container is not None:
+                with contextlib.suppress(docker.errors.APIError):
+                    container.remove(force=True)
         result = self.cached(stage, key)
         if result is None:
             raise StageFailed(f"{stage} stage exited 0 but left no result record")
@@ -317,13 +324,13 @@ class StageRunner:
         return f"{stage} stage failed with exit code {code}: {last[:300]}"
 
     def _discard(self, image: StageImage, work: PurePosixPath, stage: str,
-                 container: docker.models.containers.Container) -> None:
+                 container: docker.models.containers.Container | None) -> None:
         """Remove a failed run's work directory (or keep it, with --keep-work); a root helper
         can move or remove any owner's files."""
         kept = PurePosixPath(ARTIFACTS_MOUNT) / "kept" / f"{self.volume.build_id}-{stage}"
         if self.keep_work:
             with contextlib.suppress(docker.errors.APIError):
-                output = container.logs()
+                output = container.logs() if container is not None else b""
                 self.volume.write_tree(PurePosixPath(ARTIFACTS_MOUNT), {"kept": None})
                 self._helper(image, ["mv", "--", str(work), str(kept)])
                 self.volume.write_tree(kept, {"stage.log": output})
