@@ -169,7 +169,8 @@ def boot_and_login(iso: Path, mode: BootMode, password: str, command: str = "cat
     try:
         if script.menu_downs:
             _expect(child, [rb"Check installation media", rb"\(failsafe\)"], "the GRUB menu", transcript, timeout)
-            time.sleep(1)
+            # At once: a menu timeout of one second (kiwi-features) leaves no time to wait.
+            time.sleep(0.1)
             child.send("\x1b[B" * script.menu_downs)
             time.sleep(0.5)
             child.send("\r")

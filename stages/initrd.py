@@ -109,6 +109,11 @@ def execute(request: StageRequest, out: Path) -> Outcome:
         "--force",
         _compressor(),
         "--add", " ".join(modules),
+        # Debian's dracut-network adds ifcfg (Red Hat's ifcfg files) to every initrd, which pulls in
+        # dracut's network module even without network boot; there it would pick systemd-networkd,
+        # which cannot be installed without dbus, and dracut fails. The network modules come only
+        # when asked for (network-legacy for run --pxe).
+        "--omit", "ifcfg",
         "--kver", kver,
         "/tmp/initrd.img",
     ], env={**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, what="dracut")

@@ -13,6 +13,7 @@ Each scenario is a sequence of boots; two scenarios run at a time (one emulated 
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ READ = f"{MOUNTS}; cat /root/persisted.txt"
 STICK_SPARE = 700 << 20  # free space after the ISO data on the "USB stick" (xfs needs 300 MiB)
 
 Boots = list[BootResult]
+ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def _stick(iso: Path, work: Path) -> Path:
@@ -153,7 +155,9 @@ def _boots(scenarios: dict[str, Boots | Exception], name: str) -> Boots:
 
 
 def _lines(boot: BootResult) -> list[str]:
-    return [line.strip() for line in boot.command_output.replace("\r", "").splitlines()]
+    """The command's output lines, without the terminal's escape sequences (which the
+    serial transcript can carry split across reads)."""
+    return [ESCAPES.sub("", line).strip() for line in boot.command_output.replace("\r", "").splitlines()]
 
 
 @pytest.mark.parametrize("fs", ["ext4", "xfs"])

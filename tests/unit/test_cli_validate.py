@@ -21,7 +21,7 @@ def test_validate_example(runner: CliRunner, example_config: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "bookworm-live.x86_64-1.0.0.iso" in result.stdout
     assert f"{example_config}: ok:" in result.stdout
-    assert "10 packages requested" in result.stdout
+    assert "13 packages requested" in result.stdout
     assert "note:" not in result.stdout
     assert result.stderr == ""
 

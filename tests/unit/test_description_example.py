@@ -61,7 +61,8 @@ def test_repositories(example: Description) -> None:
 def test_packages_image_and_bootstrap_in_document_order(example: Description) -> None:
     assert example.packages == [
         "linux-image-amd64", "systemd-sysv", "login", "passwd", "dracut", "dracut-live", "isomd5sum", "shim-signed",
-        "grub-efi-amd64-signed", "ca-certificates",
+        "grub-efi-amd64-signed", "dracut-network", "procps",
+        "curl", "ca-certificates",
     ]
     assert example.delete_packages == []
 
