@@ -61,17 +61,19 @@ def features_build(test_volume: str, tmp_path_factory: pytest.TempPathFactory) -
     return build_features(test_volume, tmp_path_factory.mktemp("kiwi-features"))
 
 
-def build_features(volume: str, target: Path, type_attrs: tuple[str, ...] = ()) -> BuildReport:
-    """examples/kiwi-features, optionally with kiwi-ng's --set-type-attr changes."""
-    options = BuildOptions(target_dir=target, profiles=("Live",), volume=volume,
+def build_features(volume: str, target: Path, type_attrs: tuple[str, ...] = (), pxe_url: str | None = None
+                   ) -> BuildReport:
+    """examples/kiwi-features, optionally with kiwi-ng's --set-type-attr changes (and run --pxe-url)."""
+    options = BuildOptions(target_dir=target, profiles=("Live",), volume=volume, pxe_url=pxe_url,
                            overrides=Overrides(set_repo=KIWI_FEATURES_REPO, type_attrs=list(type_attrs)))
     return run_build(KIWI_FEATURES, options, print)
 
 
 @pytest.fixture(scope="session")
 def features_variant(test_volume: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., BuildReport]:
-    """features_variant("attr=value", ...): a variant of the kiwi-features build in the test volume."""
-    return lambda *type_attrs: build_features(test_volume, tmp_path_factory.mktemp("kiwi-variant"), type_attrs)
+    """features_variant("attr=value", ..., pxe_url=None): a variant of the kiwi-features build in the test volume."""
+    return lambda *type_attrs, pxe_url=None: build_features(test_volume, tmp_path_factory.mktemp("kiwi-variant"),
+                                                            type_attrs, pxe_url)
 
 
 def extract_from_iso(iso: Path, names: list[str], target: Path) -> None:
