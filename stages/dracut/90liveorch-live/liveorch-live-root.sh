@@ -227,12 +227,19 @@ persistent_partition() {
     fi
     say "creating the persistence partition on $_disk at sector $_start ($(((_size - _start) / 2048)) MiB, $cowfs)"
     # GPT hybrids: move the backup table to the real end of the stick first.
-    _name=""
-    if sfdisk -d "$_disk" 2> /dev/null | grep -q '^label: gpt'; then
-        sfdisk --relocate gpt-bak-std "$_disk" > /dev/null 2>&1
-        _name=", name=$COW_LABEL"
-    fi
-    echo "start=$_start, type=L$_name" | sfdisk --append --no-reread --no-tell-kernel -q "$_disk" > /dev/null 2>&1 || {
+    if ! sfdisk -d "$_disk" > /dev/null 2>&1; then
+        # No partition table at all (a BIOS-only hybrid): a DOS table holding just ours;
+        # sfdisk keeps the MBR's boot code.
+        printf 'label: dos\nstart=%s, type=L\n' "$_start" \
+            | sfdisk --wipe never --no-reread --no-tell-kernel -q "$_disk" > /dev/null 2>&1
+    else
+        _name=""
+        if sfdisk -d "$_disk" 2> /dev/null | grep -q '^label: gpt'; then
+            sfdisk --relocate gpt-bak-std "$_disk" > /dev/null 2>&1
+            _name=", name=$COW_LABEL"
+        fi
+        echo "start=$_start, type=L$_name" | sfdisk --append --no-reread --no-tell-kernel -q "$_disk" > /dev/null 2>&1
+    fi || {
         reason="sfdisk could not add a partition to $_disk"
         return 1
     }
