@@ -28,6 +28,8 @@ HOOKS = ("config.sh", "images.sh")
 VOLID_PATTERN = re.compile(r"[A-Za-z0-9_.\- ]{1,32}")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+~-]*")
+MAX_SIGNING_KEY_BYTES = 1 << 20
+ARMORED_KEY = b"-----BEGIN PGP PUBLIC KEY BLOCK-----"
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Repository:
     trusted: bool
     priority: int | None = None
     imageinclude: bool = False
+    signing_keys: tuple[bytes, ...] = ()  # <signing key=...>: OpenPGP public keys, armored or binary
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,33 @@ def _live_type(types: list[etree._Element], path: Path, root: etree._Element) ->
     )
 
 
+def _signing_key(signing: etree._Element, alias: str, path: Path) -> bytes:
+    """The contents of a <signing key="..."/> file: a path or file:// URI, relative ones
+    against the description directory."""
+    key = signing.get("key") or ""
+    named = f"signing key {key!r} of repository {alias!r}"
+    if not key:
+        raise DescriptionError(f"<signing> of repository {alias!r} needs key=\"file:///path\"", path,
+                               signing.sourceline)
+    location = key.removeprefix("file://")
+    if "://" in location:
+        raise DescriptionError(f"{named}: liveorch reads keys from files (a path or file:// URI)", path,
+                               signing.sourceline)
+    file = path.parent / location  # an absolute location stays as it is
+    try:
+        if file.stat().st_size > MAX_SIGNING_KEY_BYTES:
+            raise DescriptionError(f"{named}: {file} is larger than {MAX_SIGNING_KEY_BYTES >> 20} MiB", path,
+                                   signing.sourceline)
+        data = file.read_bytes()
+    except OSError as error:
+        raise DescriptionError(f"{named}: cannot read {file}: {error.strerror or error}", path,
+                               signing.sourceline) from None
+    if not (data.lstrip().startswith(ARMORED_KEY) or (data and data[0] & 0x80)):
+        raise DescriptionError(f"{named}: {file} is not an OpenPGP public key (ASCII-armored or binary)", path,
+                               signing.sourceline)
+    return data
+
+
 def _repository(element: etree._Element, path: Path) -> Repository:
     source = element.find("source")
     if source is None or not source.get("path"):
@@ -242,17 +272,19 @@ def _repository(element: etree._Element, path: Path) -> Repository:
         raise DescriptionError(f"repository type {kind!r}: liveorch supports apt-deb only (for now)",
                                path, element.sourceline)
     url = source.get("path", "")
+    alias = element.get("alias") or url
     if not re.match(r"^(https?|file)://", url):
         raise DescriptionError(f"repository source {url!r} is not reachable from a build (use http(s):// or file://)",
                                path, source.sourceline, hint="replace it with --set-repo or --add-repo")
     return Repository(
         source=url,
-        alias=element.get("alias") or url,
+        alias=alias,
         distribution=element.get("distribution") or "bookworm",
         components=tuple((element.get("components") or "main").split()),
         trusted=element.get("repository_gpgcheck", "true").lower() == "false" or url.startswith("file://"),
         priority=_int(element, "priority", path, None),
         imageinclude=_bool(element.get("imageinclude")),
+        signing_keys=tuple(_signing_key(s, alias, path) for s in element.iterfind("signing")),
     )
 
 

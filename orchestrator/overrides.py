@@ -64,6 +64,7 @@ def parse_repo_spec(option: str, spec: str) -> etree._Element:
         raise SpecError(option, spec, "field 'signing_keys' (7) must be written in braces: {key;key}")
     if any(ord(char) < 32 for char in spec):
         raise SpecError(option, spec, "control characters are not allowed")
+    keys = _signing_keys(option, spec, values["signing_keys"])
     repository = etree.Element("repository", type="apt-deb")
     repository.set("alias", values["alias"] or values["source"])
     for name, attribute in (("priority", "priority"), ("components", "components"),
@@ -75,7 +76,27 @@ def parse_repo_spec(option: str, spec: str) -> etree._Element:
         if values[name]:
             repository.set(attribute, _BOOLEANS[values[name].lower()])
     etree.SubElement(repository, "source", path=values["source"])
+    for key in keys:
+        etree.SubElement(repository, "signing", key=key)
     return repository
+
+
+def _signing_keys(option: str, spec: str, field_value: str) -> list[str]:
+    """{key;key}: key files on the host, each a path (relative to the working directory) or a
+    file:// URI; returned as absolute file:// URIs for <signing key=...>."""
+    keys = []
+    for key in (k.strip() for k in field_value[1:-1].split(";")):
+        if not key:
+            continue
+        location = key.removeprefix("file://")
+        if "://" in location:
+            raise SpecError(option, spec,
+                            f"field 'signing_keys' (7): {key!r} is not a key file (a path or file:// URI)")
+        file = Path(location).absolute()
+        if not file.is_file():
+            raise SpecError(option, spec, f"field 'signing_keys' (7): no such key file {str(file)!r}")
+        keys.append(f"file://{file}")
+    return keys
 
 
 @dataclass

@@ -7,6 +7,7 @@ built fails here, in a fraction of a second, with a line number.
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -141,7 +142,7 @@ def make_plan(description: Description, lock: dict[str, Any] | None = None, offl
     volid = live.volid or default_volid(description.name)
     repositories = [
         {"url": r.source, "suite": r.distribution, "components": list(r.components), "alias": r.alias,
-         "trusted": r.trusted}
+         "trusted": r.trusted, "signing_keys": [base64.b64encode(key).decode("ascii") for key in r.signing_keys]}
         for r in description.repositories
     ]
     users = [

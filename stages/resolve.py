@@ -12,6 +12,8 @@ taken from it only when their sha256 matches.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import re
@@ -25,6 +27,8 @@ from stages.contract import ARTIFACTS_MOUNT, StageRequest
 from stages.tools import Outcome, StageError, capture, log, package_version, run, sha256_file
 
 APT_ROOT = Path("/tmp/apt")
+KEYRINGS = APT_ROOT / "keyrings"
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 POOL = Path(ARTIFACTS_MOUNT) / "pool" / "debs"
 LOCK_FORMAT = 1
 INST_LINE = re.compile(r"^Inst (?P<name>\S+) (?:\[\S+\] )?\((?P<version>\S+) .*\[(?P<arch>[^\]]+)\]\)")
@@ -37,19 +41,34 @@ class Repository:
     components: tuple[str, ...]
     alias: str
     trusted: bool
+    signing_keys: tuple[bytes, ...] = ()
 
     @classmethod
     def from_option(cls, data: dict[str, Any]) -> Repository:
+        try:
+            keys = tuple(base64.b64decode(key, validate=True) for key in data.get("signing_keys") or [])
+        except (binascii.Error, TypeError):
+            raise StageError(f"repository {data['url']}: signing_keys must be base64 strings") from None
         return cls(
             url=data["url"].rstrip("/"),
             suite=data["suite"],
             components=tuple(data.get("components") or ["main"]),
             alias=data.get("alias") or data["url"],
             trusted=bool(data.get("trusted", False)),
+            signing_keys=keys,
         )
 
-    def sources_line(self) -> str:
-        option = "[trusted=yes]" if self.trusted else "[signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]"
+    def key_files(self, index: int) -> list[tuple[Path, bytes]]:
+        """Where this repository's own keys go in the private apt root (apt tells an
+        ASCII-armored key from a binary one by the name: .asc or .gpg)."""
+        return [(KEYRINGS / f"repository{index}-key{number}.{'asc' if key.lstrip().startswith(b'-----') else 'gpg'}",
+                 key) for number, key in enumerate(self.signing_keys)]
+
+    def sources_line(self, index: int) -> str:
+        """Signatures are checked against Debian's archive keys plus the repository's own
+        signing keys, which apply to this repository only."""
+        keyrings = [DEBIAN_KEYRING, *(str(file) for file, _ in self.key_files(index))]
+        option = "[trusted=yes]" if self.trusted else f"[signed-by={','.join(keyrings)}]"
         return f"deb {option} {self.url} {self.suite} {' '.join(self.components)}"
 
 
@@ -76,7 +95,12 @@ def _write_apt_config(repos: list[Repository], arch: str) -> dict[str, str]:
                 "cache/archives/partial", "download"):
         (APT_ROOT / sub).mkdir(parents=True, exist_ok=True)
     (APT_ROOT / "var/lib/dpkg/status").write_text("")
-    (APT_ROOT / "etc/apt/sources.list").write_text("".join(r.sources_line() + "\n" for r in repos))
+    KEYRINGS.mkdir(exist_ok=True)
+    for index, repo in enumerate(repos):
+        for file, key in repo.key_files(index):
+            file.write_bytes(key)
+            file.chmod(0o644)
+    (APT_ROOT / "etc/apt/sources.list").write_text("".join(r.sources_line(i) + "\n" for i, r in enumerate(repos)))
     config = f"""
 Dir "{APT_ROOT}/";
 Dir::State "{APT_ROOT}/var/lib/apt/";
@@ -132,8 +156,10 @@ def _update(env: dict[str, str], repos: list[Repository]) -> None:
         named = f"repository {repo.url} {repo.suite}"
         if "NO_PUBKEY" in text:
             key = re.search(r"NO_PUBKEY (\S+)", text)
+            checked = "Debian's archive keys" + (" and the repository's signing keys" if repo.signing_keys else "")
             raise StageError(f"{named} is signed by an unknown key ({key[0] if key else 'NO_PUBKEY'}); signatures are "
-                             "checked against Debian's archive keys (repository_gpgcheck=\"false\" trusts it)")
+                             f"checked against {checked} (give its key with <signing key=\"file:///path\"/> or the "
+                             "SPEC's {signing_keys}; repository_gpgcheck=\"false\" trusts it)")
         if "is not signed" in text or "signature" in text.lower():
             raise StageError(f"{named} is not signed, and signatures are required "
                              "(repository_gpgcheck=\"false\" trusts it without signatures)")

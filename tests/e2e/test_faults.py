@@ -360,8 +360,10 @@ def _serve(directory: Path, client: docker.DockerClient) -> Iterator[str]:
         server.server_close()
 
 
-def _with_repository(tmp_path: Path, url: str, package: str, gpgcheck: str | None) -> Path:
-    """A small description: Debian plus the local repository, and only the local package requested."""
+def _with_repository(tmp_path: Path, url: str, package: str, gpgcheck: str | None,
+                     signing_key: str | None = None, directory: str | None = None) -> Path:
+    """A small description: Debian plus the local repository (with <signing key=...> if given), and
+    only the local package requested."""
     tree = etree.parse(str(EXAMPLE))
     root = tree.getroot()
     repository = etree.Element("repository", type="apt-deb", alias="local", distribution="bookworm",
@@ -369,12 +371,14 @@ def _with_repository(tmp_path: Path, url: str, package: str, gpgcheck: str | Non
     if gpgcheck is not None:
         repository.set("repository_gpgcheck", gpgcheck)
     etree.SubElement(repository, "source", path=url)
+    if signing_key is not None:
+        etree.SubElement(repository, "signing", key=signing_key)
     root.findall("repository")[-1].addnext(repository)
     packages = root.find("packages[@type='image']")
     for element in list(packages):
         packages.remove(element)
     etree.SubElement(packages, "package", name=package)
-    path = tmp_path / f"gpgcheck-{gpgcheck}" / "config.xml"
+    path = tmp_path / (directory or f"gpgcheck-{gpgcheck}") / "config.xml"
     path.parent.mkdir()
     tree.write(str(path))
     return path
@@ -404,6 +408,30 @@ def test_untrusted_repository(signing: str, message: str, tmp_path: Path, test_v
     locked = {p["name"]: p for p in json.loads(lock.read_text())["packages"]}
     assert locked[package]["repository"] == "local"
     _no_containers_of(docker_client, test_volume)
+
+
+@pytest.mark.slow
+def test_repository_signing_key(tmp_path: Path, test_volume: str, docker_client: docker.DockerClient) -> None:
+    """The repository signed by a key no keyring knows passes with signatures required once
+    <signing key=...> gives that key: ASCII-armored beside the description (a relative path),
+    or binary anywhere on the host (a file:// URI)."""
+    package = _local_repository(tmp_path / "repo", "unknown-key")
+    gpg = ["gpg", "--homedir", str(tmp_path / "gnupg"), "--batch", "--quiet"]
+    binary = tmp_path / "keys" / "local.gpg"
+    binary.parent.mkdir()
+    binary.write_bytes(subprocess.run([*gpg, "--export"], check=True, capture_output=True).stdout)
+    armored = subprocess.run([*gpg, "--armor", "--export"], check=True, capture_output=True).stdout
+    subprocess.run(["gpgconf", "--homedir", str(tmp_path / "gnupg"), "--kill", "all"], capture_output=True)
+    with _serve(tmp_path, docker_client) as url:
+        for directory, key in (("armored", "local.asc"), ("binary", f"file://{binary}")):
+            described = _with_repository(tmp_path, url, package, "true", signing_key=key, directory=directory)
+            (described.parent / "local.asc").write_bytes(armored)
+            lock = tmp_path / f"{directory}.lock"
+            completed = _liveorch("lock", str(described), "--output", str(lock), "--volume", test_volume)
+            assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+            locked = {p["name"]: p for p in json.loads(lock.read_text())["packages"]}
+            assert locked[package]["repository"] == "local"
+            _no_containers_of(docker_client, test_volume)
 
 
 def _leftovers(client: docker.DockerClient, volume: str) -> list[str]:

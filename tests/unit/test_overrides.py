@@ -21,9 +21,14 @@ TWO_REPOSITORIES = """<repository type="apt-deb" alias="first" distribution="boo
 # --- SPEC parsing -------------------------------------------------------------------------------
 
 
-def test_full_spec_sets_every_field() -> None:
-    spec = "http://mirror.example/debian,apt-deb,mirror,42,true,false,{KEYA;KEYB},main contrib,trixie,false"
+def test_full_spec_sets_every_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "KEYA").write_bytes(b"\x99")
+    (tmp_path / "KEYB").write_bytes(b"\x99")
+    spec = "http://mirror.example/debian,apt-deb,mirror,42,true,false,{KEYA;file://KEYB},main contrib,trixie,false"
     element = parse_repo_spec("--add-repo", spec)
+    # Key paths relative to the working directory, made absolute for <signing key=...>.
+    assert [s.get("key") for s in element.findall("signing")] == [f"file://{tmp_path}/KEYA", f"file://{tmp_path}/KEYB"]
     assert element.tag == "repository"
     assert dict(element.attrib) == {
         "type": "apt-deb",
@@ -64,7 +69,9 @@ def test_fields_are_stripped_and_booleans_normalised() -> None:
     assert element.get("repository_gpgcheck") == "false"
 
 
-def test_commas_inside_signing_key_braces_do_not_split() -> None:
+def test_commas_inside_signing_key_braces_do_not_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "key1,key2,key3").write_bytes(b"\x99")
     element = parse_repo_spec("--add-repo", "http://m.example/d,apt-deb,keyed,,,,{key1,key2,key3},non-free,bookworm,true")
     # The braces are one field: the fields after them land where they belong.
     assert element.get("alias") == "keyed"
@@ -131,6 +138,16 @@ def test_unreachable_source_scheme(source: str) -> None:
 def test_signing_keys_without_braces() -> None:
     message = _spec_error("--add-repo", "http://m.example/d,,,,,,KEY")
     assert "field 'signing_keys' (7)" in message
+
+
+def test_missing_signing_key_file_names_the_field_and_file(tmp_path: Path) -> None:
+    message = _spec_error("--add-repo", f"http://m.example/d,,,,,,{{file://{tmp_path}/missing.asc}}")
+    assert f"field 'signing_keys' (7): no such key file '{tmp_path}/missing.asc'" in message
+
+
+def test_signing_key_from_the_network_is_refused() -> None:
+    message = _spec_error("--add-repo", "http://m.example/d,,,,,,{https://m.example/key.asc}")
+    assert "field 'signing_keys' (7): 'https://m.example/key.asc' is not a key file" in message
 
 
 def test_double_minus_priority_is_refused_by_the_spec_check() -> None:
