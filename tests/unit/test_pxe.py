@@ -12,9 +12,11 @@ from orchestrator import pxe
 from orchestrator.boot import BootMode, BootScript, pxe_nic, qemu_argv
 from orchestrator.description import parse_description
 from orchestrator.errors import LiveorchError
+from orchestrator.overrides import Overrides
 from orchestrator.plan import NETWORK_BOOT_PACKAGES, make_plan
 
 URL = "http://10.0.2.2:8000/"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 OVERLAY_TYPE = """<type image="iso" primary="true" flags="overlay" firmware="efi" volid="UNIT_LIVE"
               kernelcmdline="console=ttyS0,115200 quiet" hybridpersistent="true">
             <bootloader name="grub2" console="serial" timeout="5"/>
@@ -139,3 +141,15 @@ def test_headless_boot_gets_a_network_only_when_asked(tmp_path: Path) -> None:
     assert argv[argv.index("-nic") + 1] == nic
     assert argv.count("-nic") == 1
     assert not any("x.iso" in a for a in argv), "no CD and no disk: the firmware boots from the network"
+
+
+@pytest.mark.parametrize(("name", "profiles"), [("bookworm-live", ()), ("kiwi-features", ("Live",))])
+def test_examples_bundle_reuses_their_root_and_squashfs(name: str, profiles: tuple[str, ...]) -> None:
+    """The examples list the network packages themselves: with --pxe only the initrd's
+    options change, so resolve, rootfs and squashfs keep their cache keys."""
+    repo = "http://deb.debian.org/debian,apt-deb,debian,,true,,,main,bookworm,true"  # as the suite builds it
+    description = parse_description(EXAMPLES / name, profiles=profiles,
+                                    overrides=Overrides(set_repo=repo) if profiles else None)
+    plain, bundle = make_plan(description), make_plan(description, pxe_url=URL)
+    changed = {stage for stage in plain.options if plain.options[stage] != bundle.options[stage]}
+    assert changed == {"initrd"}
