@@ -176,6 +176,7 @@ def run(
         if kind == "json":
             print(json.dumps({"event": "summary", "iso": str(report.iso), "sha256": report.sha256,
                               "bytes": report.size, "packages": report.packages, "seconds": round(report.seconds, 2),
+                              "pxe": str(report.pxe) if report.pxe else None,
                               "stages": {s.stage: {"cached": s.cached, "seconds": round(s.seconds, 2)}
                                          for s in report.stages}}))
             return
