@@ -136,6 +136,25 @@ def _restore_dev_time() -> None:
         log("no device nodes (user namespace): /dev gets its package's time back")
 
 
+def _empty_apparmor_locals() -> None:
+    """Empty the AppArmor local includes that postinst scripts made from /dev/null.
+
+    dh_apparmor's postinst snippet creates /etc/apparmor.d/local/<profile> with
+    `install /dev/null ...`. In a user namespace (rootless Podman) /dev/null inside the
+    root is a regular file that earlier scripts' `>/dev/null` wrote into (isc-dhcp-client's
+    came out holding "/usr/sbin/setcap"), so the copy is not empty as it is where
+    /dev/null is a device (Docker). No package ships these files; empty is what they are.
+    """
+    if (ROOT / "dev/null").is_char_device():
+        return
+    for path in sorted((ROOT / "etc/apparmor.d/local").glob("*")):
+        if path.is_file() and not path.is_symlink() and path.stat().st_size:
+            times = path.stat()
+            path.write_bytes(b"")
+            os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
+            log(f"no device nodes (user namespace): {path.relative_to(ROOT)} emptied, as /dev/null would have")
+
+
 def execute(request: StageRequest, out: Path) -> Outcome:
     resolve = Path(request.inputs["resolve"])
     lock = json.loads((resolve / "lock.json").read_text())
@@ -148,6 +167,7 @@ def execute(request: StageRequest, out: Path) -> Outcome:
     _check_installed(lock, packages_file, deleted)
     write_package_info(ROOT, out)
     write_verified(ROOT, out)
+    _empty_apparmor_locals()
     scrub_root(ROOT, request.source_date_epoch)
     _restore_dev_time()
     _write_tar(out, request.source_date_epoch)
