@@ -59,27 +59,29 @@ def default_volid(name: str) -> str:
     return re.sub(r"[^A-Z0-9_]", "_", name.upper())[:32]
 
 
+def _add_missing(names: list[str], notes: list[str], packages: tuple[str, ...], note: str) -> None:
+    """Appends each package the description lacks, with a note ({package} in `note` names it)."""
+    for package in packages:
+        if package not in names:
+            names.append(package)
+            notes.append(note.format(package=package))
+
+
 def _packages(description: Description, notes: list[str], pxe: bool = False) -> list[str]:
     names = [n for n in description.packages if n not in KIWI_ONLY_PACKAGES]
     if len(names) != len(description.packages):
         notes.append("dracut-kiwi-live is KIWI's own module: liveorch's initrd stage provides the live boot")
-    if description.live.mediacheck and "isomd5sum" not in names:
-        names.append("isomd5sum")
-        notes.append('mediacheck="true": added isomd5sum so the initrd can verify the medium (rd.live.check)')
-    for package in _live_boot_packages(description):
-        if package not in names:
-            names.append(package)
-            notes.append(f"added {package}: the live initrd is built from the image's own tools")
+    if description.live.mediacheck:
+        _add_missing(names, notes, ("isomd5sum",),
+                     'mediacheck="true": added {package} so the initrd can verify the medium (rd.live.check)')
+    _add_missing(names, notes, _live_boot_packages(description),
+                 "added {package}: the live initrd is built from the image's own tools")
     if pxe:
-        for package in NETWORK_BOOT_PACKAGES:
-            if package not in names:
-                names.append(package)
-                notes.append(f"--pxe: added {package} so the initrd can fetch the live image over the network")
+        _add_missing(names, notes, NETWORK_BOOT_PACKAGES,
+                     "--pxe: added {package} so the initrd can fetch the live image over the network")
     if description.live.firmware == "uefi":
-        for package in secure_boot_packages(ARCHITECTURE):
-            if package not in names:
-                names.append(package)
-                notes.append(f'firmware="uefi": added {package} for the Secure Boot chain')
+        _add_missing(names, notes, secure_boot_packages(ARCHITECTURE),
+                     'firmware="uefi": added {package} for the Secure Boot chain')
     return names
 
 
