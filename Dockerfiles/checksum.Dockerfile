@@ -5,6 +5,6 @@ RUN apt-get update \
       python3 isomd5sum \
  && rm -rf /var/lib/apt/lists/*
 ENV PYTHONPATH=/opt/liveorch PYTHONDONTWRITEBYTECODE=1 LC_ALL=C.UTF-8
-COPY stages/ /opt/liveorch/stages/
+COPY stages/ /opt/liveorch/liveorch/stages/
 USER 1000:1000
-ENTRYPOINT ["python3", "-m", "stages", "checksum"]
+ENTRYPOINT ["python3", "-m", "liveorch.stages", "checksum"]

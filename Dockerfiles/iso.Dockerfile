@@ -6,6 +6,6 @@ RUN apt-get update \
       python3 xorriso grub-common grub-pc-bin grub-efi-amd64-bin mtools dosfstools \
  && rm -rf /var/lib/apt/lists/*
 ENV PYTHONPATH=/opt/liveorch PYTHONDONTWRITEBYTECODE=1 LC_ALL=C.UTF-8 TZ=UTC
-COPY stages/ /opt/liveorch/stages/
+COPY stages/ /opt/liveorch/liveorch/stages/
 USER 1000:1000
-ENTRYPOINT ["python3", "-m", "stages", "iso"]
+ENTRYPOINT ["python3", "-m", "liveorch.stages", "iso"]

@@ -6,5 +6,5 @@ RUN apt-get update \
       python3 apt-utils ca-certificates debian-archive-keyring \
  && rm -rf /var/lib/apt/lists/*
 ENV PYTHONPATH=/opt/liveorch PYTHONDONTWRITEBYTECODE=1 LC_ALL=C.UTF-8
-COPY stages/ /opt/liveorch/stages/
-ENTRYPOINT ["python3", "-m", "stages", "resolve"]
+COPY stages/ /opt/liveorch/liveorch/stages/
+ENTRYPOINT ["python3", "-m", "liveorch.stages", "resolve"]

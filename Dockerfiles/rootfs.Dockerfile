@@ -6,5 +6,5 @@ RUN apt-get update \
       python3 mmdebstrap apt-utils tar \
  && rm -rf /var/lib/apt/lists/*
 ENV PYTHONPATH=/opt/liveorch PYTHONDONTWRITEBYTECODE=1 LC_ALL=C.UTF-8
-COPY stages/ /opt/liveorch/stages/
-ENTRYPOINT ["python3", "-m", "stages", "rootfs"]
+COPY stages/ /opt/liveorch/liveorch/stages/
+ENTRYPOINT ["python3", "-m", "liveorch.stages", "rootfs"]

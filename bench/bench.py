@@ -21,11 +21,11 @@ from lxml import etree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.build import BuildOptions, BuildReport, run_build
-from orchestrator.cache import list_entries
-from orchestrator.engine import connect, remove_volume
-from orchestrator.images import image_tag
-from stages.contract import ARTIFACTS_MOUNT, STAGES
+from liveorch.orchestrator.build import BuildOptions, BuildReport, run_build
+from liveorch.orchestrator.cache import list_entries
+from liveorch.orchestrator.engine import connect, remove_volume
+from liveorch.orchestrator.images import image_tag
+from liveorch.stages.contract import ARTIFACTS_MOUNT, STAGES
 
 
 def _quiet(message: str) -> None:

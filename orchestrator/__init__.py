@@ -1,3 +1,1 @@
-"""liveorch: hybrid live ISOs from KIWI descriptions, built by unprivileged container stages."""
-
-__version__ = "0.1.0"
+"""The host side of liveorch: CLI, description model, plan, engine and exports."""

@@ -1,5 +1,5 @@
-"""`python -m orchestrator` is the `liveorch` command."""
+"""`python -m liveorch.orchestrator` is the `liveorch` command."""
 
-from orchestrator.cli import app
+from liveorch.orchestrator.cli import app
 
 app(prog_name="liveorch")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pexpect
 
-from orchestrator.errors import LiveorchError
+from liveorch.orchestrator.errors import LiveorchError
 
 OVMF_CANDIDATES = ("/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd", "/usr/share/OVMF/OVMF_CODE.fd")
 # Debian's ovmf: the Secure Boot build (needs SMM) and variables with Microsoft's keys enrolled

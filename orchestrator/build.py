@@ -18,18 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from orchestrator import __version__, pxe
-from orchestrator.description import parse_description
-from orchestrator.engine import DEFAULT_VOLUME, ArtifactVolume, StageRunner, connect
-from orchestrator.errors import LiveorchError, TargetError
-from orchestrator.images import StageImage, ensure_stage_images, image_tag
-from orchestrator.lock import check_lock, load_lock, lock_path
-from orchestrator.overrides import Overrides
-from orchestrator.payload import Payload, make_payload
-from orchestrator.plan import DEFAULT_HOOK_TIMEOUT, BuildPlan, make_plan
-from orchestrator.progress import Progress, as_progress
-from orchestrator.sbom import make_sbom
-from stages.contract import (
+from liveorch import __version__
+from liveorch.orchestrator import pxe
+from liveorch.orchestrator.description import parse_description
+from liveorch.orchestrator.engine import DEFAULT_VOLUME, ArtifactVolume, StageRunner, connect
+from liveorch.orchestrator.errors import LiveorchError, TargetError
+from liveorch.orchestrator.images import StageImage, ensure_stage_images, image_tag
+from liveorch.orchestrator.lock import check_lock, load_lock, lock_path
+from liveorch.orchestrator.overrides import Overrides
+from liveorch.orchestrator.payload import Payload, make_payload
+from liveorch.orchestrator.plan import DEFAULT_HOOK_TIMEOUT, BuildPlan, make_plan
+from liveorch.orchestrator.progress import Progress, as_progress
+from liveorch.orchestrator.sbom import make_sbom
+from liveorch.stages.contract import (
     ARTIFACTS_MOUNT,
     STAGE_INPUTS,
     STAGES,

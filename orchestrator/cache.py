@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 
 import docker
 
-from orchestrator.engine import LABEL
-from orchestrator.images import image_tag
-from stages.contract import ARTIFACTS_MOUNT
+from liveorch.orchestrator.engine import LABEL
+from liveorch.orchestrator.images import image_tag
+from liveorch.stages.contract import ARTIFACTS_MOUNT
 
 # Runs inside the container: one JSON line per cache entry (stage, key, bytes, mtime).
 _LIST = f"""

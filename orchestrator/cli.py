@@ -11,18 +11,18 @@ from typing import Annotated
 
 import typer
 
-from orchestrator import __version__
-from orchestrator.build import BuildOptions, run_build
-from orchestrator.description import parse_description
-from orchestrator.engine import DEFAULT_VOLUME, connect
-from orchestrator.errors import DescriptionError, LiveorchError
-from orchestrator.images import ensure_stage_images, image_tag
-from orchestrator.overrides import Overrides
-from orchestrator.payload import make_payload
-from orchestrator.plan import make_plan
-from orchestrator.progress import PlainProgress, make_progress
-from orchestrator.pxe import DEFAULT_PXE_URL
-from stages.contract import STAGES
+from liveorch import __version__
+from liveorch.orchestrator.build import BuildOptions, run_build
+from liveorch.orchestrator.description import parse_description
+from liveorch.orchestrator.engine import DEFAULT_VOLUME, connect
+from liveorch.orchestrator.errors import DescriptionError, LiveorchError
+from liveorch.orchestrator.images import ensure_stage_images, image_tag
+from liveorch.orchestrator.overrides import Overrides
+from liveorch.orchestrator.payload import make_payload
+from liveorch.orchestrator.plan import make_plan
+from liveorch.orchestrator.progress import PlainProgress, make_progress
+from liveorch.orchestrator.pxe import DEFAULT_PXE_URL
+from liveorch.stages.contract import STAGES
 
 app = typer.Typer(
     name="liveorch",
@@ -279,7 +279,7 @@ def boot(
 
     Example: liveorch boot out/bookworm-live.x86_64-1.0.0.iso --uefi
     """
-    from orchestrator.boot import BootMode, boot_interactive, kvm_usable
+    from liveorch.orchestrator.boot import BootMode, boot_interactive, kvm_usable
 
     def action() -> None:
         use_kvm = kvm and kvm_usable()
@@ -306,7 +306,7 @@ def serve_pxe(
     Example: liveorch serve-pxe out; then in another terminal
       qemu-system-x86_64 -m 2048 -serial stdio -nic user,model=virtio-net-pci,tftp=out/NAME.pxe,bootfile=boot.ipxe
     """
-    from orchestrator.pxe import find_bundle, make_server
+    from liveorch.orchestrator.pxe import find_bundle, make_server
 
     def action() -> None:
         bundle = find_bundle(target_dir)
@@ -337,7 +337,7 @@ def test_iso(
 
     Example: liveorch test out/bookworm-live.x86_64-1.0.0.iso --uefi --usb
     """
-    from orchestrator.boot import BootMode, boot_and_login
+    from liveorch.orchestrator.boot import BootMode, boot_and_login
 
     def action() -> None:
         mode = BootMode(uefi=uefi or secure_boot, disk=usb, secure_boot=secure_boot)
@@ -365,8 +365,8 @@ def lock(
     """
     import tempfile
 
-    from orchestrator.build import Build
-    from orchestrator.lock import lock_path
+    from liveorch.orchestrator.build import Build
+    from liveorch.orchestrator.lock import lock_path
 
     def action() -> None:
         with tempfile.TemporaryDirectory(prefix="liveorch-lock-") as tmp:
@@ -395,7 +395,7 @@ def verify_repro(
     Exits 0 when the ISOs are bit-identical, 1 naming the first stage that differs.
     Example: liveorch verify-repro examples/bookworm-live/config.xml
     """
-    from orchestrator.repro import verify_reproducible
+    from liveorch.orchestrator.repro import verify_reproducible
 
     def action() -> None:
         options = BuildOptions(target_dir=target_dir, profiles=tuple(profile), volume=volume,
@@ -419,7 +419,7 @@ def cache_ls(
     """List cached stage results (and the package pool) with size and age."""
     import time
 
-    from orchestrator.cache import list_entries
+    from liveorch.orchestrator.cache import list_entries
 
     def action() -> None:
         entries = list_entries(connect(engine_host), volume)
@@ -444,7 +444,7 @@ def cache_prune(
     """Remove old cache entries and leftovers of interrupted stages."""
     import time
 
-    from orchestrator.cache import prune
+    from liveorch.orchestrator.cache import prune
 
     def action() -> None:
         removed = prune(connect(engine_host), volume, None if all_entries else older_than_days * 86400, time.time())
@@ -465,7 +465,7 @@ def clean(
     with --all the artifact volume too."""
     import docker.errors
 
-    from orchestrator.cache import live_builds, remove_leftovers, remove_stopped_containers
+    from liveorch.orchestrator.cache import live_builds, remove_leftovers, remove_stopped_containers
 
     def action() -> None:
         client = connect(engine_host)
@@ -501,7 +501,7 @@ def doctor(
     Exits 0 when a build can run (warnings allowed), 1 otherwise.
     Example: liveorch doctor --engine-host unix:///run/user/1000/podman/podman.sock
     """
-    from orchestrator.doctor import exit_status, run_checks
+    from liveorch.orchestrator.doctor import exit_status, run_checks
 
     def action() -> None:
         checks = run_checks(engine_host, target_dir)

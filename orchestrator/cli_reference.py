@@ -1,5 +1,5 @@
 """The CLI reference (docs/cli.md), generated from the Typer app itself so it cannot drift:
-a test regenerates it and compares. Regenerate with `python -m orchestrator.cli_reference`."""
+a test regenerates it and compares. Regenerate with `python -m liveorch.orchestrator.cli_reference`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import typer.main
 
-from orchestrator.cli import app
+from liveorch.orchestrator.cli import app
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 
@@ -46,7 +46,7 @@ def _walk(command: Any, path: list[str]) -> list[str]:
 
 def render() -> str:
     root = typer.main.get_command(app)
-    header = ["# liveorch command line\n", "Generated from the CLI by `python -m orchestrator.cli_reference`; "
+    header = ["# liveorch command line\n", "Generated from the CLI by `python -m liveorch.orchestrator.cli_reference`; "
               "tests/unit/test_cli_reference.py keeps it in sync.\n"]
     global_rows = _options(root)
     if global_rows:

@@ -14,9 +14,9 @@ from pathlib import Path, PurePosixPath
 
 from lxml import etree
 
-from orchestrator.errors import DescriptionError
-from orchestrator.kiwi_schema import unknown_markup
-from orchestrator.overrides import Overrides
+from liveorch.orchestrator.errors import DescriptionError
+from liveorch.orchestrator.kiwi_schema import unknown_markup
+from liveorch.orchestrator.overrides import Overrides
 
 MAX_DESCRIPTION_BYTES = 1 << 20
 DESCRIPTION_NAMES = ("config.xml", "appliance.kiwi")

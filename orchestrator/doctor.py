@@ -20,11 +20,11 @@ import docker
 import docker.errors
 import requests
 
-from orchestrator.boot import OVMF_CANDIDATES, OVMF_SECURE_BOOT
-from orchestrator.engine import connect
-from orchestrator.errors import EngineError
-from orchestrator.images import BASE_IMAGE, image_tag
-from stages.contract import STAGES
+from liveorch.orchestrator.boot import OVMF_CANDIDATES, OVMF_SECURE_BOOT
+from liveorch.orchestrator.engine import connect
+from liveorch.orchestrator.errors import EngineError
+from liveorch.orchestrator.images import BASE_IMAGE, image_tag
+from liveorch.stages.contract import STAGES
 
 # A build keeps the stage images (~2 GB), the artifact volume's cache (~3 GB for the
 # example) and the results (~0.5 GB): below this, disk-full failures become likely.

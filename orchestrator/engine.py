@@ -27,10 +27,10 @@ import docker
 import docker.errors
 import requests
 
-from orchestrator.errors import EngineError, Interrupted, StageFailed
-from orchestrator.images import StageImage
-from orchestrator.progress import Progress
-from stages.contract import (
+from liveorch.orchestrator.errors import EngineError, Interrupted, StageFailed
+from liveorch.orchestrator.images import StageImage
+from liveorch.orchestrator.progress import Progress
+from liveorch.stages.contract import (
     ARTIFACTS_MOUNT,
     REQUEST_FILE,
     RESULT_FILE,

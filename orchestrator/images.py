@@ -23,8 +23,8 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from orchestrator.errors import EngineError, ImageBuildError
-from stages.contract import STAGES
+from liveorch.orchestrator.errors import EngineError, ImageBuildError
+from liveorch.stages.contract import STAGES
 
 BASE_IMAGE = "debian:bookworm-slim"
 BASE_SUITE = "bookworm"
@@ -46,7 +46,7 @@ def dockerfile_name(stage: str) -> str:
 
 def dockerfile_path(stage: str) -> str:
     """Where the Dockerfile a stage image is built from lives (the repository's Dockerfiles/)."""
-    entry = resources.files("orchestrator.dockerfiles").joinpath(f"{stage}.Dockerfile")
+    entry = resources.files("liveorch.orchestrator.dockerfiles").joinpath(f"{stage}.Dockerfile")
     return str(Path(str(entry)).resolve()) if isinstance(entry, Path) else dockerfile_name(stage)
 
 
@@ -60,9 +60,9 @@ class StageImage:
 
 def _context_files(stage: str) -> dict[str, bytes]:
     """The build context as the repository lays it out: Dockerfiles/<stage>.Dockerfile + stages/."""
-    files = {dockerfile_name(stage): resources.files("orchestrator.dockerfiles")
+    files = {dockerfile_name(stage): resources.files("liveorch.orchestrator.dockerfiles")
              .joinpath(f"{stage}.Dockerfile").read_bytes()}
-    package = resources.files("stages")
+    package = resources.files("liveorch.stages")
     for entry in sorted(package.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".py"):
             files[f"stages/{entry.name}"] = entry.read_bytes()

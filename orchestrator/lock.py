@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from orchestrator.description import Description
-from orchestrator.errors import LiveorchError
+from liveorch.orchestrator.description import Description
+from liveorch.orchestrator.errors import LiveorchError
 
 LOCK_FORMAT = 1
 

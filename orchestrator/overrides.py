@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from orchestrator.errors import DescriptionError
+from liveorch.orchestrator.errors import DescriptionError
 
 SPEC_FIELDS = ("source", "type", "alias", "priority", "imageinclude", "package_gpgcheck", "signing_keys",
                "components", "distribution", "repo_gpgcheck")

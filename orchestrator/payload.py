@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from orchestrator.description import Description
-from orchestrator.errors import DescriptionError
+from liveorch.orchestrator.description import Description
+from liveorch.orchestrator.errors import DescriptionError
 
 MAX_FILE_BYTES = 2 << 30
 

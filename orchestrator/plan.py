@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.description import Description
-from orchestrator.errors import DescriptionError
-from stages.contract import ARTIFACTS_MOUNT, NETWORKED_STAGES
+from liveorch.orchestrator.description import Description
+from liveorch.orchestrator.errors import DescriptionError
+from liveorch.stages.contract import ARTIFACTS_MOUNT, NETWORKED_STAGES
 
 ARCHITECTURE = "amd64"
 KIWI_ARCH = "x86_64"

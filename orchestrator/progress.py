@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
-from stages.contract import STAGES
+from liveorch.stages.contract import STAGES
 
 STATE_STYLE = {"pending": "dim", "running": "bold cyan", "cached": "green", "done": "bold green",
                "failed": "bold red"}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import LiveorchError
+from liveorch.orchestrator.errors import LiveorchError
 
 # QEMU's user network shows the host as 10.0.2.2, and `liveorch serve-pxe` listens on port
 # 8000: the default works for a QEMU guest on the build machine. Real fleets set --pxe-url.

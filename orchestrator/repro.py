@@ -13,10 +13,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.build import Build, BuildOptions, StageReport
-from orchestrator.engine import connect, remove_volume
-from orchestrator.progress import Progress
-from stages.contract import STAGES
+from liveorch.orchestrator.build import Build, BuildOptions, StageReport
+from liveorch.orchestrator.engine import connect, remove_volume
+from liveorch.orchestrator.progress import Progress
+from liveorch.stages.contract import STAGES
 
 
 @dataclass

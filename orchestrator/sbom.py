@@ -13,7 +13,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator import __version__
+from liveorch import __version__
 
 # Debian (DEP-5) short license names -> SPDX identifiers, exact equivalents only.
 DEBIAN_TO_SPDX = {

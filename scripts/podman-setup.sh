@@ -147,7 +147,7 @@ if ! runuser -u "$user" -- test -r "$repo/pyproject.toml" -a -x "$repo/stages"; 
 fi
 venv=$home/liveorch-venv
 installed=$([ -x "$venv/bin/python" ] && (cd / && "$venv/bin/python" -c \
-    'import orchestrator, pathlib; print(pathlib.Path(orchestrator.__file__).parents[1])' 2>/dev/null) || true)
+    'import liveorch, pathlib; print(pathlib.Path(liveorch.__file__).parents[1])' 2>/dev/null) || true)
 if [ "$installed" != "$src" ] || [ "$src/pyproject.toml" -nt "$venv/.installed" ]; then
     say "installing liveorch for $user into $venv"
     /usr/bin/python3 -m venv "$venv"

@@ -1,0 +1,1 @@
+"""The code that runs inside the stage containers, and the contract both sides import."""

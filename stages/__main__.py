@@ -1,5 +1,5 @@
-"""Entrypoint of every stage image: `python3 -m stages <stage> <work-dir>`."""
+"""Entrypoint of every stage image: `python3 -m liveorch.stages <stage> <work-dir>`."""
 
-from stages.runner import main
+from liveorch.stages.runner import main
 
 raise SystemExit(main())

@@ -11,8 +11,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from stages.contract import StageRequest
-from stages.tools import Outcome, StageError, log, package_version, run, sha256_file
+from liveorch.stages.contract import StageRequest
+from liveorch.stages.tools import Outcome, StageError, log, package_version, run, sha256_file
 
 
 def _implant(source: Path, target: Path) -> None:

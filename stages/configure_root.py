@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from stages.tools import StageError, log, run
+from liveorch.stages.tools import StageError, log, run
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

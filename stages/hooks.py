@@ -19,7 +19,7 @@ import tarfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from stages.tools import StageError, log, run
+from liveorch.stages.tools import StageError, log, run
 
 PAYLOAD_DIR = Path("/tmp/description")
 HOOK_DIR = "image"

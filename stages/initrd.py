@@ -13,9 +13,9 @@ import os
 import shutil
 from pathlib import Path
 
-from stages import secure_boot
-from stages.contract import StageRequest
-from stages.tools import Outcome, StageError, log, package_version, run
+from liveorch.stages import secure_boot
+from liveorch.stages.contract import StageRequest
+from liveorch.stages.tools import Outcome, StageError, log, package_version, run
 
 ROOT = Path("/tmp/root")
 # Nodes dracut's scripts expect; created when the engine allows mknod, else skipped.

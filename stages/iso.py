@@ -20,10 +20,10 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from stages import secure_boot
-from stages.contract import RESULT_FILE, StageRequest, canonical_json, sha256_text
-from stages.grub_config import INITRD_PATH, KERNEL_PATH, early_config, loopback_config, menu_config
-from stages.tools import Outcome, StageError, log, package_version, run
+from liveorch.stages import secure_boot
+from liveorch.stages.contract import RESULT_FILE, StageRequest, canonical_json, sha256_text
+from liveorch.stages.grub_config import INITRD_PATH, KERNEL_PATH, early_config, loopback_config, menu_config
+from liveorch.stages.tools import Outcome, StageError, log, package_version, run
 
 TREE = Path("/tmp/iso")
 WORK = Path("/tmp/grub")

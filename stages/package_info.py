@@ -10,7 +10,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from stages.tools import capture
+from liveorch.stages.tools import capture
 
 FIELDS = ("Package", "Version", "Architecture", "Source", "Maintainer", "Homepage")
 DEP5_MARKER = "copyright-format"

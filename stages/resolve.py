@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stages.contract import ARTIFACTS_MOUNT, StageRequest
-from stages.tools import Outcome, StageError, capture, log, package_version, run, sha256_file
+from liveorch.stages.contract import ARTIFACTS_MOUNT, StageRequest
+from liveorch.stages.tools import Outcome, StageError, capture, log, package_version, run, sha256_file
 
 APT_ROOT = Path("/tmp/apt")
 KEYRINGS = APT_ROOT / "keyrings"

@@ -21,11 +21,11 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from stages.configure_root import configure_root, scrub_root
-from stages.contract import StageRequest
-from stages.hooks import apply_description
-from stages.package_info import write_package_info, write_verified
-from stages.tools import Outcome, StageError, capture, log, package_version, run
+from liveorch.stages.configure_root import configure_root, scrub_root
+from liveorch.stages.contract import StageRequest
+from liveorch.stages.hooks import apply_description
+from liveorch.stages.package_info import write_package_info, write_verified
+from liveorch.stages.tools import Outcome, StageError, capture, log, package_version, run
 
 REPO = Path("/tmp/repo")
 ROOT = Path("/tmp/root")

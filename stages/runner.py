@@ -15,7 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
-from stages.contract import (
+from liveorch.stages.contract import (
     REQUEST_FILE,
     RESULT_FILE,
     STAGES,
@@ -24,7 +24,7 @@ from stages.contract import (
     StageResult,
     stage_dir,
 )
-from stages.tools import StageError, sha256_file
+from liveorch.stages.tools import StageError, sha256_file
 
 ERROR_PREFIX = "liveorch-stage-error: "
 
@@ -52,7 +52,7 @@ def _publish(work: Path, final: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] not in STAGES:
-        print(f"usage: python3 -m stages {{{','.join(STAGES)}}} WORK_DIR", file=sys.stderr)
+        print(f"usage: python3 -m liveorch.stages {{{','.join(STAGES)}}} WORK_DIR", file=sys.stderr)
         return 2
     name, work = args[0], Path(args[1])
     started = time.monotonic()
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["SOURCE_DATE_EPOCH"] = str(request.source_date_epoch)
         os.environ["TZ"] = "UTC"
         os.umask(0o022)
-        module = importlib.import_module(f"stages.{name}")
+        module = importlib.import_module(f"liveorch.stages.{name}")
         outcome = module.execute(request, work)
         result = StageResult(
             stage=name,

@@ -26,7 +26,7 @@ import shutil
 import struct
 from pathlib import Path
 
-from stages.tools import StageError
+from liveorch.stages.tools import StageError
 
 # Where the stage outputs of the chain go (in the initrd stage's output directory).
 OUTPUT_DIR = "efi"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from stages.contract import StageRequest
-from stages.tools import Outcome, StageError, log, package_version, run
+from liveorch.stages.contract import StageRequest
+from liveorch.stages.tools import Outcome, StageError, log, package_version, run
 
 COMPRESSORS = {"xz": "xz", "zstd": "zstd", "lz4": "lz4", "gzip": "gzip", "lzo": "lzo"}
 

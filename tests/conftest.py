@@ -17,10 +17,10 @@ from pathlib import Path
 import docker
 import pytest
 
-from orchestrator.build import BuildOptions, BuildReport, run_build
-from orchestrator.engine import connect, remove_volume
-from orchestrator.images import image_tag
-from orchestrator.overrides import Overrides
+from liveorch.orchestrator.build import BuildOptions, BuildReport, run_build
+from liveorch.orchestrator.engine import connect, remove_volume
+from liveorch.orchestrator.images import image_tag
+from liveorch.orchestrator.overrides import Overrides
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "bookworm-live" / "config.xml"

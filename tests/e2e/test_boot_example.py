@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.boot import BOOT_MODES, SECURE_BOOT_EFIVAR, BootMode, BootResult, boot_and_login
-from orchestrator.build import BuildReport
+from liveorch.orchestrator.boot import BOOT_MODES, SECURE_BOOT_EFIVAR, BootMode, BootResult, boot_and_login
+from liveorch.orchestrator.build import BuildReport
 
 pytestmark = pytest.mark.slow
 EXAMPLE_PASSWORD = "linux"  # examples/bookworm-live/config.xml

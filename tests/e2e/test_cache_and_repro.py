@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from orchestrator.build import BuildOptions, BuildReport, run_build
+from liveorch.orchestrator.build import BuildOptions, BuildReport, run_build
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ def test_an_independent_build_is_bit_identical(example_build: BuildReport, test_
     """verify-repro: a second build in a fresh volume with no cache, another TZ and umask."""
     env = {**os.environ, "TZ": "Pacific/Kiritimati"}
     completed = subprocess.run(
-        ["bash", "-c", 'umask 077 && exec "$@"', "_", sys.executable, "-m", "orchestrator", "verify-repro",
+        ["bash", "-c", 'umask 077 && exec "$@"', "_", sys.executable, "-m", "liveorch", "verify-repro",
          str(EXAMPLE), "--volume", test_volume, "--target-dir", str(tmp_path)],
         env=env, capture_output=True, text=True, timeout=1800,
     )

@@ -23,12 +23,12 @@ import docker
 import pytest
 from lxml import etree
 
-from orchestrator.cache import list_entries
-from orchestrator.engine import LABEL, remove_volume
+from liveorch.orchestrator.cache import list_entries
+from liveorch.orchestrator.engine import LABEL, remove_volume
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "bookworm-live" / "config.xml"
-LIVEORCH = [sys.executable, "-m", "orchestrator"]
+LIVEORCH = [sys.executable, "-m", "liveorch"]
 
 
 def _variant(tmp_path: Path, extra_package: str) -> Path:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.boot import BootMode, BootResult, boot_and_login
-from orchestrator.build import BuildReport
+from liveorch.orchestrator.boot import BootMode, BootResult, boot_and_login
+from liveorch.orchestrator.build import BuildReport
 
 pytestmark = pytest.mark.slow
 CHECKS = ("id tux; grep ^tux: /etc/shadow | cut -d: -f2 | cut -c1-3; "

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.boot import BootFailed, BootMode, BootScript, boot_and_login
-from orchestrator.build import BuildOptions, BuildReport, run_build
-from orchestrator.overrides import Overrides
+from liveorch.orchestrator.boot import BootFailed, BootMode, BootScript, boot_and_login
+from liveorch.orchestrator.build import BuildOptions, BuildReport, run_build
+from liveorch.orchestrator.overrides import Overrides
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.boot import BootMode, BootResult, BootScript, boot_and_login, pxe_nic
-from orchestrator.build import BuildOptions, BuildReport, run_build
+from liveorch.orchestrator.boot import BootMode, BootResult, BootScript, boot_and_login, pxe_nic
+from liveorch.orchestrator.build import BuildOptions, BuildReport, run_build
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

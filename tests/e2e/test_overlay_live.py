@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.boot import BootFailed, BootMode, BootResult, BootScript, boot_and_login
-from orchestrator.build import BuildReport
+from liveorch.orchestrator.boot import BootFailed, BootMode, BootResult, BootScript, boot_and_login
+from liveorch.orchestrator.build import BuildReport
 
 pytestmark = pytest.mark.slow
 PASSWORD = "linux"  # examples/kiwi-features: root

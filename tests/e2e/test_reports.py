@@ -8,8 +8,8 @@ import pytest
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
-from orchestrator.build import BuildReport
-from stages.contract import STAGES
+from liveorch.orchestrator.build import BuildReport
+from liveorch.stages.contract import STAGES
 
 pytestmark = pytest.mark.slow
 BASENAME = "bookworm-live.x86_64-1.0.0"

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.build import BuildReport
-from orchestrator.engine import connect, remove_volume
+from liveorch.orchestrator.build import BuildReport
+from liveorch.orchestrator.engine import connect, remove_volume
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -72,7 +72,7 @@ def podman_user() -> Iterator[PodmanUser]:
            "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin", "LANG": "C.UTF-8"}
     venv = Path(account.pw_dir) / "liveorch-venv"
     source = subprocess.run(["runuser", "-u", USER, "--", venv / "bin/python", "-c",
-                             "import orchestrator, pathlib; print(pathlib.Path(orchestrator.__file__).parents[1])"],
+                             "import liveorch, pathlib; print(pathlib.Path(liveorch.__file__).parents[1])"],
                             capture_output=True, text=True, check=True, cwd="/").stdout.strip()
     yield PodmanUser(url, USER, account.pw_uid, env, venv / "bin/liveorch", Path(source))
     if "starting podman system service" in setup.stderr:

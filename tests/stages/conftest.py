@@ -12,12 +12,12 @@ import docker
 import pytest
 from testcontainers.core.container import DockerContainer
 
-from orchestrator.build import BuildReport
-from orchestrator.description import parse_description
-from orchestrator.engine import DOCKER_DEFAULT_CAPS, ArtifactVolume
-from orchestrator.images import StageImage, ensure_stage_images, image_tag
-from orchestrator.plan import make_plan
-from stages.contract import (
+from liveorch.orchestrator.build import BuildReport
+from liveorch.orchestrator.description import parse_description
+from liveorch.orchestrator.engine import DOCKER_DEFAULT_CAPS, ArtifactVolume
+from liveorch.orchestrator.images import StageImage, ensure_stage_images, image_tag
+from liveorch.orchestrator.plan import make_plan
+from liveorch.stages.contract import (
     ARTIFACTS_MOUNT,
     NETWORKED_STAGES,
     REQUEST_FILE,

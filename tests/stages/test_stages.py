@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from stages.contract import StageResult
+from liveorch.stages.contract import StageResult
 
 pytestmark = pytest.mark.slow
 
@@ -109,6 +109,6 @@ def test_checksum_verifies_and_names_a_missing_iso(run_stage, example_options, e
 
 
 def _path(stage: str, result: StageResult, name: str) -> Any:
-    from stages.contract import stage_dir
+    from liveorch.stages.contract import stage_dir
 
     return stage_dir(stage, result.key) / name

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import boot
-from orchestrator.boot import BOOT_MODES, BootMode, qemu_argv
-from orchestrator.errors import LiveorchError
+from liveorch.orchestrator import boot
+from liveorch.orchestrator.boot import BOOT_MODES, BootMode, qemu_argv
+from liveorch.orchestrator.errors import LiveorchError
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.cache import CacheEntry
+from liveorch.orchestrator.cache import CacheEntry
 
 
 @pytest.mark.parametrize(("stage", "key", "complete", "kind", "build"), [

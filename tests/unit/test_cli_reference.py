@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.cli_reference import DOC, render
+from liveorch.orchestrator.cli_reference import DOC, render
 
 
 def test_cli_reference_is_up_to_date() -> None:

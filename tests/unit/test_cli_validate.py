@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from orchestrator.cli import app
-from orchestrator.errors import DescriptionError
+from liveorch.orchestrator.cli import app
+from liveorch.orchestrator.errors import DescriptionError
 
 
 @pytest.fixture

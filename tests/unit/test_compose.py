@@ -6,9 +6,9 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.engine import DEFAULT_VOLUME, DOCKER_DEFAULT_CAPS
-from orchestrator.images import dockerfile_name, image_tag
-from stages.contract import ARTIFACTS_MOUNT, NETWORKED_STAGES, STAGE_CAPABILITIES, STAGES
+from liveorch.orchestrator.engine import DEFAULT_VOLUME, DOCKER_DEFAULT_CAPS
+from liveorch.orchestrator.images import dockerfile_name, image_tag
+from liveorch.stages.contract import ARTIFACTS_MOUNT, NETWORKED_STAGES, STAGE_CAPABILITIES, STAGES
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "compose.yaml").read_text())
@@ -38,5 +38,5 @@ def test_the_artifact_volume_is_the_default_one() -> None:
 def test_every_dockerfile_has_a_python_entrypoint_for_its_stage() -> None:
     for stage in STAGES:
         text = (REPO / dockerfile_name(stage)).read_text()
-        assert f'ENTRYPOINT ["python3", "-m", "stages", "{stage}"]' in text
+        assert f'ENTRYPOINT ["python3", "-m", "liveorch.stages", "{stage}"]' in text
         assert text.startswith("#") and "FROM debian:bookworm-slim" in text

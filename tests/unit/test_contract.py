@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from stages.contract import (
+from liveorch.stages.contract import (
     STAGE_CAPABILITIES,
     STAGE_INPUTS,
     STAGES,

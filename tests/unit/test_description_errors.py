@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.description import MAX_DESCRIPTION_BYTES, parse_description
-from orchestrator.errors import DescriptionError, LiveorchError
+from liveorch.orchestrator.description import MAX_DESCRIPTION_BYTES, parse_description
+from liveorch.orchestrator.errors import DescriptionError, LiveorchError
 
 
 def raises_at(path: Path, line: int | None) -> DescriptionError:
@@ -251,7 +251,7 @@ def test_name_with_trailing_newline_is_refused(write_description, line) -> None:
 
 
 def test_version_with_path_separators_is_refused(write_description) -> None:
-    from orchestrator.plan import make_plan
+    from liveorch.orchestrator.plan import make_plan
 
     path = write_description(version="1.0/../../../tmp/escape")
     try:

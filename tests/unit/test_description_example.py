@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.description import Description, Repository, User, find_description, parse_description
-from orchestrator.errors import DescriptionError
+from liveorch.orchestrator.description import Description, Repository, User, find_description, parse_description
+from liveorch.orchestrator.errors import DescriptionError
 
 
 @pytest.fixture

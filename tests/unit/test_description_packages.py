@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.description import parse_description
+from liveorch.orchestrator.description import parse_description
 
 
 @pytest.fixture

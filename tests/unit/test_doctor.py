@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.doctor import (
+from liveorch.orchestrator.doctor import (
     FAIL,
     INFO,
     LOW_DISK,

@@ -6,9 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.description import parse_description
-from orchestrator.plan import make_plan
-from stages.grub_config import INITRD_PATH, KERNEL_PATH, SERIAL_DEFAULTS, early_config, kernel_cmdline, menu_config
+from liveorch.orchestrator.description import parse_description
+from liveorch.orchestrator.plan import make_plan
+from liveorch.stages.grub_config import (
+    INITRD_PATH,
+    KERNEL_PATH,
+    SERIAL_DEFAULTS,
+    early_config,
+    kernel_cmdline,
+    menu_config,
+)
 
 SERIAL_LINE = "serial --unit=0 --speed=115200 --word=8 --parity=no --stop=1"
 
@@ -153,7 +160,7 @@ def test_mediacheck_adds_a_check_entry_only_when_asked() -> None:
 
 
 def test_loopback_cfg_passes_the_iso_path_to_the_live_module() -> None:
-    from stages.grub_config import loopback_config
+    from liveorch.stages.grub_config import loopback_config
 
     text = loopback_config(options())
     assert "iso-scan/filename=${iso_path}" in text

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.description import parse_description
-from orchestrator.overrides import Overrides
-from orchestrator.plan import KIWI_ARCH, make_plan
-from stages.hooks import KCONFIG, write_profile
+from liveorch.orchestrator.description import parse_description
+from liveorch.orchestrator.overrides import Overrides
+from liveorch.orchestrator.plan import KIWI_ARCH, make_plan
+from liveorch.stages.hooks import KCONFIG, write_profile
 
 BASH = shutil.which("bash")
 pytestmark = pytest.mark.skipif(BASH is None, reason="needs bash")

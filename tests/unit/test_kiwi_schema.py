@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from orchestrator.description import parse_description
-from orchestrator.kiwi_schema import KNOWN, unknown_markup
-from orchestrator.overrides import Overrides
-from orchestrator.plan import make_plan
+from liveorch.orchestrator.description import parse_description
+from liveorch.orchestrator.kiwi_schema import KNOWN, unknown_markup
+from liveorch.orchestrator.overrides import Overrides
+from liveorch.orchestrator.plan import make_plan
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.description import parse_description
-from orchestrator.errors import LiveorchError
-from orchestrator.lock import LOCK_FORMAT, LockError, check_lock, load_lock, lock_path
-from orchestrator.plan import make_plan
+from liveorch.orchestrator.description import parse_description
+from liveorch.orchestrator.errors import LiveorchError
+from liveorch.orchestrator.lock import LOCK_FORMAT, LockError, check_lock, load_lock, lock_path
+from liveorch.orchestrator.plan import make_plan
 
 DEBIAN = {"alias": "debian", "url": "http://deb.debian.org/debian", "suite": "bookworm", "components": ["main"]}
 SECURITY = {"alias": "security", "url": "http://deb.debian.org/debian-security", "suite": "bookworm-security",

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.description import parse_description
-from orchestrator.errors import DescriptionError
-from orchestrator.overrides import SPEC_FIELDS, Overrides, SpecError, parse_repo_spec
+from liveorch.orchestrator.description import parse_description
+from liveorch.orchestrator.errors import DescriptionError
+from liveorch.orchestrator.overrides import SPEC_FIELDS, Overrides, SpecError, parse_repo_spec
 
 TWO_REPOSITORIES = """<repository type="apt-deb" alias="first" distribution="bookworm" components="main">
         <source path="http://first.example/debian"/>

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.description import Description, parse_description
-from orchestrator.errors import DescriptionError
-from orchestrator.overrides import Overrides
-from orchestrator.payload import Payload, make_payload
+from liveorch.orchestrator.description import Description, parse_description
+from liveorch.orchestrator.errors import DescriptionError
+from liveorch.orchestrator.overrides import Overrides
+from liveorch.orchestrator.payload import Payload, make_payload
 
 SECRET = "liveorch-payload-secret-5f1c9e"
 PACKAGES_WITH_ARCHIVE = """<packages type="image">

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.description import Description, parse_description
-from orchestrator.errors import DescriptionError
-from orchestrator.plan import LIVE_BOOT_PACKAGES, BuildPlan, default_volid, make_plan, secure_boot_packages
-from stages.contract import STAGES
+from liveorch.orchestrator.description import Description, parse_description
+from liveorch.orchestrator.errors import DescriptionError
+from liveorch.orchestrator.plan import LIVE_BOOT_PACKAGES, BuildPlan, default_volid, make_plan, secure_boot_packages
+from liveorch.stages.contract import STAGES
 
 PACKAGES_WITHOUT_DRACUT = """<packages type="image">
         <package name="linux-image-amd64"/>

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import pxe
-from orchestrator.boot import BootMode, BootScript, pxe_nic, qemu_argv
-from orchestrator.description import parse_description
-from orchestrator.errors import LiveorchError
-from orchestrator.overrides import Overrides
-from orchestrator.plan import NETWORK_BOOT_PACKAGES, make_plan
+from liveorch.orchestrator import pxe
+from liveorch.orchestrator.boot import BootMode, BootScript, pxe_nic, qemu_argv
+from liveorch.orchestrator.description import parse_description
+from liveorch.orchestrator.errors import LiveorchError
+from liveorch.orchestrator.overrides import Overrides
+from liveorch.orchestrator.plan import NETWORK_BOOT_PACKAGES, make_plan
 
 URL = "http://10.0.2.2:8000/"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from orchestrator.build import StageReport
-from orchestrator.repro import compare
-from stages.contract import STAGES, Artifact, StageResult
+from liveorch.orchestrator.build import StageReport
+from liveorch.orchestrator.repro import compare
+from liveorch.stages.contract import STAGES, Artifact, StageResult
 
 
 def _reports(overrides: dict[str, dict[str, str]]) -> dict[str, StageReport]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stages.resolve import Repository, _repository_lines
+from liveorch.stages.resolve import Repository, _repository_lines
 
 DEBIAN = Repository("http://deb.debian.org/debian", "bookworm", ("main",), "debian", False)
 UPDATES = Repository("http://deb.debian.org/debian", "bookworm-updates", ("main",), "updates", False)

@@ -9,8 +9,8 @@ import pytest
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
-from orchestrator.sbom import make_sbom, spdx_license
-from stages.package_info import dep5_licenses
+from liveorch.orchestrator.sbom import make_sbom, spdx_license
+from liveorch.stages.package_info import dep5_licenses
 
 
 @pytest.mark.parametrize(("names", "expected"), [

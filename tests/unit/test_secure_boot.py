@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from stages import secure_boot
-from stages.grub_config import early_config
-from stages.iso import EFI_MODULES
-from stages.tools import StageError
+from liveorch.stages import secure_boot
+from liveorch.stages.grub_config import early_config
+from liveorch.stages.iso import EFI_MODULES
+from liveorch.stages.tools import StageError
 
 
 def _elf_module(name: str) -> bytes:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-import stages.resolve as resolve
-from orchestrator.description import parse_description
-from orchestrator.errors import DescriptionError
-from orchestrator.overrides import Overrides
-from orchestrator.plan import make_plan
+import liveorch.stages.resolve as resolve
+from liveorch.orchestrator.description import parse_description
+from liveorch.orchestrator.errors import DescriptionError
+from liveorch.orchestrator.overrides import Overrides
+from liveorch.orchestrator.plan import make_plan
 
 ARMORED = b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ...\n-----END PGP PUBLIC KEY BLOCK-----\n"
 BINARY = b"\x98\x33\x04binary-key"
