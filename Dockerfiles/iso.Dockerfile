@@ -7,5 +7,4 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 ENV PYTHONPATH=/opt/liveorch PYTHONDONTWRITEBYTECODE=1 LC_ALL=C.UTF-8 TZ=UTC
 COPY stages/ /opt/liveorch/liveorch/stages/
-USER 1000:1000
 ENTRYPOINT ["python3", "-m", "liveorch.stages", "iso"]

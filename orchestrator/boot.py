@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pexpect
 
-from liveorch.orchestrator.errors import LiveorchError
+from liveorch.orchestrator.errors import CheckFailed, LiveorchError
 
 OVMF_CANDIDATES = ("/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd", "/usr/share/OVMF/OVMF_CODE.fd")
 # Debian's ovmf: the Secure Boot build (needs SMM) and variables with Microsoft's keys enrolled
@@ -33,10 +33,6 @@ FAILURE_MARKERS = ("Kernel panic", "emergency mode", "Entering emergency", "drac
                    # UEFI: nothing the firmware would start (e.g. Secure Boot refused it), shim refused GRUB.
                    "BdsDxe: No bootable option or device was found", "Verification failed: ")
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-class BootFailed(LiveorchError):
-    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -158,7 +154,7 @@ def pxe_nic(tftp_root: Path, bootfile: str = "boot.ipxe") -> str:
 def boot_and_login(iso: Path, mode: BootMode, password: str, command: str = "cat /proc/cmdline; findmnt -n /",
                    timeout: float = 600, user: str = "root", log: Path | None = None,
                    script: BootScript | None = None) -> BootResult:
-    """Boot, wait for the login prompt, log in, run `command`, power off. Raises BootFailed."""
+    """Boot, wait for the login prompt, log in, run `command`, power off. Raises CheckFailed."""
     script = script or BootScript()
     argv = qemu_argv(iso, mode, attach_iso=script.attach_iso, nic=script.nic) + list(script.qemu_extra)
     started = time.monotonic()
@@ -224,4 +220,4 @@ def _expect(child: pexpect.spawn, patterns: list[bytes], what: str, transcript: 
         reason = f"QEMU exited before {what}"
     else:
         reason = f"timed out after {timeout:.0f} s waiting for {what}"
-    raise BootFailed(reason, hint="\n".join(tail))
+    raise CheckFailed(reason, hint="\n".join(tail))

@@ -1,111 +1,97 @@
-"""The stage cache in the artifact volume: list entries, prune old ones, clean leftovers.
+"""The stage cache: list the store, prune it, clean up what ended builds left.
 
-The volume holds the cache (finished stages' results, the package pool, uploaded
-description files) and, only while a build runs, that build's work directories. What a
-build leaves after it ends is a leftover: a work directory of an interrupted or killed
-build, or one kept on purpose (`run --keep-work`) under kept/<build>-<stage>.
-
-Entries are read and removed by a short-lived container on the volume (the engine has no
-API to list a volume's files), started from a stage image that is already present.
+The store holds finished stages' results and the package pool; the keeper (its own
+container, see store_keeper.py) does every change to it. A build's scratch volumes (one
+per stage run, labelled with the build and the store) exist only while it runs, unless a
+failed stage's was kept (`run --keep-work`). A build is running while its probe container
+exists and its process is alive: prune and clean never touch what a running build uses.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import docker
+import docker.errors
 
 from liveorch.orchestrator.engine import LABEL
-from liveorch.orchestrator.images import image_tag
-from liveorch.stages.contract import ARTIFACTS_MOUNT
-
-# Runs inside the container: one JSON line per cache entry (stage, key, bytes, mtime).
-_LIST = f"""
-import json, os, pathlib
-root = pathlib.Path("{ARTIFACTS_MOUNT}")
-for stage in sorted(p for p in root.iterdir() if p.is_dir()):
-    for entry in sorted(stage.iterdir()):
-        size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file() and not f.is_symlink())
-        result = entry / "result.json"
-        mtime = result.stat().st_mtime if result.exists() else entry.stat().st_mtime
-        print(json.dumps({{"stage": stage.name, "key": entry.name, "bytes": size, "mtime": mtime,
-                          "complete": result.exists()}}))
-"""
-
+from liveorch.orchestrator.images import STORE_IMAGE, ensure_image
+from liveorch.orchestrator.store import LEASE_GRACE, run_keeper
 
 UNFINISHED_GRACE = 6 * 3600
-KEPT = "kept"
-WORK_PREFIXES = (".work-", ".retired-")
 
 
 @dataclass(frozen=True)
 class CacheEntry:
+    """result (a finished stage), pool (a package), work (a running or interrupted build's
+    scratch volume) or kept (a failed stage's scratch volume, kept with --keep-work)."""
+
     stage: str
     key: str
     bytes: int
     mtime: float
-    complete: bool
-
-    @property
-    def kind(self) -> str:
-        """result (a finished stage), work (of a running or interrupted build), kept
-        (a failed stage's work, kept with --keep-work) or store (package pool, description files)."""
-        if self.stage == KEPT:
-            return "kept"
-        if self.key.startswith(WORK_PREFIXES):
-            return "work"
-        return "result" if self.complete else "store"
-
-    @property
-    def build(self) -> str | None:
-        """The build a work directory belongs to (.work-<key>-<build>), when its name says."""
-        parts = self.key.split("-")
-        return parts[2] if self.key.startswith(".work-") and len(parts) == 3 else None
+    kind: str
+    build: str | None = None
 
 
-def _run(client: docker.DockerClient, volume: str, argv: list[str]) -> str:
-    output = client.containers.run(
-        image_tag("checksum"), entrypoint=argv[:1], command=argv[1:], user="0", remove=True,
-        network_mode="none", volumes={volume: {"bind": ARTIFACTS_MOUNT, "mode": "rw"}},
-        labels={LABEL: "cache"},
-    )
-    return output.decode()
+def _keeper(client: docker.DockerClient, volume: str, command: str, args: dict,
+            say: Callable[[str], None] = lambda _: None) -> dict:
+    image = ensure_image(client, STORE_IMAGE, say)
+    return run_keeper(client, image.tag, volume, command, args, labels={f"{LABEL}.role": "cache"})
+
+
+def scratch_volumes(client: docker.DockerClient, volume: str) -> list[docker.models.volumes.Volume]:
+    found = client.volumes.list(filters={"label": f"{LABEL}=scratch"})
+    return [v for v in found if (v.attrs.get("Labels") or {}).get(f"{LABEL}.store") == volume]
+
+
+def _scratch_entry(scratch: docker.models.volumes.Volume) -> CacheEntry:
+    labels = scratch.attrs.get("Labels") or {}
+    created = scratch.attrs.get("CreatedAt", "")[:19]
+    try:
+        mtime = datetime.strptime(created, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        mtime = 0.0
+    return CacheEntry(labels.get(f"{LABEL}.stage", "?"), scratch.name, 0, mtime,
+                      "kept" if labels.get(f"{LABEL}.keep") == "1" else "work", labels.get(f"{LABEL}.build"))
 
 
 def list_entries(client: docker.DockerClient, volume: str) -> list[CacheEntry]:
-    text = _run(client, volume, ["python3", "-c", _LIST])
-    return [CacheEntry(**json.loads(line)) for line in text.splitlines() if line.strip()]
+    try:
+        client.volumes.get(volume)
+    except docker.errors.NotFound:
+        return []
+    stored = [CacheEntry(**e) for e in _keeper(client, volume, "list", {})["entries"]]
+    return stored + [_scratch_entry(v) for v in scratch_volumes(client, volume)]
 
 
-def _remove(client: docker.DockerClient, volume: str, entries: list[CacheEntry]) -> None:
-    paths = [f"{ARTIFACTS_MOUNT}/{e.stage}/{e.key}" for e in entries]
-    for start in range(0, len(paths), 200):
-        _run(client, volume, ["rm", "-rf", "--", *paths[start:start + 200]])
-
-
-def prune(client: docker.DockerClient, volume: str, older_than: float | None, now: float) -> list[CacheEntry]:
-    """Remove entries older than `older_than` seconds (all when None), and work dirs that
-    interrupted stages left (after a grace period, so a running build keeps its own)."""
-    doomed = [e for e in list_entries(client, volume)
-              if older_than is None or now - e.mtime > older_than
-              or (e.kind == "work" and now - e.mtime > UNFINISHED_GRACE)]
-    _remove(client, volume, doomed)
-    return doomed
+def prune(client: docker.DockerClient, volume: str, older_than: float | None) -> list[CacheEntry]:
+    """Remove results and pool files unused for `older_than` seconds (all when None), except
+    what a running build holds; then what ended builds left."""
+    live = live_builds(client, volume)
+    answer = _keeper(client, volume, "prune", {"older_than": older_than, "live": sorted(live), "grace": LEASE_GRACE})
+    return [CacheEntry(**e) for e in answer["removed"]] + remove_leftovers(client, volume, live)
 
 
 def remove_leftovers(client: docker.DockerClient, volume: str, live: set[str]) -> list[CacheEntry]:
-    """Remove what ended builds left: kept work, and work directories of builds not in `live`
-    (a work directory without a build id in its name counts as left over after the grace period)."""
-    now = datetime.now(UTC).timestamp()
-    doomed = [e for e in list_entries(client, volume)
-              if e.kind == "kept" or (e.kind == "work" and (e.build not in live if e.build
-                                                              else now - e.mtime > UNFINISHED_GRACE))]
-    _remove(client, volume, doomed)
-    return doomed
+    """Scratch volumes of builds that ended (kept ones included), and the leases and
+    half-published entries they left in the store."""
+    removed = []
+    for scratch in scratch_volumes(client, volume):
+        entry = _scratch_entry(scratch)
+        if entry.build not in live:
+            with contextlib.suppress(docker.errors.APIError):
+                scratch.remove(force=True)
+                removed.append(entry)
+    with contextlib.suppress(docker.errors.NotFound):
+        client.volumes.get(volume)
+        _keeper(client, volume, "forget", {"live": sorted(live), "grace": LEASE_GRACE})
+    return removed
 
 
 def _alive(container: docker.models.containers.Container) -> bool:
@@ -140,3 +126,12 @@ def remove_stopped_containers(client: docker.DockerClient, volume: str, live: se
             container.remove(force=True)
             removed.append(container.name)
     return removed
+
+
+def remove_store(client: docker.DockerClient, volume: str) -> bool:
+    """`clean --all`: the store volume itself; False when there was none."""
+    try:
+        client.volumes.get(volume).remove(force=True)
+    except docker.errors.NotFound:
+        return False
+    return True

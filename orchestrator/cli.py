@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from datetime import UTC, datetime
@@ -13,16 +12,18 @@ import typer
 
 from liveorch import __version__
 from liveorch.orchestrator.build import BuildOptions, run_build
+from liveorch.orchestrator.containers import StageLimits, parse_size
 from liveorch.orchestrator.description import parse_description
-from liveorch.orchestrator.engine import DEFAULT_VOLUME, connect
-from liveorch.orchestrator.errors import DescriptionError, LiveorchError
-from liveorch.orchestrator.images import ensure_stage_images, image_tag
+from liveorch.orchestrator.engine import ENGINE_FAILURES, as_engine_error, connect
+from liveorch.orchestrator.errors import DescriptionError, LiveorchError, UsageError
+from liveorch.orchestrator.images import describe_images, ensure_images
 from liveorch.orchestrator.overrides import Overrides
 from liveorch.orchestrator.payload import make_payload
 from liveorch.orchestrator.plan import make_plan
 from liveorch.orchestrator.progress import PlainProgress, make_progress
 from liveorch.orchestrator.pxe import DEFAULT_PXE_URL
-from liveorch.stages.contract import STAGES
+from liveorch.orchestrator.store import DEFAULT_STORE
+from liveorch.orchestrator.summary import print_json_summary, print_summary
 
 app = typer.Typer(
     name="liveorch",
@@ -55,22 +56,38 @@ def _fail(error: LiveorchError) -> None:
     raise typer.Exit(error.exit_code)
 
 
-def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+def _signal_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _as_liveorch_error(error: Exception) -> LiveorchError:
+    """Whatever escaped a verb, as the one line (and exit code) a user gets."""
+    if isinstance(error, LiveorchError):
+        return error
+    if isinstance(error, ENGINE_FAILURES):
+        return as_engine_error(error)
+    if isinstance(error, OSError):
+        where = f": {error.filename}" if error.filename else ""
+        return LiveorchError(f"{error.strerror or error}{where}")
+    return LiveorchError(f"unexpected error: {type(error).__name__}: {error}",
+                         hint="run with --debug for the traceback, and please report it")
+
+
 def _guarded(action: object) -> None:
-    """Run a verb: LiveorchErrors become one line and an exit code; SIGTERM acts like Ctrl-C."""
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    """Run a verb: errors become one line and an exit code; SIGTERM and SIGHUP act like Ctrl-C."""
+    signal.signal(signal.SIGTERM, _signal_as_interrupt)
+    signal.signal(signal.SIGHUP, _signal_as_interrupt)
     try:
         action()  # type: ignore[operator]
-    except LiveorchError as error:
-        if _debug:
-            raise
-        _fail(error)
     except KeyboardInterrupt:
         print("liveorch: interrupted", file=sys.stderr)
         raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception as error:
+        if _debug:
+            raise
+        _fail(_as_liveorch_error(error))
 
 
 def _version(value: bool) -> None:
@@ -129,10 +146,14 @@ def run(
                                                                 "(default: the lock's, else the newest package's).")
                                  ] = None,
     hook_timeout: Annotated[int, typer.Option(help="Seconds config.sh and images.sh may run.")] = 1800,
-    keep_work: Annotated[bool, typer.Option("--keep-work", help="Keep a failed stage's work directory and output "
-                                                                "in the artifact volume for inspection (`liveorch "
-                                                                "clean` removes it).")] = False,
-    volume: Annotated[str, typer.Option(help="Artifact volume (the stage cache).")] = DEFAULT_VOLUME,
+    keep_work: Annotated[bool, typer.Option("--keep-work", help="Keep a failed stage's scratch volume (request, "
+                                                                "partial outputs, its output as stage.log) for "
+                                                                "inspection (`liveorch clean` removes it).")] = False,
+    memory: Annotated[str, typer.Option(help="Memory limit of every stage container, e.g. 4g or 1536m.")] = "4g",
+    pids_limit: Annotated[int, typer.Option(help="Process limit of every stage container.")] = StageLimits.pids,
+    stage_timeout: Annotated[int, typer.Option(help="Seconds a stage container may run before it is stopped.")
+                             ] = StageLimits.timeout,
+    volume: Annotated[str, typer.Option(help="The store volume (the stage cache).")] = DEFAULT_STORE,
     engine_host: Annotated[str | None, typer.Option(help="Engine API URL, e.g. unix:///run/user/1000/podman/"
                                                          "podman.sock (default: DOCKER_HOST).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Stream the stages' own output.")] = False,
@@ -159,7 +180,8 @@ def run(
                            no_cache=no_cache, source_date_epoch=source_date_epoch, volume=volume,
                            engine_host=engine_host, verbose=verbose, offline=offline, overrides=overrides,
                            hook_timeout=hook_timeout, keep_work=keep_work,
-                           pxe_url=pxe_url or (DEFAULT_PXE_URL if pxe else None))
+                           pxe_url=pxe_url or (DEFAULT_PXE_URL if pxe else None),
+                           limits=StageLimits(memory=parse_size(memory), pids=pids_limit, timeout=stage_timeout))
 
     def action() -> None:
         source = config or description
@@ -167,30 +189,16 @@ def run(
             raise DescriptionError("name the description: liveorch run CONFIG (or --description DIR)")
         kind = "json" if json_events else progress
         if kind not in ("auto", "live", "plain", "json"):
-            raise LiveorchError(f"--progress {kind!r}: choose auto, live, plain or json")
+            raise UsageError(f"--progress {kind!r}: choose auto, live, plain or json")
         renderer = make_progress(kind, verbose)
         try:
             report = run_build(source, options, renderer)
         finally:
             renderer.close()
         if kind == "json":
-            print(json.dumps({"event": "summary", "iso": str(report.iso), "sha256": report.sha256,
-                              "bytes": report.size, "packages": report.packages, "seconds": round(report.seconds, 2),
-                              "pxe": str(report.pxe) if report.pxe else None,
-                              "stages": {s.stage: {"cached": s.cached, "seconds": round(s.seconds, 2)}
-                                         for s in report.stages}}))
-            return
-        print()
-        print(f"{'stage':<10} {'state':<7} {'seconds':>8}")
-        for stage in report.stages:
-            print(f"{stage.stage:<10} {'cached' if stage.cached else 'built':<7} {stage.seconds:>8.1f}")
-        print(f"\nISO      {report.iso}")
-        print(f"size     {report.size / (1 << 20):.1f} MiB")
-        print(f"sha256   {report.sha256}")
-        print(f"packages {report.packages}")
-        print(f"time     {report.seconds:.1f} s")
-        if report.pxe:
-            print(f"PXE      {report.pxe}  (try it: liveorch serve-pxe {report.pxe.parent})")
+            print_json_summary(report)
+        else:
+            print_summary(report)
 
     _guarded(action)
 
@@ -217,6 +225,8 @@ def validate(
         description = parse_description(config, tuple(profile), overrides=overrides)
         payload = make_payload(description)
         plan = make_plan(description, payload_sha256=payload.sha256 if payload else None)
+        for warning in plan.warnings:
+            print(f"warning: {warning}")
         for note in plan.notes:
             print(f"note: {note}")
         extras = [f"{len(description.hooks)} hook(s)" if description.hooks else "",
@@ -234,30 +244,24 @@ def images_build(
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when up to date.")] = False,
     engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
 ) -> None:
-    """Build (or check) the six stage images."""
+    """Build (or check) the stage images and the store keeper's image."""
 
     def action() -> None:
         client = connect(engine_host)
-        for stage, image in ensure_stage_images(client, _say, force).items():
-            print(f"{stage:<10} {image.tag:<28} {image.id[7:19]}")
+        for name, image in ensure_images(client, _say, force).items():
+            print(f"{name:<10} {image.tag:<28} {image.id[7:19]}")
 
     _guarded(action)
 
 
 @images_app.command("ls")
 def images_ls(engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None) -> None:
-    """List the stage images with their ids and sizes."""
+    """List the images this checkout runs (by content tag) with their ids and sizes."""
 
     def action() -> None:
-        import docker.errors
-
-        client = connect(engine_host)
-        for stage in STAGES:
-            try:
-                image = client.images.get(image_tag(stage))
-                print(f"{stage:<10} {image_tag(stage):<28} {image.id[7:19]} {image.attrs['Size'] / 1e6:8.1f} MB")
-            except docker.errors.ImageNotFound:
-                print(f"{stage:<10} {image_tag(stage):<28} (not built)")
+        for name, tag, short_id, size in describe_images(connect(engine_host)):
+            shown = f"{short_id} {size:8.1f} MB" if short_id else "(not built)"
+            print(f"{name:<10} {tag:<28} {shown}")
 
     _guarded(action)
 
@@ -356,7 +360,7 @@ def lock(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the lock (default: "
                                                                        "<name>.lock beside the description).")
                       ] = None,
-    volume: Annotated[str, typer.Option(help="Artifact volume (holds the package cache).")] = DEFAULT_VOLUME,
+    volume: Annotated[str, typer.Option(help="The store volume (holds the package pool).")] = DEFAULT_STORE,
     engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
 ) -> None:
     """Resolve the packages and write the lock file, without building.
@@ -376,7 +380,7 @@ def lock(
                 target = output or lock_path(build.description, None)
                 reports = build.run_stages(until="resolve")
                 build.export_lock(reports, target)
-        print(f"lock written: {target} ({reports['resolve'].result.facts['packages']} packages)")
+        print(f"lock written: {target} ({reports['resolve'].record.facts['packages']} packages)")
 
     _guarded(action)
 
@@ -387,7 +391,7 @@ def verify_repro(
     profile: ProfileOpt = [],  # noqa: B006
     target_dir: Annotated[Path, typer.Option("--target-dir", "-t", help="Where the first build's log goes.")] = Path(
         "out"),
-    volume: Annotated[str, typer.Option(help="Artifact volume of the first build.")] = DEFAULT_VOLUME,
+    volume: Annotated[str, typer.Option(help="The store volume of the first build.")] = DEFAULT_STORE,
     engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
 ) -> None:
     """Build twice independently (second: fresh volume, no cache) and compare every stage's outputs.
@@ -413,41 +417,32 @@ def verify_repro(
 
 @cache_app.command("ls")
 def cache_ls(
-    volume: Annotated[str, typer.Option(help="Artifact volume.")] = DEFAULT_VOLUME,
+    volume: Annotated[str, typer.Option(help="The store volume.")] = DEFAULT_STORE,
     engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
 ) -> None:
-    """List cached stage results (and the package pool) with size and age."""
-    import time
-
+    """List cached stage results, the package pool and builds' scratch volumes, with size and age."""
     from liveorch.orchestrator.cache import list_entries
+    from liveorch.orchestrator.summary import print_cache_entries
 
     def action() -> None:
-        entries = list_entries(connect(engine_host), volume)
-        now = time.time()
-        total = 0
-        for e in entries:
-            total += e.bytes
-            state = {"result": "", "store": "", "work": " (unfinished)", "kept": " (kept work)"}[e.kind]
-            print(f"{e.stage:<9} {e.key[:24]:<24} {e.bytes / 1e6:10.1f} MB {(now - e.mtime) / 3600:8.1f} h{state}")
-        print(f"{len(entries)} entries, {total / 1e6:.1f} MB in volume {volume}")
+        print_cache_entries(list_entries(connect(engine_host), volume), volume)
 
     _guarded(action)
 
 
 @cache_app.command("prune")
 def cache_prune(
-    older_than_days: Annotated[float, typer.Option(help="Remove entries older than this many days.")] = 14,
-    all_entries: Annotated[bool, typer.Option("--all", help="Remove every entry, the package pool too.")] = False,
-    volume: Annotated[str, typer.Option(help="Artifact volume.")] = DEFAULT_VOLUME,
+    older_than_days: Annotated[float, typer.Option(help="Remove entries unused for this many days.")] = 14,
+    all_entries: Annotated[bool, typer.Option("--all", help="Remove every entry, the package pool too (not what "
+                                                            "a running build uses).")] = False,
+    volume: Annotated[str, typer.Option(help="The store volume.")] = DEFAULT_STORE,
     engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
 ) -> None:
-    """Remove old cache entries and leftovers of interrupted stages."""
-    import time
-
+    """Remove old cache entries and what ended builds left; a running build's entries stay."""
     from liveorch.orchestrator.cache import prune
 
     def action() -> None:
-        removed = prune(connect(engine_host), volume, None if all_entries else older_than_days * 86400, time.time())
+        removed = prune(connect(engine_host), volume, None if all_entries else older_than_days * 86400)
         print(f"removed {len(removed)} entries, {sum(e.bytes for e in removed) / 1e6:.1f} MB")
 
     _guarded(action)
@@ -455,37 +450,26 @@ def cache_prune(
 
 @app.command()
 def clean(
-    all_cache: Annotated[bool, typer.Option("--all", help="Also remove the artifact volume (the whole cache).")
+    all_cache: Annotated[bool, typer.Option("--all", help="Also remove the store volume (the whole cache).")
                          ] = False,
-    volume: Annotated[str, typer.Option(help="Artifact volume.")] = DEFAULT_VOLUME,
+    volume: Annotated[str, typer.Option(help="The store volume.")] = DEFAULT_STORE,
     engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
 ) -> None:
-    """Remove what ended builds left on the volume: stopped liveorch containers, work directories
-    of interrupted builds and work kept with `run --keep-work` (running builds are left alone);
-    with --all the artifact volume too."""
-    import docker.errors
-
-    from liveorch.orchestrator.cache import live_builds, remove_leftovers, remove_stopped_containers
+    """Remove what ended builds left: stopped liveorch containers, scratch volumes of interrupted
+    builds and those kept with `run --keep-work` (running builds are left alone); with --all the
+    store volume too."""
+    from liveorch.orchestrator.cache import live_builds, remove_leftovers, remove_stopped_containers, remove_store
 
     def action() -> None:
         client = connect(engine_host)
         live = live_builds(client, volume)
         containers = remove_stopped_containers(client, volume, live)
         print(f"removed {len(containers)} stopped containers")
-        if all_cache:
-            try:
-                client.volumes.get(volume).remove(force=True)
-                print(f"removed volume {volume}")
-            except docker.errors.NotFound:
-                print(f"no volume {volume}")
-            return
-        try:
-            client.volumes.get(volume)
-        except docker.errors.NotFound:
-            return
         removed = remove_leftovers(client, volume, live)
         kept = sum(e.kind == "kept" for e in removed)
-        print(f"removed {len(removed) - kept} unfinished work directories and {kept} kept ones")
+        print(f"removed {len(removed) - kept} unfinished work volumes and {kept} kept ones")
+        if all_cache:
+            print(f"removed volume {volume}" if remove_store(client, volume) else f"no volume {volume}")
 
     _guarded(action)
 

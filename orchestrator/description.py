@@ -8,22 +8,48 @@ to the chosen profiles.
 
 from __future__ import annotations
 
+import enum
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 from lxml import etree
 
 from liveorch.orchestrator.errors import DescriptionError
 from liveorch.orchestrator.kiwi_schema import unknown_markup
 from liveorch.orchestrator.overrides import Overrides
+from liveorch.stages.contracts.iso import Firmware, TimeoutStyle
+from liveorch.stages.contracts.squashfs import Compression
 
 MAX_DESCRIPTION_BYTES = 1 << 20
 DESCRIPTION_NAMES = ("config.xml", "appliance.kiwi")
 ARCH_ALIASES = {"x86_64": "amd64", "amd64": "amd64", "i686": "i386", "i586": "i386", "aarch64": "arm64"}
-SQUASHFS_COMPRESSIONS = ("xz", "zstd", "lz4", "gzip", "lzo")
-FIRMWARES = ("bios", "efi", "uefi")
-FLAGS = ("overlay", "dmsquash")
+
+
+class LiveFlags(enum.StrEnum):
+    """How the read-only root is overlaid at boot: liveorch's module, or dracut's dmsquash-live."""
+
+    OVERLAY = "overlay"
+    DMSQUASH = "dmsquash"
+
+
+class CowFilesystem(enum.StrEnum):
+    """hybridpersistent_filesystem: what the persistent write layer is formatted as."""
+
+    EXT4 = "ext4"
+    XFS = "xfs"
+
+
+Choice = TypeVar("Choice", bound=enum.StrEnum)
+
+
+class PasswordFormat(enum.StrEnum):
+    ENCRYPTED = "encrypted"
+    PLAIN = "plain"
+
+
 HOOKS = ("config.sh", "images.sh")
 VOLID_PATTERN = re.compile(r"[A-Za-z0-9_.\- ]{1,32}")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
@@ -48,7 +74,7 @@ class Repository:
 class User:
     name: str
     password: str | None
-    pwdformat: str = "encrypted"
+    pwdformat: PasswordFormat = PasswordFormat.ENCRYPTED
     home: str | None = None
     shell: str | None = None
     groups: tuple[str, ...] = ()
@@ -60,20 +86,20 @@ class User:
 class LiveType:
     """<type image="iso"> and its <bootloader>."""
 
-    flags: str = "dmsquash"
-    firmware: str = "efi"
+    flags: LiveFlags = LiveFlags.DMSQUASH
+    firmware: Firmware = Firmware.EFI
     volid: str | None = None
     kernelcmdline: str = ""
-    squashfscompression: str = "xz"
+    squashfscompression: Compression = Compression.XZ
     publisher: str | None = None
     application_id: str | None = None
     efifatimagesize: int | None = None
     mediacheck: bool = False
     hybridpersistent: bool = False
-    hybridpersistent_filesystem: str = "ext4"
+    hybridpersistent_filesystem: CowFilesystem = CowFilesystem.EXT4
     bootloader_console: str = ""
     bootloader_timeout: int = 10
-    bootloader_timeout_style: str = "menu"
+    bootloader_timeout_style: TimeoutStyle = TimeoutStyle.MENU
 
 
 @dataclass
@@ -99,14 +125,17 @@ class Description:
 
     @property
     def hooks(self) -> list[str]:
-        return [name for name in HOOKS if (self.directory / name).is_file()]
+        """config.sh and images.sh when present; a symlink at either name counts too (even a dangling
+        one), so that the payload check refuses it rather than it being silently skipped."""
+        return [name for name in HOOKS if (self.directory / name).is_symlink() or (self.directory / name).is_file()]
 
     @property
     def overlay(self) -> Path | None:
         overlay = self.directory / "root"
         if overlay.is_symlink():
             # Walking it would pull in whatever host directory it points to.
-            raise DescriptionError("root/ is a symlink; the overlay must be a real directory", self.path)
+            raise DescriptionError(f"root/ is a symlink (root -> {os.readlink(overlay)}); the overlay must be a "
+                                   "real directory", self.path)
         return overlay if overlay.is_dir() else None
 
     @property
@@ -168,11 +197,12 @@ def _int(element: etree._Element, attribute: str, path: Path, default: int | Non
     return number
 
 
-def _choice(element: etree._Element, attribute: str, choices: tuple[str, ...], default: str, path: Path) -> str:
-    value = element.get(attribute, default)
+def _choice(element: etree._Element, attribute: str, kind: type[Choice], default: Choice, path: Path) -> Choice:
+    value = element.get(attribute, default.value)
+    choices = [member.value for member in kind]
     if value not in choices:
         raise DescriptionError(f"{attribute}={value!r} must be one of {', '.join(choices)}", path, element.sourceline)
-    return value
+    return kind(value)
 
 
 class _Selector:
@@ -213,23 +243,24 @@ def _live_type(types: list[etree._Element], path: Path, root: etree._Element) ->
         raise DescriptionError(f"volid={volid!r}: use 1-32 letters, digits, '_', '-', '.' or spaces",
                                path, element.sourceline)
     bootloader = element.find("bootloader")
-    console, timeout, style = "", 10, "menu"
+    console, timeout, style = "", 10, TimeoutStyle.MENU
     if bootloader is not None:
         console = bootloader.get("output_console") or bootloader.get("console") or ""
         timeout = _int(bootloader, "timeout", path, 10) or 0
-        style = bootloader.get("timeout_style", "menu")
+        style = _choice(bootloader, "timeout_style", TimeoutStyle, TimeoutStyle.MENU, path)
     return LiveType(
-        flags=_choice(element, "flags", FLAGS, "dmsquash", path),
-        firmware=_choice(element, "firmware", FIRMWARES, "efi", path),
+        flags=_choice(element, "flags", LiveFlags, LiveFlags.DMSQUASH, path),
+        firmware=_choice(element, "firmware", Firmware, Firmware.EFI, path),
         volid=volid,
         kernelcmdline=element.get("kernelcmdline", ""),
-        squashfscompression=_choice(element, "squashfscompression", SQUASHFS_COMPRESSIONS, "xz", path),
+        squashfscompression=_choice(element, "squashfscompression", Compression, Compression.XZ, path),
         publisher=element.get("publisher"),
         application_id=element.get("application_id"),
         efifatimagesize=_int(element, "efifatimagesize", path, None),
         mediacheck=_bool(element.get("mediacheck")),
         hybridpersistent=_bool(element.get("hybridpersistent")),
-        hybridpersistent_filesystem=_choice(element, "hybridpersistent_filesystem", ("ext4", "xfs"), "ext4", path),
+        hybridpersistent_filesystem=_choice(element, "hybridpersistent_filesystem", CowFilesystem, CowFilesystem.EXT4,
+                                            path),
         bootloader_console=console,
         bootloader_timeout=timeout,
         bootloader_timeout_style=style,
@@ -292,9 +323,7 @@ def _user(element: etree._Element, path: Path) -> User:
     name = element.get("name")
     if not name:
         raise DescriptionError("<user> needs a name", path, element.sourceline)
-    pwdformat = element.get("pwdformat", "encrypted")
-    if pwdformat not in ("encrypted", "plain"):
-        raise DescriptionError(f"pwdformat={pwdformat!r} must be encrypted or plain", path, element.sourceline)
+    pwdformat = _choice(element, "pwdformat", PasswordFormat, PasswordFormat.ENCRYPTED, path)
     groups = tuple(g.strip() for g in (element.get("groups") or "").split(",") if g.strip())
     return User(
         name=name,
@@ -323,6 +352,28 @@ def _packages(selector: _Selector, root: etree._Element, kinds: tuple[str, ...],
     return names
 
 
+def _inside(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+def escape_from(directory: Path, name: str) -> str | None:
+    """Why directory/name (a relative name without '..') leads out of directory, or None.
+
+    Every symlink on the way (directories and the file itself) is checked: one that resolves
+    outside the directory is the answer ('through the symlink archives -> /etc'); symlinks
+    that stay inside are fine. Nothing is opened or read."""
+    base = os.path.realpath(directory)
+    current = directory
+    for part in PurePosixPath(name).parts:
+        current = current / part
+        if current.is_symlink() and not _inside(os.path.realpath(current), base):
+            link = current.relative_to(directory).as_posix()
+            return f"through the symlink {link} -> {os.readlink(current)}"
+    if not _inside(os.path.realpath(directory / name), base):
+        return f"it resolves to {os.path.realpath(directory / name)}"
+    return None
+
+
 def _archives(selector: _Selector, root: etree._Element, path: Path) -> list[str]:
     names = []
     for block in selector.select(root, "packages"):
@@ -331,6 +382,10 @@ def _archives(selector: _Selector, root: etree._Element, path: Path) -> list[str
             candidate = PurePosixPath(name)
             if not name or candidate.is_absolute() or ".." in candidate.parts:
                 raise DescriptionError(f"<archive name={name!r}> must name a file in the description directory",
+                                       path, archive.sourceline)
+            reason = escape_from(path.parent, name)
+            if reason is not None:
+                raise DescriptionError(f"archive {name} resolves outside the description directory ({reason})",
                                        path, archive.sourceline)
             if not (path.parent / name).is_file():
                 raise DescriptionError(f"archive {name!r} not found beside the description", path, archive.sourceline)

@@ -23,8 +23,7 @@ import requests
 from liveorch.orchestrator.boot import OVMF_CANDIDATES, OVMF_SECURE_BOOT
 from liveorch.orchestrator.engine import connect
 from liveorch.orchestrator.errors import EngineError
-from liveorch.orchestrator.images import BASE_IMAGE, image_tag
-from liveorch.stages.contract import STAGES
+from liveorch.orchestrator.images import BASE_IMAGE, content_tag, image_names
 
 # A build keeps the stage images (~2 GB), the artifact volume's cache (~3 GB for the
 # example) and the results (~0.5 GB): below this, disk-full failures become likely.
@@ -114,7 +113,7 @@ def engine_facts(client: docker.DockerClient, host: str | None) -> EngineFacts:
         measured = free_space(Path(storage))
         storage_free = measured[1] if measured else None
     has_base = _image_present(client, BASE_IMAGE)
-    has_stages = all(_image_present(client, image_tag(stage)) for stage in STAGES)
+    has_stages = all(_image_present(client, content_tag(name)) for name in image_names())
     return EngineFacts(product=product, version=str(version.get("Version", "?")),
                        api_version=str(version.get("ApiVersion", "?")), rootless=rootless, storage=storage,
                        storage_free=storage_free, has_base_image=has_base, has_stage_images=has_stages)

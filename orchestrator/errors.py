@@ -1,5 +1,9 @@
-"""Errors the user can act on. Each has one line to show, an optional hint and an exit code;
-the CLI prints them without a traceback (unless --debug)."""
+"""Every error a user can see. Each has one line to show, an optional hint and an exit code;
+the CLI prints them without a traceback (unless --debug).
+
+Exit codes: 1 a check failed (verify-repro, test), 2 bad description or option, 3 container
+engine, 4 a stage failed, 5 target directory or lock, 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,18 @@ class LiveorchError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+
+class CheckFailed(LiveorchError):
+    """What was checked is not as it should be: the ISO did not boot, builds differ."""
+
+    exit_code = 1
+
+
+class UsageError(LiveorchError):
+    """An option value that cannot work (a bad --progress kind, a malformed size)."""
+
+    exit_code = 2
 
 
 class DescriptionError(LiveorchError):
@@ -41,6 +57,12 @@ class StageFailed(LiveorchError):
 
 class TargetError(LiveorchError):
     """The target directory cannot take the results."""
+
+    exit_code = 5
+
+
+class LockError(LiveorchError):
+    """The lock file is missing, malformed, or does not fit the description."""
 
     exit_code = 5
 

@@ -1,14 +1,16 @@
-"""The six stage images: built on first use from the Dockerfiles and the stages package.
+"""The images liveorch runs: one per stage, and the store keeper (the trusted publisher).
 
-An image is tagged liveorch/<stage>:latest and labelled with the hash of its build
-context; a tag whose label does not match the sources is rebuilt, so editing a stage can
-never run stale code. When the Debian base image is missing and no registry answers, it
-is made locally with mmdebstrap and imported under its usual name, so the Dockerfiles
-stay standard.
+Each image is built from its Dockerfile and exactly the code it runs (for a stage, the
+files orchestrator/stage_code.py finds), and tagged liveorch/<name>:<context hash>: two
+checkouts with different code on one engine never run each other's images, and the same
+hash is what the stage's cache key covers. When the Debian base image is missing and no
+registry answers, it is made locally with mmdebstrap and imported under its usual name,
+so the Dockerfiles stay standard.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import shutil
@@ -24,59 +26,75 @@ import docker
 import docker.errors
 
 from liveorch.orchestrator.errors import EngineError, ImageBuildError
-from liveorch.stages.contract import STAGES
+from liveorch.orchestrator.stage_code import STAGES_DIR, code_files
+from liveorch.orchestrator.stage_specs import stage_specs
 
 BASE_IMAGE = "debian:bookworm-slim"
 BASE_SUITE = "bookworm"
 IMAGE_REPOSITORY = "liveorch"
 CONTEXT_LABEL = "org.liveorch.context"
+# The store keeper's image: publishes, verifies and removes store entries; runs no user code.
+STORE_IMAGE = "store"
+ORCHESTRATOR_DIR = Path(__file__).resolve().parent
 
 
-def image_tag(stage: str) -> str:
-    return f"{IMAGE_REPOSITORY}/{stage}:latest"
+def image_names() -> tuple[str, ...]:
+    return (*stage_specs(), STORE_IMAGE)
 
 
-def content_tag(stage: str, context: str) -> str:
-    return f"{IMAGE_REPOSITORY}/{stage}:{context[:16]}"
+def image_tag(name: str) -> str:
+    """The moving tag (what compose.yaml names); runs use the content tag."""
+    return f"{IMAGE_REPOSITORY}/{name}:latest"
 
 
-def dockerfile_name(stage: str) -> str:
-    return f"Dockerfiles/{stage}.Dockerfile"
+def content_tag(name: str) -> str:
+    return f"{IMAGE_REPOSITORY}/{name}:{context_hash(name)[:16]}"
 
 
-def dockerfile_path(stage: str) -> str:
-    """Where the Dockerfile a stage image is built from lives (the repository's Dockerfiles/)."""
-    entry = resources.files("liveorch.orchestrator.dockerfiles").joinpath(f"{stage}.Dockerfile")
-    return str(Path(str(entry)).resolve()) if isinstance(entry, Path) else dockerfile_name(stage)
+def dockerfile_name(name: str) -> str:
+    return f"Dockerfiles/{name}.Dockerfile"
+
+
+def dockerfile_path(name: str) -> str:
+    """Where the Dockerfile an image is built from lives (the repository's Dockerfiles/)."""
+    entry = resources.files("liveorch.orchestrator.dockerfiles").joinpath(f"{name}.Dockerfile")
+    return str(Path(str(entry)).resolve()) if isinstance(entry, Path) else dockerfile_name(name)
 
 
 @dataclass(frozen=True)
 class StageImage:
-    stage: str
+    name: str
     tag: str
     id: str
-    user: str
+    context: str  # the hash of the Dockerfile and code it was built from
 
 
-def _context_files(stage: str) -> dict[str, bytes]:
-    """The build context as the repository lays it out: Dockerfiles/<stage>.Dockerfile + stages/."""
-    files = {dockerfile_name(stage): resources.files("liveorch.orchestrator.dockerfiles")
-             .joinpath(f"{stage}.Dockerfile").read_bytes()}
-    package = resources.files("liveorch.stages")
-    for entry in sorted(package.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".py"):
-            files[f"stages/{entry.name}"] = entry.read_bytes()
-    # liveorch's own dracut modules (shell), which the initrd stage installs into the root.
-    for module in sorted(package.joinpath("dracut").iterdir(), key=lambda e: e.name):
-        for entry in sorted(module.iterdir(), key=lambda e: e.name):
-            files[f"stages/dracut/{module.name}/{entry.name}"] = entry.read_bytes()
+def _store_keeper_files() -> dict[str, Path]:
+    return {"orchestrator/__init__.py": ORCHESTRATOR_DIR / "__init__.py",
+            "orchestrator/store_keeper.py": ORCHESTRATOR_DIR / "store_keeper.py",
+            "stages/__init__.py": STAGES_DIR / "__init__.py",
+            "stages/contract.py": STAGES_DIR / "contract.py"}
+
+
+@functools.cache
+def context_files(name: str) -> dict[str, bytes]:
+    """The build context: Dockerfiles/<name>.Dockerfile and the code that image runs."""
+    files = {dockerfile_name(name): resources.files("liveorch.orchestrator.dockerfiles")
+             .joinpath(f"{name}.Dockerfile").read_bytes()}
+    if name == STORE_IMAGE:
+        sources = _store_keeper_files()
+    else:
+        sources = {f"stages/{relative}": path for relative, path in code_files(stage_specs()[name]).items()}
+    files.update({relative: path.read_bytes() for relative, path in sources.items()})
     return files
 
 
-def _context_hash(files: dict[str, bytes]) -> str:
+@functools.cache
+def context_hash(name: str) -> str:
+    files = context_files(name)
     digest = hashlib.sha256()
-    for name in sorted(files):
-        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    for relative in sorted(files):
+        digest.update(relative.encode() + b"\0" + hashlib.sha256(files[relative]).digest())
     return digest.hexdigest()
 
 
@@ -86,7 +104,7 @@ def _context_tar(files: dict[str, bytes]) -> io.BytesIO:
         for name in sorted(files):
             info = tarfile.TarInfo(name)
             info.size = len(files[name])
-            info.mode = 0o644
+            info.mode = 0o755 if name.endswith(".sh") else 0o644
             tar.addfile(info, io.BytesIO(files[name]))
     buffer.seek(0)
     return buffer
@@ -119,29 +137,24 @@ def ensure_base_image(client: docker.DockerClient, say: Callable[[str], None]) -
         client.api.import_image_from_file(str(tarball), repository=BASE_IMAGE, changes=['CMD ["bash"]'])
 
 
-def ensure_stage_image(client: docker.DockerClient, stage: str, say: Callable[[str], None],
-                       force: bool = False) -> StageImage:
-    files = _context_files(stage)
-    context = _context_hash(files)
-    # Runs use the content tag: two checkouts with different stage code on one engine each
-    # get their own image. `latest` (what compose.yaml names) follows the newest build.
-    tag = content_tag(stage, context)
-    if not force:
-        try:
-            image = client.images.get(tag)
-            if image.labels.get(CONTEXT_LABEL) == context:
-                return StageImage(stage, tag, image.id, image.attrs["Config"].get("User") or "0")
-        except docker.errors.ImageNotFound:
-            pass
-    ensure_base_image(client, say)
-    say(f"building stage image {tag}")
-    # One line that names the stage and the Dockerfile; build errors can span lines.
-    failed = f"the {stage} stage image ({tag}) does not build from {dockerfile_path(stage)}"
+def _present(client: docker.DockerClient, name: str) -> StageImage | None:
+    try:
+        image = client.images.get(content_tag(name))
+    except docker.errors.ImageNotFound:
+        return None
+    if image.labels.get(CONTEXT_LABEL) != context_hash(name):
+        return None
+    return StageImage(name, content_tag(name), image.id, context_hash(name))
+
+
+def _build(client: docker.DockerClient, name: str, tag: str) -> None:
+    # One line that names the image and the Dockerfile; build errors can span lines.
+    failed = f"the {name} stage image ({tag}) does not build from {dockerfile_path(name)}"
     last_lines: list[str] = []
     try:
         # forcerm: no intermediate container stays behind, even when a step fails.
-        for chunk in client.api.build(fileobj=_context_tar(files), custom_context=True, tag=tag,
-                                      dockerfile=dockerfile_name(stage), labels={CONTEXT_LABEL: context},
+        for chunk in client.api.build(fileobj=_context_tar(context_files(name)), custom_context=True, tag=tag,
+                                      dockerfile=dockerfile_name(name), labels={CONTEXT_LABEL: context_hash(name)},
                                       rm=True, forcerm=True, decode=True):
             if "error" in chunk:
                 raise ImageBuildError(f"{failed}: {' '.join(chunk['error'].split())[:300]}",
@@ -152,11 +165,36 @@ def ensure_stage_image(client: docker.DockerClient, stage: str, say: Callable[[s
     except docker.errors.APIError as error:
         reason = " ".join(str(error.explanation or error).split())[:300]
         raise ImageBuildError(f"{failed}: {reason}") from None
+
+
+def ensure_image(client: docker.DockerClient, name: str, say: Callable[[str], None],
+                 force: bool = False) -> StageImage:
+    present = None if force else _present(client, name)
+    if present is not None:
+        return present
+    ensure_base_image(client, say)
+    tag = content_tag(name)
+    say(f"building stage image {tag}")
+    _build(client, name, tag)
     image = client.images.get(tag)
-    image.tag(f"{IMAGE_REPOSITORY}/{stage}", "latest")
-    return StageImage(stage, tag, image.id, image.attrs["Config"].get("User") or "0")
+    image.tag(f"{IMAGE_REPOSITORY}/{name}", "latest")
+    return StageImage(name, tag, image.id, context_hash(name))
 
 
-def ensure_stage_images(client: docker.DockerClient, say: Callable[[str], None],
-                        force: bool = False) -> dict[str, StageImage]:
-    return {stage: ensure_stage_image(client, stage, say, force) for stage in STAGES}
+def ensure_images(client: docker.DockerClient, say: Callable[[str], None],
+                  force: bool = False) -> dict[str, StageImage]:
+    """Every stage's image and the store keeper's, built where missing or out of date."""
+    return {name: ensure_image(client, name, say, force) for name in image_names()}
+
+
+def describe_images(client: docker.DockerClient) -> list[tuple[str, str, str | None, float | None]]:
+    """(name, content tag, short id or None when not built, size in MB) for `images ls`."""
+    rows = []
+    for name in image_names():
+        present = _present(client, name)
+        if present is None:
+            rows.append((name, content_tag(name), None, None))
+        else:
+            size = client.images.get(present.tag).attrs["Size"] / 1e6
+            rows.append((name, present.tag, present.id[7:19], size))
+    return rows

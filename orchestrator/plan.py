@@ -2,7 +2,9 @@
 
 The plan is the only place where description terms become stage options; stages never
 see config.xml. It is computed before anything runs, so a description that cannot be
-built fails here, in a fraction of a second, with a line number.
+built fails here, in a fraction of a second, with a line number. Each stage's options are
+the typed class its contract declares, filled in completely: no stage has defaults of its
+own. Adding a stage means one more entry in `_stage_options`.
 """
 
 from __future__ import annotations
@@ -12,9 +14,20 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from liveorch.orchestrator.description import Description
+from liveorch.orchestrator import live_boot
+from liveorch.orchestrator.description import Description, LiveFlags, PasswordFormat
+from liveorch.orchestrator.description import User as DescribedUser
 from liveorch.orchestrator.errors import DescriptionError
-from liveorch.stages.contract import ARTIFACTS_MOUNT, NETWORKED_STAGES
+from liveorch.orchestrator.passwords import hash_plain_password, is_crypt_hash
+from liveorch.orchestrator.pxe import IMAGE as PXE_IMAGE
+from liveorch.orchestrator.pxe import PxeBundle
+from liveorch.orchestrator.stage_specs import spec_of
+from liveorch.stages.contracts.checksum import ChecksumOptions
+from liveorch.stages.contracts.initrd import InitrdOptions
+from liveorch.stages.contracts.iso import Firmware, IsoOptions
+from liveorch.stages.contracts.resolve import AptRepository, Lock, ResolveOptions
+from liveorch.stages.contracts.rootfs import AptSource, RootfsOptions, User
+from liveorch.stages.contracts.squashfs import SquashfsOptions
 
 ARCHITECTURE = "amd64"
 KIWI_ARCH = "x86_64"
@@ -23,6 +36,7 @@ LIVE_BOOT_PACKAGES = ("dracut", "dracut-live")
 # flags="overlay" with hybridpersistent: liveorch's module partitions and formats at first boot.
 PERSISTENCE_PACKAGES = ("fdisk", "e2fsprogs", "xfsprogs")
 DEFAULT_HOOK_TIMEOUT = 1800
+SERIAL_CONSOLE = "ttyS0"
 # firmware="uefi": the distribution's signed boot chain (shim, GRUB), per architecture; the
 # initrd stage takes the binaries out of the image, so they are locked and recorded.
 SECURE_BOOT_PACKAGES = {"amd64": ("shim-signed", "grub-efi-amd64-signed")}
@@ -32,10 +46,6 @@ KIWI_ONLY_PACKAGES = ("dracut-kiwi-live",)
 # isc-dhcp-client, a dependency of dracut-network, and needs procps' pgrep) and fetches the
 # image with curl.
 NETWORK_BOOT_PACKAGES = ("dracut-network", "procps", "curl")
-# The dracut modules for that, per live flag: dracut's livenet for dmsquash; for overlay,
-# url-lib (curl and its CA bundle) beside liveorch's module. network-legacy is named so
-# dracut's network module does not pick systemd-networkd, which the image has too.
-NETWORK_BOOT_MODULES = {"dmsquash": ("livenet", "network-legacy"), "overlay": ("url-lib", "network-legacy")}
 
 
 @dataclass
@@ -43,12 +53,13 @@ class BuildPlan:
     image_name: str
     iso_name: str
     notes: list[str]
-    options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    pxe_url: str | None = None  # --pxe: where the network-boot bundle will be served
+    options: dict[str, Any] = field(default_factory=dict)  # stage -> its contract's options object
+    warnings: list[str] = field(default_factory=list)  # trust decisions the user should see
+    pxe: PxeBundle | None = None  # --pxe: the network-boot bundle's URL and kernel command line
 
     def network(self, stage: str) -> bool:
-        """Only resolve fetches, and not even it when building offline from the package pool."""
-        return stage in NETWORKED_STAGES and not self.options["resolve"].get("offline")
+        """Only stages that declare the network get it, and not even those offline."""
+        return spec_of(stage).network and not self.options["resolve"].offline
 
     @property
     def basename(self) -> str:
@@ -67,7 +78,7 @@ def _add_missing(names: list[str], notes: list[str], packages: tuple[str, ...], 
             notes.append(note.format(package=package))
 
 
-def _packages(description: Description, notes: list[str], pxe: bool = False) -> list[str]:
+def _packages(description: Description, notes: list[str], pxe: bool = False) -> tuple[str, ...]:
     names = [n for n in description.packages if n not in KIWI_ONLY_PACKAGES]
     if len(names) != len(description.packages):
         notes.append("dracut-kiwi-live is KIWI's own module: liveorch's initrd stage provides the live boot")
@@ -79,10 +90,10 @@ def _packages(description: Description, notes: list[str], pxe: bool = False) -> 
     if pxe:
         _add_missing(names, notes, NETWORK_BOOT_PACKAGES,
                      "--pxe: added {package} so the initrd can fetch the live image over the network")
-    if description.live.firmware == "uefi":
+    if description.live.firmware is Firmware.UEFI:
         _add_missing(names, notes, secure_boot_packages(ARCHITECTURE),
                      'firmware="uefi": added {package} for the Secure Boot chain')
-    return names
+    return tuple(names)
 
 
 def secure_boot_packages(architecture: str) -> tuple[str, ...]:
@@ -98,7 +109,7 @@ def _live_boot_packages(description: Description) -> tuple[str, ...]:
     dmsquash, or for overlay with persistence the partitioning and mkfs tools (both file
     systems, so rd.live.overlay.cowfs stays a boot-time choice)."""
     live = description.live
-    if live.flags != "overlay":
+    if live.flags is not LiveFlags.OVERLAY:
         return LIVE_BOOT_PACKAGES
     return ("dracut", *(PERSISTENCE_PACKAGES if live.hybridpersistent else ()))
 
@@ -116,91 +127,120 @@ def _profile_variables(description: Description, volid: str) -> dict[str, str]:
         "kiwi_language": description.locale or "",
         "kiwi_keytable": description.keytable or "",
         "kiwi_timezone": description.timezone or "",
-        "kiwi_firmware": live.firmware,
+        "kiwi_firmware": live.firmware.value,
         "kiwi_bootloader": "grub2",
         "kiwi_iso_volid": volid,
         "kiwi_hybridpersistent": str(live.hybridpersistent).lower(),
-        "kiwi_hybridpersistent_filesystem": live.hybridpersistent_filesystem,
-        "kiwi_live_flags": live.flags,
+        "kiwi_hybridpersistent_filesystem": live.hybridpersistent_filesystem.value,
+        "kiwi_live_flags": live.flags.value,
     }
 
 
-def make_plan(description: Description, lock: dict[str, Any] | None = None, offline: bool = False,
-              payload_sha256: str | None = None, hook_timeout: int = DEFAULT_HOOK_TIMEOUT,
-              pxe_url: str | None = None) -> BuildPlan:
-    """pxe_url: also make a network-boot bundle whose kernel command line fetches the image there."""
-    notes: list[str] = []
+def _notes(description: Description) -> list[str]:
     live = description.live
-    notes += description.warnings
+    notes = list(description.warnings)
     if description.bootloader_theme:
         notes.append(f"bootloader theme {description.bootloader_theme!r}: the serial/text GRUB menu has no theme; "
                      "ignored")
-    if live.flags == "overlay":
+    if live.flags is LiveFlags.OVERLAY:
         notes.append('flags="overlay" boots through liveorch\'s own live module (squashfs + overlayfs)')
-    if live.hybridpersistent and live.flags != "overlay":
+    if live.hybridpersistent and live.flags is not LiveFlags.OVERLAY:
         notes.append('hybridpersistent="true" needs flags="overlay" (liveorch\'s live module); '
                      'dracut\'s dmsquash-live boots without persistence')
-    iso_name = f"{description.name}.{KIWI_ARCH}-{description.version}.iso"
+    return notes
+
+
+def trust_warnings(description: Description) -> list[str]:
+    """Repositories used without signature checks: allowed (KIWI's own tests use them), never silently."""
+    warnings = []
+    for repository in description.repositories:
+        if repository.source.startswith("file://"):
+            warnings.append(f"repository {repository.alias!r} ({repository.source}) is a local file:// repository: "
+                            "its packages are used without signature checks")
+        elif repository.trusted:
+            warnings.append(f"repository {repository.alias!r} ({repository.source}) has repository_gpgcheck=\"false\": "
+                            "its packages are used without signature checks")
+    return warnings
+
+
+def _repositories(description: Description) -> tuple[AptRepository, ...]:
+    return tuple(AptRepository(url=r.source, suite=r.distribution, components=r.components, alias=r.alias,
+                               trusted=r.trusted,
+                               signing_keys=tuple(base64.b64encode(k).decode("ascii") for k in r.signing_keys))
+                 for r in description.repositories)
+
+
+def _user(description: Description, user: DescribedUser) -> User:
+    """A plain password is hashed here, on the host, with a salt from public names only:
+    nothing after this point (requests, keys, volumes, logs, reports) sees it."""
+    if user.password is None:
+        password_hash = "*"
+    elif user.pwdformat is PasswordFormat.PLAIN:
+        password_hash = hash_plain_password(user.password, description.name, user.name)
+    elif is_crypt_hash(user.password):
+        password_hash = user.password
+    else:
+        raise DescriptionError(f"user {user.name!r}: the password is not a crypt(3) hash; give pwdformat=\"plain\" "
+                               "for a plain password (liveorch hashes it)", description.path)
+    return User(name=user.name, password_hash=password_hash, home=user.home, shell=user.shell,
+                groups=tuple(user.groups), id=user.id, realname=user.realname)
+
+
+def _rootfs_options(description: Description, volid: str, payload_sha256: str | None,
+                    hook_timeout: int) -> RootfsOptions:
+    return RootfsOptions(
+        suite=description.repositories[0].distribution,
+        hostname=description.name,
+        locale=description.locale,
+        keytable=description.keytable,
+        timezone=description.timezone,
+        users=tuple(_user(description, u) for u in description.users),
+        serial_console=SERIAL_CONSOLE,
+        image_sources=tuple(AptSource(r.source, r.distribution, r.components)
+                            for r in description.repositories if r.imageinclude),
+        payload_sha256=payload_sha256,
+        archives=tuple(description.archives),
+        delete_packages=tuple(description.delete_packages),
+        profile=_profile_variables(description, volid),
+        hook_timeout=hook_timeout,
+    )
+
+
+def _stage_options(description: Description, notes: list[str], lock: Lock | None, offline: bool,
+                   payload_sha256: str | None, hook_timeout: int, network_boot: bool) -> dict[str, Any]:
+    """One entry per stage: its contract's options class, every field set."""
+    live = description.live
     volid = live.volid or default_volid(description.name)
-    repositories = [
-        {"url": r.source, "suite": r.distribution, "components": list(r.components), "alias": r.alias,
-         "trusted": r.trusted, "signing_keys": [base64.b64encode(key).decode("ascii") for key in r.signing_keys]}
-        for r in description.repositories
-    ]
-    users = [
-        {"name": u.name, "password": u.password, "pwdformat": u.pwdformat, "home": u.home, "shell": u.shell,
-         "groups": list(u.groups), "id": u.id, "realname": u.realname}
-        for u in description.users
-    ]
-    options: dict[str, dict[str, Any]] = {
-        "resolve": {
-            "architecture": ARCHITECTURE,
-            "repositories": repositories,
-            "packages": _packages(description, notes, pxe=pxe_url is not None),
-            "lock": lock,
-            "offline": offline,
-        },
-        "rootfs": {
-            "suite": description.repositories[0].distribution,
-            "hostname": description.name,
-            "locale": description.locale,
-            "keytable": description.keytable,
-            "timezone": description.timezone,
-            "users": users,
-            "serial_console": "ttyS0",
-            "image_repositories": [r for r, source in zip(repositories, description.repositories, strict=True)
-                                   if source.imageinclude],
-            "payload": f"{ARTIFACTS_MOUNT}/description/{payload_sha256}/payload.tar" if payload_sha256 else None,
-            "archives": description.archives,
-            "delete_packages": description.delete_packages,
-            "profile": _profile_variables(description, volid),
-            "hook_timeout": hook_timeout,
-        },
-        "squashfs": {"compression": live.squashfscompression},
-        "initrd": {"dracut_modules": _dracut_modules(live.flags, pxe_url is not None),
-                    "secure_boot": live.firmware == "uefi"},
-        "iso": {
-            "iso_name": iso_name,
-            "volid": volid,
-            "title": description.displayname,
-            "application_id": live.application_id,
-            "publisher": live.publisher,
-            "firmware": live.firmware,
-            "flags": live.flags,
-            "kernelcmdline": live.kernelcmdline,
-            "efifatimagesize": live.efifatimagesize,
-            "console": live.bootloader_console,
-            "timeout": live.bootloader_timeout,
-            "timeout_style": live.bootloader_timeout_style,
-            "mediacheck": live.mediacheck,
-            "persistent_filesystem": live.hybridpersistent_filesystem if live.hybridpersistent else None,
-        },
-        "checksum": {"iso_name": iso_name, "mediacheck": live.mediacheck},
+    title = description.displayname or volid
+    return {
+        "resolve": ResolveOptions(architecture=ARCHITECTURE, repositories=_repositories(description),
+                                  packages=_packages(description, notes, pxe=network_boot), lock=lock,
+                                  offline=offline),
+        "rootfs": _rootfs_options(description, volid, payload_sha256, hook_timeout),
+        "squashfs": SquashfsOptions(compression=live.squashfscompression),
+        "initrd": InitrdOptions(dracut_modules=live_boot.dracut_modules(live, network_boot),
+                                secure_boot=live.firmware is Firmware.UEFI),
+        "iso": IsoOptions(volid=volid, title=title, application_id=live.application_id or volid,
+                          publisher=live.publisher or "liveorch", firmware=live.firmware,
+                          efifatimagesize=live.efifatimagesize, menu=live_boot.boot_menu(live, volid, title)),
+        "checksum": ChecksumOptions(iso_name=iso_name(description), mediacheck=live.mediacheck),
     }
-    return BuildPlan(image_name=description.name, iso_name=iso_name, notes=notes, options=options, pxe_url=pxe_url)
 
 
-def _dracut_modules(flags: str, network_boot: bool) -> list[str]:
-    flag = "overlay" if flags == "overlay" else "dmsquash"
-    live = ["liveorch-live" if flag == "overlay" else "dmsquash-live"]
-    return live + list(NETWORK_BOOT_MODULES[flag] if network_boot else ())
+def iso_name(description: Description) -> str:
+    return f"{description.name}.{KIWI_ARCH}-{description.version}.iso"
+
+
+def make_plan(description: Description, lock: Lock | None = None, offline: bool = False,
+              payload_sha256: str | None = None, hook_timeout: int = DEFAULT_HOOK_TIMEOUT,
+              pxe_url: str | None = None) -> BuildPlan:
+    """pxe_url: also make a network-boot bundle whose kernel command line fetches the image there."""
+    notes = _notes(description)
+    options = _stage_options(description, notes, lock, offline, payload_sha256, hook_timeout, pxe_url is not None)
+    pxe = None
+    if pxe_url is not None:
+        root = f"root=live:{pxe_url}{PXE_IMAGE}"
+        pxe = PxeBundle(url=pxe_url, title=options["iso"].title,
+                        kernel_cmdline=live_boot.kernel_cmdline(description.live, root, network=True))
+    return BuildPlan(image_name=description.name, iso_name=iso_name(description), notes=notes, options=options,
+                     warnings=trust_warnings(description), pxe=pxe)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
-from liveorch.stages.contract import STAGES
+from liveorch.orchestrator.stage_specs import stage_names
 
 STATE_STYLE = {"pending": "dim", "running": "bold cyan", "cached": "green", "done": "bold green",
                "failed": "bold red"}
@@ -62,7 +62,7 @@ class PlainProgress:
 
 
 class JsonProgress:
-    """json-seq style: one object per line, each with an event name and a UTC time."""
+    """JSON Lines: one object per line, each with an event name and a UTC time."""
 
     def __init__(self, stream: IO[str] | None = None, verbose: bool = False) -> None:
         self.stream = stream or sys.stdout
@@ -96,7 +96,7 @@ class LiveProgress:
 
         self.console = Console(stderr=False)
         self.verbose = verbose
-        self.states = dict.fromkeys(STAGES, "pending")
+        self.states = dict.fromkeys(stage_names(), "pending")
         self.started: dict[str, float] = {}
         self.seconds: dict[str, float] = {}
         self.current: dict[str, str] = {}
@@ -115,7 +115,7 @@ class LiveProgress:
         table.add_column(min_width=8)
         table.add_column(justify="right", min_width=7)
         table.add_column(overflow="ellipsis", no_wrap=True, max_width=70)
-        for stage in STAGES:
+        for stage in stage_names():
             state = self.states[stage]
             icon: Any = Spinner("dots") if state == "running" else Text(
                 {"pending": "·", "cached": "↺", "done": "✓", "failed": "✗"}[state])

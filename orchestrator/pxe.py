@@ -2,8 +2,9 @@
 fetch it over HTTP, in `<basename>.pxe/` beside the ISO.
 
 The kernel and initrd come from the initrd stage (built with the network modules the plan
-asked for), the image from the squashfs stage; the configs are written here, at export,
-so changing only the URL re-runs no stage. `serve_bundle` is `liveorch serve-pxe`.
+asked for), the image from the squashfs stage; the configs, with the kernel command line
+the plan made, are written at export, so changing only the URL re-runs no stage.
+`make_server` is `liveorch serve-pxe`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ IMAGE = "squashfs.img"
 IPXE_SCRIPT = "boot.ipxe"
 PXELINUX_CONFIG = "pxelinux.cfg/default"
 GRUB_CONFIG = "grub.cfg"
-SERIAL_DEFAULTS = "console=tty0 console=ttyS0,115200"
 
 
 @dataclass(frozen=True)
@@ -47,26 +47,6 @@ def check_url(url: str) -> str:
     if any(c.isspace() for c in url):
         raise LiveorchError(f"--pxe-url {url!r} must not contain spaces (it goes on the kernel command line)")
     return url if url.endswith("/") else url + "/"
-
-
-def kernel_cmdline(flags: str, url: str, extra: str = "") -> str:
-    """root=live:<url>/squashfs.img plus DHCP on every interface; the description's own
-    kernelcmdline follows, and the serial console unless it names consoles itself."""
-    words = [f"root=live:{url}{IMAGE}"]
-    if flags != "overlay":
-        # dracut's livenet hands the download to dmsquash-live, which needs overlayfs=1 for a flat squashfs.
-        words += ["rd.live.image", "rd.live.overlay.overlayfs=1"]
-    words += ["ip=dhcp", "rd.neednet=1"]
-    extra_words = extra.split()
-    words += extra_words
-    if not any(w.startswith("console=") for w in extra_words):
-        words += SERIAL_DEFAULTS.split()
-    return " ".join(words)
-
-
-def bundle_for(iso_options: dict[str, Any], url: str) -> PxeBundle:
-    cmdline = kernel_cmdline(iso_options.get("flags", "dmsquash"), url, iso_options.get("kernelcmdline", ""))
-    return PxeBundle(url=url, kernel_cmdline=cmdline, title=iso_options.get("title") or iso_options["volid"])
 
 
 def ipxe_script(bundle: PxeBundle) -> str:

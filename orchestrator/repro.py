@@ -13,10 +13,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from liveorch.orchestrator.build import Build, BuildOptions, StageReport
+from liveorch.orchestrator.build import Build, BuildOptions
 from liveorch.orchestrator.engine import connect, remove_volume
+from liveorch.orchestrator.pipeline import StageReport
 from liveorch.orchestrator.progress import Progress
-from liveorch.stages.contract import STAGES
+from liveorch.orchestrator.stage_specs import stage_names
 
 
 @dataclass
@@ -28,12 +29,12 @@ class ReproReport:
 
 
 def _iso_sha(reports: dict[str, StageReport]) -> str:
-    return str(reports["checksum"].result.facts["sha256"])
+    return str(reports["checksum"].record.facts["sha256"])
 
 
 def compare(first: dict[str, StageReport], second: dict[str, StageReport]) -> tuple[str | None, list[str]]:
-    for stage in STAGES:
-        a, b = first[stage].result.outputs, second[stage].result.outputs
+    for stage in stage_names():
+        a, b = first[stage].record.outputs, second[stage].record.outputs
         if a != b:
             files = sorted(name for name in set(a) | set(b) if a.get(name) != b.get(name))
             return stage, files

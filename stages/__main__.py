@@ -1,4 +1,4 @@
-"""Entrypoint of every stage image: `python3 -m liveorch.stages <stage> <work-dir>`."""
+"""Entrypoint of every stage image: `python3 -m liveorch.stages <stage>`."""
 
 from liveorch.stages.runner import main
 

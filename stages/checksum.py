@@ -11,8 +11,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from liveorch.stages.contract import StageRequest
-from liveorch.stages.tools import Outcome, StageError, log, package_version, run, sha256_file
+from liveorch.stages.contract import Outcome, StageRequest, Workspace
+from liveorch.stages.contracts.checksum import SHA256_FILE, ChecksumOptions
+from liveorch.stages.contracts.iso import ISO_IMAGE
+from liveorch.stages.tools import StageError, log, package_version, run, sha256_file
 
 
 def _implant(source: Path, target: Path) -> None:
@@ -24,19 +26,19 @@ def _implant(source: Path, target: Path) -> None:
         raise StageError(f"checkisomd5 does not accept the implanted ISO (exit {check.returncode})")
 
 
-def execute(request: StageRequest, out: Path) -> Outcome:
-    iso_name = request.options["iso_name"]
-    iso = Path(request.inputs["iso"]) / iso_name
+def execute(request: StageRequest, workspace: Workspace) -> Outcome:
+    options: ChecksumOptions = request.options
+    iso = workspace.input(request, "iso") / ISO_IMAGE
     if not iso.is_file():
-        raise StageError(f"the iso stage left no {iso_name}")
-    if request.options.get("mediacheck"):
-        _implant(iso, out / iso_name)
-        iso = out / iso_name
+        raise StageError(f"the iso stage left no {ISO_IMAGE}")
+    if options.mediacheck:
+        _implant(iso, workspace.out / ISO_IMAGE)
+        iso = workspace.out / ISO_IMAGE
     digest = sha256_file(iso)
-    sums = out / f"{iso_name}.sha256"
-    sums.write_text(f"{digest}  {iso_name}\n")
+    sums = workspace.out / SHA256_FILE
+    sums.write_text(f"{digest}  {options.iso_name}\n")
     recorded, name = sums.read_text().split()
-    if recorded != digest or name != iso_name or sha256_file(iso) != digest:
+    if recorded != digest or name != options.iso_name or sha256_file(iso) != digest:
         raise StageError("the written checksum does not verify")
-    log(f"sha256 {digest}  {iso_name}")
+    log(f"sha256 {digest}  {options.iso_name}")
     return Outcome(tools=package_version("coreutils", "isomd5sum"), facts={"sha256": digest})

@@ -7,17 +7,10 @@ that the image's own useradd applies its own policy (home skeleton, subordinate 
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import warnings
 from pathlib import Path
-from typing import Any
 
+from liveorch.stages.contracts.rootfs import RootfsOptions, User
 from liveorch.stages.tools import StageError, log, run
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import crypt
 
 # Files that hold the time or the host of the build, never the image's content.
 VOLATILE = (
@@ -40,18 +33,6 @@ VOLATILE = (
 VOLATILE_TREES = ("var/log", "var/cache/apt", "var/lib/apt/lists", "tmp", "var/tmp", "run")
 
 
-def _password_hash(user: dict[str, Any], epoch: int) -> str:
-    """Plain passwords become SHA-512 crypt hashes with a salt derived from the inputs."""
-    password = user.get("password")
-    if password is None:
-        return "*"
-    if user.get("pwdformat", "encrypted") == "encrypted":
-        return password
-    seed = hashlib.sha256(f"{user['name']}\0{password}\0{epoch}".encode()).digest()
-    salt = base64.b64encode(seed, altchars=b"./").decode()[:16]
-    return crypt.crypt(password, "$6$" + salt)
-
-
 def _set_shadow(root: Path, passwords: dict[str, str], epoch: int) -> None:
     """Set hashes and pin every account's last-change day to the build's epoch."""
     shadow = root / "etc/shadow"
@@ -66,22 +47,27 @@ def _set_shadow(root: Path, passwords: dict[str, str], epoch: int) -> None:
     shadow.write_text("\n".join(lines) + "\n")
 
 
-def _add_user(root: Path, user: dict[str, Any]) -> None:
-    passwd = (root / "etc/passwd").read_text()
-    if any(line.split(":")[0] == user["name"] for line in passwd.splitlines()):
-        return
+def useradd_argv(root: Path, user: User) -> list[str]:
+    """The image's own useradd applies the image's policy (skeleton, subordinate ids)."""
     argv: list[str] = ["chroot", str(root), "useradd", "--create-home"]
-    if user.get("id") is not None:
-        argv += ["--uid", str(user["id"])]
-    if user.get("home"):
-        argv += ["--home-dir", user["home"]]
-    if user.get("shell"):
-        argv += ["--shell", user["shell"]]
-    if user.get("realname"):
-        argv += ["--comment", user["realname"]]
-    if user.get("groups"):
-        argv += ["--groups", ",".join(user["groups"])]
-    run([*argv, user["name"]], what=f"useradd {user['name']}")
+    if user.id is not None:
+        argv += ["--uid", str(user.id)]
+    if user.home:
+        argv += ["--home-dir", user.home]
+    if user.shell:
+        argv += ["--shell", user.shell]
+    if user.realname:
+        argv += ["--comment", user.realname]
+    if user.groups:
+        argv += ["--groups", ",".join(user.groups)]
+    return [*argv, user.name]
+
+
+def _add_user(root: Path, user: User) -> None:
+    passwd = (root / "etc/passwd").read_text()
+    if any(line.split(":")[0] == user.name for line in passwd.splitlines()):
+        return
+    run(useradd_argv(root, user), what=f"useradd {user.name}")
 
 
 def _enable_unit(root: Path, target: str, unit: str, template: str) -> None:
@@ -107,23 +93,15 @@ def _write(root: Path, relative: str, text: str) -> None:
     path.chmod(0o644)
 
 
-def configure_root(root: Path, options: dict[str, Any], lock: dict[str, Any], epoch: int) -> None:
-    hostname = options.get("hostname") or "localhost"
-    _write(root, "etc/hostname", hostname + "\n")
-    _write(root, "etc/hosts",
-           f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-    _write(root, "etc/resolv.conf", "")
-    # KIWI's rule: only repositories marked imageinclude="true" stay configured in the image.
-    _write(root, "etc/apt/sources.list", "".join(
-        f"deb {r['url']} {r['suite']} {' '.join(r['components'])}\n" for r in options.get("image_repositories", [])))
-    if options.get("locale"):
-        locale = options["locale"].split(",")[0]
+def _locale_settings(root: Path, options: RootfsOptions) -> None:
+    if options.locale:
+        locale = options.locale.split(",")[0]
         lang = locale if "." in locale or locale in ("C", "POSIX") else f"{locale}.UTF-8"
         _write(root, "etc/default/locale", f"LANG={lang}\n")
-    if options.get("keytable"):
-        _write(root, "etc/vconsole.conf", f"KEYMAP={options['keytable']}\n")
-    if options.get("timezone"):
-        zone = options["timezone"]
+    if options.keytable:
+        _write(root, "etc/vconsole.conf", f"KEYMAP={options.keytable}\n")
+    if options.timezone:
+        zone = options.timezone
         localtime = root / "etc/localtime"
         if localtime.exists() or localtime.is_symlink():
             localtime.unlink()
@@ -133,15 +111,27 @@ def configure_root(root: Path, options: dict[str, Any], lock: dict[str, Any], ep
             # Without /etc/localtime glibc and systemd use UTC, so UTC needs no tzdata.
             raise StageError(f"unknown timezone {zone!r} (add tzdata to the packages?)")
         _write(root, "etc/timezone", zone + "\n")
-    if options.get("serial_console"):
-        tty = options["serial_console"]
+
+
+def configure_root(root: Path, options: RootfsOptions, epoch: int) -> None:
+    hostname = options.hostname
+    _write(root, "etc/hostname", hostname + "\n")
+    _write(root, "etc/hosts",
+           f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    _write(root, "etc/resolv.conf", "")
+    # KIWI's rule: only repositories marked imageinclude="true" stay configured in the image.
+    _write(root, "etc/apt/sources.list", "".join(
+        f"deb {s.url} {s.suite} {' '.join(s.components)}\n" for s in options.image_sources))
+    _locale_settings(root, options)
+    if options.serial_console:
+        tty = options.serial_console
         _enable_unit(root, "getty.target", f"serial-getty@{tty}.service", "serial-getty@.service")
-    users = options.get("users", [])
-    for user in users:
-        if user["name"] != "root":
+    for user in options.users:
+        if user.name != "root":
             _add_user(root, user)
-    _set_shadow(root, {u["name"]: _password_hash(u, epoch) for u in users}, epoch)
-    log(f"configured: hostname {hostname}, {len(users)} user(s)")
+    # The hashes were made on the host: no plain password ever reaches a stage.
+    _set_shadow(root, {u.name: u.password_hash for u in options.users}, epoch)
+    log(f"configured: hostname {hostname}, {len(options.users)} user(s)")
 
 
 def scrub_root(root: Path, epoch: int) -> None:

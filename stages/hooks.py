@@ -10,18 +10,20 @@ goes to the stage log so a failure shows the hook's last lines.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import signal
 import subprocess
 import tarfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Any
 
-from liveorch.stages.tools import StageError, log, run
+from liveorch.stages.contracts.rootfs import RootfsOptions
+from liveorch.stages.limits import LimitEvents
+from liveorch.stages.tools import StageError, fresh_dir, log, run
 
-PAYLOAD_DIR = Path("/tmp/description")
 HOOK_DIR = "image"
 
 # KIWI's helper functions that descriptions' hooks call, mapped onto systemd and dpkg.
@@ -57,9 +59,9 @@ baseUpdateSysConfig() { :; }
 """
 
 
-def unpack_payload(payload: Path) -> None:
+def unpack_payload(payload: Path, files: Path) -> None:
     """Unpack the description payload; the orchestrator made it, but check names anyway."""
-    PAYLOAD_DIR.mkdir(parents=True)
+    fresh_dir(files)
     with tarfile.open(payload) as tar:
         for member in tar.getmembers():
             path = PurePosixPath(member.name)
@@ -67,7 +69,7 @@ def unpack_payload(payload: Path) -> None:
                 raise StageError(f"unsafe name in the description payload: {member.name}")
             if not (member.isfile() or member.isdir() or member.issym()):
                 raise StageError(f"{member.name}: only files, directories and symlinks may come from a description")
-        tar.extractall(PAYLOAD_DIR, numeric_owner=True)
+        tar.extractall(files, numeric_owner=True)
 
 
 def _unpack_into_root(root: Path, archive: Path, what: str) -> None:
@@ -82,17 +84,17 @@ def _unpack_into_root(root: Path, archive: Path, what: str) -> None:
         inside.unlink(missing_ok=True)
 
 
-def apply_archives(root: Path, archives: list[str]) -> None:
+def apply_archives(root: Path, files: Path, archives: tuple[str, ...]) -> None:
     for name in archives:
-        _unpack_into_root(root, PAYLOAD_DIR / "archives" / name, f"unpacking archive {name}")
+        _unpack_into_root(root, files / "archives" / name, f"unpacking archive {name}")
         log(f"archive {name} unpacked into the root")
 
 
-def apply_overlay(root: Path, epoch: int) -> None:
-    overlay = PAYLOAD_DIR / "root"
+def apply_overlay(root: Path, files: Path, epoch: int) -> None:
+    overlay = files / "root"
     if not overlay.is_dir():
         return
-    bundle = Path("/tmp/overlay.tar")
+    bundle = files.parent / "overlay.tar"
     names = []
     with tarfile.open(bundle, "w") as tar:
         for path in sorted(overlay.rglob("*")):
@@ -127,9 +129,10 @@ def _interpreter(root: Path, script: Path) -> str | None:
     return None
 
 
-def run_hook(root: Path, name: str, timeout: int) -> None:
-    """Run config.sh or images.sh inside the root; fail with its last lines, or on timeout."""
-    script = PAYLOAD_DIR / name
+def run_hook(root: Path, files: Path, name: str, timeout: int) -> None:
+    """Run config.sh or images.sh inside the root; fail with its last lines, on timeout, or
+    when it ran into the container's memory or process limit (even if it exited 0)."""
+    script = files / name
     if not script.is_file():
         return
     target = root / HOOK_DIR / name
@@ -147,6 +150,7 @@ def run_hook(root: Path, name: str, timeout: int) -> None:
     log(f"running {name} (timeout {timeout} s)")
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
            "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "0"), "DEBIAN_FRONTEND": "noninteractive"}
+    before = LimitEvents.read()
     process = subprocess.Popen(["chroot", str(root), "/bin/sh", "-c", 'cd / && exec "$@"', name, *argv],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     lines: list[str] = []
@@ -157,6 +161,12 @@ def run_hook(root: Path, name: str, timeout: int) -> None:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         raise StageError(f"{name} did not finish within {timeout} s (--hook-timeout)") from None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # what it left running in the background
+    cause = LimitEvents.read().cause_since(before)
+    if cause:
+        raise StageError(f"{name}: {cause}")
     if process.returncode != 0:
         last = next((ln for ln in reversed(lines) if ln.strip()), "no output")
         raise StageError(f"{name} failed with exit code {process.returncode}: {last}")
@@ -190,7 +200,7 @@ def _relay(process: subprocess.Popen[bytes], lines: list[str], timeout: int) -> 
     process.wait(timeout=max(deadline - time.monotonic(), 1))
 
 
-def delete_packages(root: Path, names: list[str]) -> None:
+def delete_packages(root: Path, names: tuple[str, ...]) -> None:
     installed = {p.name.removesuffix(".list") for p in (root / "var/lib/dpkg/info").glob("*.list")}
     present = [n for n in names if n in installed]
     for missing in sorted(set(names) - set(present)):
@@ -205,21 +215,21 @@ def remove_hook_files(root: Path) -> None:
         (root / name).unlink(missing_ok=True)
 
 
-def apply_description(root: Path, options: dict[str, Any], epoch: int, settings: Any) -> list[str]:
+def apply_description(root: Path, tmp: Path, payload: Path | None, options: RootfsOptions, epoch: int,
+                      settings: Callable[[], None]) -> tuple[str, ...]:
     """Everything the description brings, around `settings()` (users, locale, ...), in KIWI's order.
     Returns the packages that were deleted."""
-    payload = options.get("payload")
-    if payload:
-        unpack_payload(Path(payload))
-        apply_archives(root, options.get("archives", []))
-        apply_overlay(root, epoch)
+    files = tmp / "description"
+    if payload is not None:
+        unpack_payload(payload, files)
+        apply_archives(root, files, options.archives)
+        apply_overlay(root, files, epoch)
     settings()
-    deleted = list(options.get("delete_packages", []))
-    if payload:
-        write_profile(root, options.get("profile", {}))
-        run_hook(root, "config.sh", int(options.get("hook_timeout", 1800)))
-    delete_packages(root, deleted)
-    if payload:
-        run_hook(root, "images.sh", int(options.get("hook_timeout", 1800)))
+    if payload is not None:
+        write_profile(root, options.profile)
+        run_hook(root, files, "config.sh", options.hook_timeout)
+    delete_packages(root, options.delete_packages)
+    if payload is not None:
+        run_hook(root, files, "images.sh", options.hook_timeout)
         remove_hook_files(root)
-    return deleted
+    return options.delete_packages

@@ -8,7 +8,7 @@ EFI image and as a GPT EFI system partition. Both core images embed a tiny confi
 finds this medium by a marker file and loads the menu from it.
 
 firmware="uefi" (Secure Boot): the FAT image holds the image's own signed shim, GRUB and
-MokManager instead (stages/secure_boot.py), which the initrd stage took out of the root.
+MokManager instead (stages/grub_efi.py), which the initrd stage took out of the root.
 The signed GRUB has its own built-in config; the ISO gives it /.disk/info to find the
 medium by and, in boot/grub/x86_64-efi/grub.cfg, the same marker search as above.
 """
@@ -20,13 +20,14 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from liveorch.stages import secure_boot
-from liveorch.stages.contract import RESULT_FILE, StageRequest, canonical_json, sha256_text
-from liveorch.stages.grub_config import INITRD_PATH, KERNEL_PATH, early_config, loopback_config, menu_config
-from liveorch.stages.tools import Outcome, StageError, log, package_version, run
+from liveorch.stages import grub_efi
+from liveorch.stages.contract import RECORD_FILE, Outcome, StageRequest, Workspace, canonical_json, encode, sha256_text
+from liveorch.stages.contracts.initrd import INITRD, KERNEL
+from liveorch.stages.contracts.iso import INITRD_PATH, ISO_IMAGE, KERNEL_PATH, Firmware, IsoOptions
+from liveorch.stages.contracts.squashfs import SQUASHFS_IMAGE
+from liveorch.stages.grub_config import early_config, loopback_config, menu_config
+from liveorch.stages.tools import StageError, fresh_dir, log, package_version, run
 
-TREE = Path("/tmp/iso")
-WORK = Path("/tmp/grub")
 GRUB_LIB = Path("/usr/lib/grub")
 COMMON_MODULES = [
     "iso9660", "part_msdos", "part_gpt", "fat", "ext2", "search", "search_fs_file", "search_label",
@@ -46,9 +47,10 @@ def _grub_image(target: str, modules: list[str], output: Path, early: Path) -> N
          "--output", output, *modules], what=f"grub-mkimage {target}")
 
 
-def _efi_fat_image(files: dict[str, Path], output: Path, size_mib: int | None, serial: str, epoch: int) -> None:
+def _efi_fat_image(files: dict[str, Path], work: Path, output: Path, size_mib: int | None, serial: str,
+                   epoch: int) -> None:
     """FAT image with these files (path in the image: source); fixed serial and dates make it repeatable."""
-    tree = WORK / "efitree"
+    tree = work / "efitree"
     for name, source in sorted(files.items()):
         (tree / name).parent.mkdir(parents=True, exist_ok=True)
         (tree / name).write_bytes(source.read_bytes())
@@ -60,40 +62,35 @@ def _efi_fat_image(files: dict[str, Path], output: Path, size_mib: int | None, s
     run(["mcopy", "-s", "-m", "-i", output, *sorted(tree.iterdir()), "::/"], what="mcopy")
 
 
-def _signed_chain(initrd: Path, early: Path, title: str) -> dict[str, Path]:
+def _signed_chain(initrd: Path, tree: Path, early: Path, title: str) -> dict[str, Path]:
     """The FAT image's files for Secure Boot, and what the signed GRUB looks for on the ISO.
 
     Its config (the marker search) goes on both: from a stick GRUB's prefix is the EFI
     partition's /boot/grub, so it finds this very medium without searching for /.disk/info.
     """
-    chain = initrd / secure_boot.OUTPUT_DIR
-    files = {path: chain / role for path, role in secure_boot.ESP_LAYOUT.items()}
+    files = {path: initrd / output for path, output in grub_efi.ESP_LAYOUT.items()}
     if not all(source.is_file() for source in files.values()):
         raise StageError('firmware="uefi": the initrd stage delivered no signed shim/GRUB '
                          "(its option secure_boot was not set)")
-    grub = files[secure_boot.SIGNED_GRUB]
-    missing = sorted(set(EFI_MODULES) - secure_boot.builtin_modules(grub.read_bytes()))
+    grub = files[grub_efi.ESP_GRUB]
+    missing = sorted(set(EFI_MODULES) - grub_efi.builtin_modules(grub.read_bytes()))
     if missing:
         raise StageError(f"the signed GRUB lacks the modules {', '.join(missing)}, which the menu needs; "
                          "under Secure Boot it cannot load them")
-    (TREE / secure_boot.DISK_INFO).parent.mkdir(parents=True)
-    (TREE / secure_boot.DISK_INFO).write_text(title + "\n")
-    (TREE / secure_boot.PLATFORM_CONFIG).parent.mkdir(parents=True)
-    (TREE / secure_boot.PLATFORM_CONFIG).write_bytes(early.read_bytes())
-    return {**files, secure_boot.PLATFORM_CONFIG: early}
+    (tree / grub_efi.DISK_INFO).parent.mkdir(parents=True)
+    (tree / grub_efi.DISK_INFO).write_text(title + "\n")
+    (tree / grub_efi.PLATFORM_CONFIG).parent.mkdir(parents=True)
+    (tree / grub_efi.PLATFORM_CONFIG).write_bytes(early.read_bytes())
+    return {**files, grub_efi.PLATFORM_CONFIG: early}
 
 
-def _volume_checks(volid: str) -> None:
-    if not volid or len(volid) > 32:
-        raise StageError(f"volid {volid!r} must be 1 to 32 characters")
-
-
-def _xorriso_args(options: dict, epoch: int, efi: bool, grafts: dict[str, Path], output: Path) -> list[str | Path]:
+def xorriso_argv(options: IsoOptions, epoch: int, tree: Path, grafts: dict[str, Path], output: Path
+                 ) -> list[str | Path]:
     date = datetime.fromtimestamp(epoch, UTC).strftime("%Y%m%d%H%M%S00")
     identity: list[str | Path] = [
-        "-volid", options["volid"],
-        "-appid", options.get("application_id") or options["volid"],
-        "-publisher", options.get("publisher") or "liveorch",
+        "-volid", options.volid,
+        "-appid", options.application_id,
+        "-publisher", options.publisher,
         "-preparer", "liveorch",
         "-sysid", "LINUX",
     ]
@@ -114,7 +111,7 @@ def _xorriso_args(options: dict, epoch: int, efi: bool, grafts: dict[str, Path],
         "--efi-boot", "boot/grub/efi.img",
         "-efi-boot-part", "--efi-boot-image",
         "--protective-msdos-label",
-    ] if efi else []
+    ] if options.firmware.has_efi else []
     return [
         "xorriso", "-as", "mkisofs",
         "-iso-level", "3",
@@ -127,62 +124,62 @@ def _xorriso_args(options: dict, epoch: int, efi: bool, grafts: dict[str, Path],
         *uefi,
         "-output", output,
         "-graft-points",
-        f"/={TREE}",
+        f"/={tree}",
         *[f"{iso_path}={host}" for iso_path, host in sorted(grafts.items())],
     ]
 
 
-def medium_identity(request: StageRequest) -> str:
+def medium_identity(request: StageRequest, workspace: Workspace) -> str:
     """A hash of what the ISO is made of, for its marker file and FAT serial.
 
-    Not the cache key: that includes the stage image's id, which differs between hosts
-    that built the same Dockerfile, and the ISO must not.
+    Not the cache key: that covers the stage's code too, and two checkouts that differ only
+    in a comment must still make the same ISO.
     """
-    inputs = {name: json.loads((Path(path) / RESULT_FILE).read_text())["outputs"]
-              for name, path in sorted(request.inputs.items())}
-    return sha256_text(canonical_json({"options": request.options, "epoch": request.source_date_epoch,
+    inputs = {name: json.loads((workspace.input(request, name) / RECORD_FILE).read_text())["outputs"]
+              for name in sorted(request.inputs)}
+    return sha256_text(canonical_json({"options": encode(request.options), "epoch": request.source_date_epoch,
                                        "inputs": inputs}))
 
 
-def execute(request: StageRequest, out: Path) -> Outcome:
-    options = request.options
+def _esp_files(options: IsoOptions, initrd: Path, tree: Path, work: Path, early: Path) -> dict[str, Path]:
+    """What goes on the EFI partition: the image's signed chain, or a GRUB made here."""
+    if options.firmware is Firmware.UEFI:
+        return _signed_chain(initrd, tree, early, options.title)
+    if options.firmware is Firmware.EFI:
+        loader = work / "BOOTX64.EFI"
+        _grub_image("x86_64-efi", EFI_MODULES, loader, early)
+        return {"EFI/BOOT/BOOTX64.EFI": loader}
+    return {}
+
+
+def execute(request: StageRequest, workspace: Workspace) -> Outcome:
+    options: IsoOptions = request.options
     epoch = request.source_date_epoch
-    _volume_checks(options["volid"])
-    firmware = options.get("firmware", "efi")
-    efi = firmware in ("efi", "uefi")
-    identity = medium_identity(request)
+    tree, work = fresh_dir(workspace.tmp / "iso"), fresh_dir(workspace.tmp / "grub")
+    identity = medium_identity(request, workspace)
     marker = f"liveorch-{identity[:16]}.id"
-    grub_dir = TREE / "boot/grub"
+    grub_dir = tree / "boot/grub"
     (grub_dir / "i386-pc").mkdir(parents=True)
-    WORK.mkdir(parents=True)
-    (grub_dir / marker).write_text(options["volid"] + "\n")
-    (grub_dir / "grub.cfg").write_text(menu_config(options))
-    (grub_dir / "loopback.cfg").write_text(loopback_config(options))
-    early = WORK / "early.cfg"
+    (grub_dir / marker).write_text(options.volid + "\n")
+    (grub_dir / "grub.cfg").write_text(menu_config(options.menu))
+    (grub_dir / "loopback.cfg").write_text(loopback_config(options.menu))
+    early = work / "early.cfg"
     early.write_text(early_config(marker))
     _grub_image("i386-pc-eltorito", BIOS_MODULES, grub_dir / "i386-pc/eltorito.img", early)
-    initrd = Path(request.inputs["initrd"])
-    esp: dict[str, Path] = {}  # the FAT image's files
-    if firmware == "uefi":
-        esp = _signed_chain(initrd, early, options.get("title") or options["volid"])
-    elif efi:
-        esp = {"EFI/BOOT/BOOTX64.EFI": WORK / "BOOTX64.EFI"}
-        _grub_image("x86_64-efi", EFI_MODULES, esp["EFI/BOOT/BOOTX64.EFI"], early)
+    initrd = workspace.input(request, "initrd")
+    esp = _esp_files(options, initrd, tree, work, early)
     if esp:
-        serial = identity[:8].upper()
-        _efi_fat_image(esp, grub_dir / "efi.img", options.get("efifatimagesize"), serial, epoch)
+        _efi_fat_image(esp, work, grub_dir / "efi.img", options.efifatimagesize, identity[:8].upper(), epoch)
         log(f"EFI partition: {', '.join(sorted(esp))}")
-    squashfs = Path(request.inputs["squashfs"]) / "LiveOS/squashfs.img"
     grafts = {
-        "/LiveOS/squashfs.img": squashfs,
-        KERNEL_PATH: initrd / "vmlinuz",
-        INITRD_PATH: initrd / "initrd.img",
+        "/LiveOS/squashfs.img": workspace.input(request, "squashfs") / SQUASHFS_IMAGE,
+        KERNEL_PATH: initrd / KERNEL,
+        INITRD_PATH: initrd / INITRD,
     }
-    iso = out / options["iso_name"]
-    run(_xorriso_args(options, epoch, efi, grafts, iso), what="xorriso")
-    log(f"iso: {iso.name}, {iso.stat().st_size // (1 << 20)} MiB")
+    iso = workspace.out / ISO_IMAGE
+    run(xorriso_argv(options, epoch, tree, grafts, iso), what="xorriso")
+    log(f"iso: {iso.stat().st_size // (1 << 20)} MiB")
     return Outcome(
         tools=package_version("xorriso", "grub-common", "grub-pc-bin", "grub-efi-amd64-bin", "mtools", "dosfstools"),
-        facts={"iso_name": iso.name, "marker": marker, "secure_boot": firmware == "uefi",
-               "efi_partition": sorted(esp)},
+        facts={"marker": marker, "secure_boot": options.firmware is Firmware.UEFI, "efi_partition": sorted(esp)},
     )

@@ -6,8 +6,8 @@ the requested packages, without Recommends. Every .deb is checked against the sh
 the repository index (apt-cache show), never against apt's --print-uris, which lacks
 hashes for some suites.
 
-A shared pool of .debs in the artifact volume makes later resolutions cheap; files are
-taken from it only when their sha256 matches.
+The store's package pool (read-only here; the publisher fills it from this stage's
+outputs) makes later resolutions cheap: a pooled file is copied and checked, never trusted.
 """
 
 from __future__ import annotations
@@ -21,16 +21,22 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from liveorch.stages.contract import ARTIFACTS_MOUNT, StageRequest
-from liveorch.stages.tools import Outcome, StageError, capture, log, package_version, run, sha256_file
+from liveorch.stages.contract import Outcome, StageRequest, Workspace, encode
+from liveorch.stages.contracts.resolve import (
+    DEBS,
+    LOCK,
+    LOCK_FORMAT,
+    AptRepository,
+    Lock,
+    LockedPackage,
+    LockedRepository,
+    ResolveOptions,
+    deb_name,
+)
+from liveorch.stages.tools import StageError, capture, copy_checked, log, package_version, run, sha256_file
 
-APT_ROOT = Path("/tmp/apt")
-KEYRINGS = APT_ROOT / "keyrings"
 DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
-POOL = Path(ARTIFACTS_MOUNT) / "pool" / "debs"
-LOCK_FORMAT = 1
 INST_LINE = re.compile(r"^Inst (?P<name>\S+) (?:\[\S+\] )?\((?P<version>\S+) .*\[(?P<arch>[^\]]+)\]\)")
 
 
@@ -44,69 +50,51 @@ class Repository:
     signing_keys: tuple[bytes, ...] = ()
 
     @classmethod
-    def from_option(cls, data: dict[str, Any]) -> Repository:
+    def from_option(cls, option: AptRepository) -> Repository:
         try:
-            keys = tuple(base64.b64decode(key, validate=True) for key in data.get("signing_keys") or [])
-        except (binascii.Error, TypeError):
-            raise StageError(f"repository {data['url']}: signing_keys must be base64 strings") from None
-        return cls(
-            url=data["url"].rstrip("/"),
-            suite=data["suite"],
-            components=tuple(data.get("components") or ["main"]),
-            alias=data.get("alias") or data["url"],
-            trusted=bool(data.get("trusted", False)),
-            signing_keys=keys,
-        )
+            keys = tuple(base64.b64decode(key, validate=True) for key in option.signing_keys)
+        except binascii.Error:
+            raise StageError(f"repository {option.url}: signing_keys must be base64 strings") from None
+        return cls(url=option.url.rstrip("/"), suite=option.suite, components=option.components or ("main",),
+                   alias=option.alias or option.url, trusted=option.trusted, signing_keys=keys)
 
-    def key_files(self, index: int) -> list[tuple[Path, bytes]]:
+    def key_files(self, keyrings: Path, index: int) -> list[tuple[Path, bytes]]:
         """Where this repository's own keys go in the private apt root (apt tells an
         ASCII-armored key from a binary one by the name: .asc or .gpg)."""
-        return [(KEYRINGS / f"repository{index}-key{number}.{'asc' if key.lstrip().startswith(b'-----') else 'gpg'}",
+        return [(keyrings / f"repository{index}-key{number}.{'asc' if key.lstrip().startswith(b'-----') else 'gpg'}",
                  key) for number, key in enumerate(self.signing_keys)]
 
-    def sources_line(self, index: int) -> str:
+    def sources_line(self, keyrings: Path, index: int) -> str:
         """Signatures are checked against Debian's archive keys plus the repository's own
         signing keys, which apply to this repository only."""
-        keyrings = [DEBIAN_KEYRING, *(str(file) for file, _ in self.key_files(index))]
-        option = "[trusted=yes]" if self.trusted else f"[signed-by={','.join(keyrings)}]"
+        keyrings_used = [DEBIAN_KEYRING, *(str(file) for file, _ in self.key_files(keyrings, index))]
+        option = "[trusted=yes]" if self.trusted else f"[signed-by={','.join(keyrings_used)}]"
         return f"deb {option} {self.url} {self.suite} {' '.join(self.components)}"
 
 
-@dataclass(frozen=True)
-class Package:
-    name: str
-    version: str
-    architecture: str
-    sha256: str
-    size: int
-    filename: str
-    repository: str
-
-    def spec(self) -> str:
-        return f"{self.name}={self.version}"
-
-    def deb_name(self) -> str:
-        version = self.version.split(":", 1)[-1]
-        return f"{self.name}_{version}_{self.architecture}.deb"
+def spec_of(package: LockedPackage) -> str:
+    return f"{package.name}={package.version}"
 
 
-def _write_apt_config(repos: list[Repository], arch: str) -> dict[str, str]:
+def write_apt_config(apt_root: Path, repos: list[Repository], arch: str) -> dict[str, str]:
+    """A private apt root: its own sources, keys, lists and cache; returns apt's environment."""
     for sub in ("etc/apt/apt.conf.d", "etc/apt/preferences.d", "var/lib/dpkg", "var/lib/apt/lists/partial",
-                "cache/archives/partial", "download"):
-        (APT_ROOT / sub).mkdir(parents=True, exist_ok=True)
-    (APT_ROOT / "var/lib/dpkg/status").write_text("")
-    KEYRINGS.mkdir(exist_ok=True)
+                "cache/archives/partial", "download", "keyrings"):
+        (apt_root / sub).mkdir(parents=True, exist_ok=True)
+    (apt_root / "var/lib/dpkg/status").write_text("")
+    keyrings = apt_root / "keyrings"
     for index, repo in enumerate(repos):
-        for file, key in repo.key_files(index):
+        for file, key in repo.key_files(keyrings, index):
             file.write_bytes(key)
             file.chmod(0o644)
-    (APT_ROOT / "etc/apt/sources.list").write_text("".join(r.sources_line(i) + "\n" for i, r in enumerate(repos)))
+    (apt_root / "etc/apt/sources.list").write_text(
+        "".join(r.sources_line(keyrings, i) + "\n" for i, r in enumerate(repos)))
     config = f"""
-Dir "{APT_ROOT}/";
-Dir::State "{APT_ROOT}/var/lib/apt/";
-Dir::State::status "{APT_ROOT}/var/lib/dpkg/status";
-Dir::Etc "{APT_ROOT}/etc/apt/";
-Dir::Cache "{APT_ROOT}/cache/";
+Dir "{apt_root}/";
+Dir::State "{apt_root}/var/lib/apt/";
+Dir::State::status "{apt_root}/var/lib/dpkg/status";
+Dir::Etc "{apt_root}/etc/apt/";
+Dir::Cache "{apt_root}/cache/";
 APT::Architecture "{arch}";
 APT::Architectures "{arch}";
 APT::Install-Recommends "false";
@@ -116,8 +104,8 @@ Debug::NoLocking "true";
 Acquire::Languages "none";
 Acquire::Retries "3";
 """
-    (APT_ROOT / "apt.conf").write_text(config)
-    return {**os.environ, "APT_CONFIG": str(APT_ROOT / "apt.conf"), "DEBIAN_FRONTEND": "noninteractive"}
+    (apt_root / "apt.conf").write_text(config)
+    return {**os.environ, "APT_CONFIG": str(apt_root / "apt.conf"), "DEBIAN_FRONTEND": "noninteractive"}
 
 
 def _repository_lines(output: str, repo: Repository) -> list[str]:
@@ -171,10 +159,10 @@ def _update(env: dict[str, str], repos: list[Repository]) -> None:
     raise StageError(f"apt-get update failed: {last[0][:300]}")
 
 
-def _essential_names(env: dict[str, str]) -> list[str]:
+def _essential_names(apt_root: Path) -> list[str]:
     """Essential:yes packages of the configured repositories (what every root must hold)."""
     names: set[str] = set()
-    for lists in (APT_ROOT / "var/lib/apt/lists").glob("*_Packages"):
+    for lists in (apt_root / "var/lib/apt/lists").glob("*_Packages"):
         name = ""
         for line in lists.open(encoding="utf-8", errors="replace"):
             if line.startswith("Package: "):
@@ -229,8 +217,9 @@ def _origins(specs: list[str], env: dict[str, str], repos: list[Repository]) -> 
     return origins
 
 
-def _resolve_closure(requested: list[str], env: dict[str, str], repos: list[Repository]) -> list[Package]:
-    specs = sorted(set(_essential_names(env)) | {"apt"} | set(requested))
+def _resolve_closure(requested: tuple[str, ...], env: dict[str, str], apt_root: Path,
+                     repos: list[Repository]) -> list[LockedPackage]:
+    specs = sorted(set(_essential_names(apt_root)) | {"apt"} | set(requested))
     closure = _simulate(specs, env, repos)
     specs = [f"{n}={v}" for n, v, _ in closure]
     records = _index_records(specs, env)
@@ -240,45 +229,37 @@ def _resolve_closure(requested: list[str], env: dict[str, str], repos: list[Repo
         record = records.get(f"{name}={version}")
         if record is None or "SHA256" not in record:
             raise StageError(f"no index record with a sha256 for {name} {version}")
-        packages.append(Package(name, version, arch, record["SHA256"], int(record["Size"]),
-                                record["Filename"], origins[name]))
+        packages.append(LockedPackage(name, version, arch, record["SHA256"], int(record["Size"]),
+                                      record["Filename"], origins[name]))
     return sorted(packages, key=lambda p: p.name)
 
 
-def _locked(lock: dict[str, Any]) -> list[Package]:
-    return sorted((Package(**entry) for entry in lock["packages"]), key=lambda p: p.name)
-
-
-def _fetch(packages: list[Package], env: dict[str, str], debs: Path, offline: bool) -> int:
-    """Put every .deb into `debs`, from the pool when it holds the same bytes; returns downloads."""
-    POOL.mkdir(parents=True, exist_ok=True)
-    wanted: list[Package] = []
+def fetch(packages: list[LockedPackage], env: dict[str, str], download: Path, pool: Path, debs: Path,
+          offline: bool) -> int:
+    """Put every .deb into `debs`: copied from the pool when it holds the same bytes, else
+    downloaded; each checked against its sha256. Returns how many were downloaded."""
+    wanted: list[LockedPackage] = []
     for package in packages:
-        pooled = POOL / f"{package.sha256}.deb"
+        pooled = pool / f"{package.sha256}.deb"
         if pooled.is_file():
-            os.link(pooled, debs / package.deb_name())
+            copy_checked(pooled, debs / deb_name(package), package.sha256)
         else:
             wanted.append(package)
     if wanted and offline:
-        names = ", ".join(p.deb_name() for p in wanted[:5])
+        names = ", ".join(deb_name(p) for p in wanted[:5])
         raise StageError(f"offline, and {len(wanted)} locked package(s) are not in the package cache: {names}")
     if wanted:
-        download = APT_ROOT / "download"
-        run(["apt-get", "-q", "download", *[p.spec() for p in wanted]], env=env, cwd=download,
+        run(["apt-get", "-q", "download", *[spec_of(p) for p in wanted]], env=env, cwd=download,
             what="downloading packages")
         by_name = {p.name: p for p in wanted}
         for file in download.glob("*.deb"):
             package = by_name[file.name.split("_", 1)[0]]
             if sha256_file(file) != package.sha256:
                 raise StageError(f"sha256 mismatch for {file.name}: the repository index says {package.sha256}")
-            pooled = POOL / f"{package.sha256}.deb"
-            tmp = pooled.with_suffix(f".tmp{os.getpid()}")
-            shutil.move(file, tmp)
-            os.replace(tmp, pooled)
-            os.link(pooled, debs / package.deb_name())
+            shutil.move(file, debs / deb_name(package))
     for package in packages:
-        if sha256_file(debs / package.deb_name()) != package.sha256:
-            raise StageError(f"sha256 mismatch for {package.deb_name()} (locked {package.sha256})")
+        if sha256_file(debs / deb_name(package)) != package.sha256:
+            raise StageError(f"sha256 mismatch for {deb_name(package)} (locked {package.sha256})")
     return len(wanted)
 
 
@@ -292,38 +273,41 @@ def _newest_package_date(debs: Path) -> int:
     return newest
 
 
-def execute(request: StageRequest, out: Path) -> Outcome:
-    options = request.options
-    repos = [Repository.from_option(r) for r in options["repositories"]]
+def _lock(options: ResolveOptions, repos: list[Repository], packages: list[LockedPackage], epoch: int) -> Lock:
+    """The lock records each repository's trust decision beside what came from it."""
+    return Lock(
+        format=LOCK_FORMAT,
+        architecture=options.architecture,
+        source_date_epoch=epoch,
+        repositories=tuple(LockedRepository(alias=r.alias, url=r.url, suite=r.suite, components=r.components,
+                                            trusted=r.trusted, local=r.url.startswith("file://")) for r in repos),
+        requested=tuple(sorted(options.packages)),
+        packages=tuple(packages),
+    )
+
+
+def execute(request: StageRequest, workspace: Workspace) -> Outcome:
+    options: ResolveOptions = request.options
+    repos = [Repository.from_option(r) for r in options.repositories]
     if not repos:
         raise StageError("no repositories configured")
-    arch = options.get("architecture", "amd64")
-    env = _write_apt_config(repos, arch)
-    lock = options.get("lock")
-    offline = bool(options.get("offline"))
-    if offline and not lock:
+    apt_root = workspace.tmp / "apt"
+    env = write_apt_config(apt_root, repos, options.architecture)
+    if options.offline and options.lock is None:
         raise StageError("an offline build needs a lock (build once online, or run `liveorch lock`)")
-    if not offline:
+    if not options.offline:
         _update(env, repos)
-    if lock:
-        packages = _locked(lock)
+    if options.lock is not None:
+        packages = sorted(options.lock.packages, key=lambda p: p.name)
         log(f"using the lock: {len(packages)} packages")
     else:
-        packages = _resolve_closure(list(options.get("packages", [])), env, repos)
+        packages = _resolve_closure(options.packages, env, apt_root, repos)
         log(f"resolved {len(packages)} packages")
-    debs = out / "debs"
+    debs = workspace.out / DEBS
     debs.mkdir()
-    downloaded = _fetch(packages, env, debs, offline)
+    downloaded = fetch(packages, env, apt_root / "download", workspace.pool, debs, options.offline)
     log(f"{downloaded} downloaded, {len(packages) - downloaded} from the package pool")
     epoch = request.source_date_epoch or _newest_package_date(debs)
-    lock_out = {
-        "format": LOCK_FORMAT,
-        "architecture": arch,
-        "source_date_epoch": epoch,
-        "repositories": [{"alias": r.alias, "url": r.url, "suite": r.suite, "components": list(r.components)}
-                         for r in repos],
-        "requested": sorted(options.get("packages", [])),
-        "packages": [p.__dict__ for p in packages],
-    }
-    (out / "lock.json").write_text(json.dumps(lock_out, indent=1, sort_keys=True) + "\n")
+    lock = _lock(options, repos, packages, epoch)
+    (workspace.out / LOCK).write_text(json.dumps(encode(lock), indent=1, sort_keys=True) + "\n")
     return Outcome(tools=package_version("apt"), facts={"source_date_epoch": epoch, "packages": len(packages)})

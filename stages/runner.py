@@ -1,88 +1,62 @@
-"""Runs one stage: request in, outputs plus a result record out, published atomically.
+"""Runs one stage in its container: request in, outputs and claims out.
 
-The stage writes into a private work directory that the orchestrator created for this
-run; only when the stage succeeded is that directory renamed to its content-addressed
-place, so a crashed or interrupted stage never leaves something that looks finished.
+The stage writes only into its scratch volume (/work/out); publishing into the store is
+the orchestrator's trusted step, which hashes what is there itself. What the stage
+returns besides files (tool versions, facts) goes to /work/result.json as claims.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import shutil
 import sys
 import time
-import uuid
-from pathlib import Path
 
-from liveorch.stages.contract import (
-    REQUEST_FILE,
-    RESULT_FILE,
-    STAGES,
-    Artifact,
-    StageRequest,
-    StageResult,
-    stage_dir,
-)
-from liveorch.stages.tools import StageError, sha256_file
-
-ERROR_PREFIX = "liveorch-stage-error: "
+from liveorch.stages.contract import ERROR_PREFIX, ContractError, StageClaims, StageRequest, Workspace
+from liveorch.stages.limits import LimitEvents
+from liveorch.stages.tools import StageError
 
 
-def _outputs(work: Path) -> dict[str, Artifact]:
-    found: dict[str, Artifact] = {}
-    for path in sorted(work.rglob("*")):
-        if path.is_file() and not path.is_symlink() and path.name not in (REQUEST_FILE, RESULT_FILE):
-            rel = path.relative_to(work).as_posix()
-            found[rel] = Artifact(size=path.stat().st_size, sha256=sha256_file(path))
-    return found
+def _fail(message: str) -> int:
+    print(f"{ERROR_PREFIX}{message}", file=sys.stderr, flush=True)
+    return 1
 
 
-def _publish(work: Path, final: Path) -> None:
-    """Move the finished work directory to its final name, replacing an older copy."""
-    if final.exists():
-        retired = final.with_name(f".retired-{final.name}-{uuid.uuid4().hex[:8]}")
-        final.rename(retired)
-        work.rename(final)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        work.rename(final)
+def execute(name: str, workspace: Workspace) -> StageClaims:
+    """Validate the request against this stage's contract, run the stage, return its claims."""
+    started = time.monotonic()
+    spec = importlib.import_module(f"liveorch.stages.contracts.{name}").SPEC
+    request = StageRequest.from_json(workspace.request.read_text(), spec)
+    os.environ["SOURCE_DATE_EPOCH"] = str(request.source_date_epoch)
+    os.environ["TZ"] = "UTC"
+    os.umask(0o022)
+    workspace.out.mkdir(exist_ok=True)
+    workspace.tmp.mkdir(exist_ok=True)
+    outcome = importlib.import_module(f"liveorch.stages.{name}").execute(request, workspace)
+    return StageClaims(tools=outcome.tools, facts=outcome.facts, seconds=round(time.monotonic() - started, 2))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2 or args[0] not in STAGES:
-        print(f"usage: python3 -m liveorch.stages {{{','.join(STAGES)}}} WORK_DIR", file=sys.stderr)
+    if len(args) != 1 or not args[0].isidentifier():
+        print("usage: python3 -m liveorch.stages STAGE  (request in /work/request.json)", file=sys.stderr)
         return 2
-    name, work = args[0], Path(args[1])
-    started = time.monotonic()
+    workspace = Workspace()
+    before = LimitEvents.read()
     try:
-        request = StageRequest.from_json((work / REQUEST_FILE).read_text())
-        if request.stage != name:
-            raise StageError(f"request is for stage {request.stage!r}, this image runs {name!r}")
-        os.environ["SOURCE_DATE_EPOCH"] = str(request.source_date_epoch)
-        os.environ["TZ"] = "UTC"
-        os.umask(0o022)
-        module = importlib.import_module(f"liveorch.stages.{name}")
-        outcome = module.execute(request, work)
-        result = StageResult(
-            stage=name,
-            key=request.key,
-            outputs=_outputs(work),
-            tools=outcome.tools,
-            seconds=round(time.monotonic() - started, 2),
-            facts=outcome.facts,
-        )
-        (work / RESULT_FILE).write_text(result.to_json())
-        _publish(work, Path(stage_dir(name, request.key)))
-    except StageError as error:
-        print(f"{ERROR_PREFIX}{error}", file=sys.stderr, flush=True)
-        return 1
+        claims = execute(args[0], workspace)
+        cause = LimitEvents.read().cause_since(before)
+        if cause:
+            return _fail(cause)
+        workspace.claims.write_text(claims.to_json())
+    except (StageError, ContractError) as error:
+        return _fail(LimitEvents.read().cause_since(before) or str(error))
     except OSError as error:
         where = f" ({error.filename})" if error.filename else ""
-        print(f"{ERROR_PREFIX}{error.strerror or error}{where}", file=sys.stderr, flush=True)
-        return 1
+        return _fail(LimitEvents.read().cause_since(before) or f"{error.strerror or error}{where}")
+    except ModuleNotFoundError as error:
+        return _fail(f"no such stage in this image: {error.name}")
     except KeyboardInterrupt:
-        print(f"{ERROR_PREFIX}interrupted", file=sys.stderr, flush=True)
+        _fail("interrupted")
         return 130
     return 0

@@ -10,28 +10,30 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from liveorch.stages.contract import StageRequest
-from liveorch.stages.tools import Outcome, StageError, log, package_version, run
+from liveorch.stages.contract import Outcome, StageRequest, Workspace
+from liveorch.stages.contracts.rootfs import ROOT_TAR
+from liveorch.stages.contracts.squashfs import SQUASHFS_IMAGE, SquashfsOptions
+from liveorch.stages.tools import log, package_version, run
 
-COMPRESSORS = {"xz": "xz", "zstd": "zstd", "lz4": "lz4", "gzip": "gzip", "lzo": "lzo"}
+
+def tar2sqfs_argv(options: SquashfsOptions, epoch: int, image: Path, jobs: int) -> list[str | Path]:
+    return [
+        "tar2sqfs",
+        "--compressor", options.compression.value,
+        "--num-jobs", str(jobs),
+        "--defaults", f"mtime={epoch}",
+        "--quiet",
+        "--force",
+        image,
+    ]
 
 
-def execute(request: StageRequest, out: Path) -> Outcome:
-    compression = request.options.get("compression", "xz")
-    if compression not in COMPRESSORS:
-        raise StageError(f"unsupported squashfs compression {compression!r}: choose one of {sorted(COMPRESSORS)}")
-    root_tar = Path(request.inputs["rootfs"]) / "root.tar"
-    image = out / "LiveOS" / "squashfs.img"
-    image.parent.mkdir()
-    with root_tar.open("rb") as tar:
-        run([
-            "tar2sqfs",
-            "--compressor", COMPRESSORS[compression],
-            "--num-jobs", str(os.cpu_count() or 1),
-            "--defaults", f"mtime={request.source_date_epoch}",
-            "--quiet",
-            "--force",
-            image,
-        ], stdin=tar, what="tar2sqfs")
-    log(f"squashfs ({compression}): {image.stat().st_size // (1 << 20)} MiB")
+def execute(request: StageRequest, workspace: Workspace) -> Outcome:
+    options: SquashfsOptions = request.options
+    image = workspace.out / SQUASHFS_IMAGE
+    image.parent.mkdir(parents=True)
+    with (workspace.input(request, "rootfs") / ROOT_TAR).open("rb") as tar:
+        run(tar2sqfs_argv(options, request.source_date_epoch, image, os.cpu_count() or 1), stdin=tar,
+            what="tar2sqfs")
+    log(f"squashfs ({options.compression.value}): {image.stat().st_size // (1 << 20)} MiB")
     return Outcome(tools=package_version("squashfs-tools-ng"))

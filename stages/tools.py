@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 
 class StageError(Exception):
     """A failure the user can act on; its message is shown as the stage's one-line error."""
-
-
-@dataclass
-class Outcome:
-    """What a stage reports besides its output files."""
-
-    tools: dict[str, str] = field(default_factory=dict)
-    facts: dict[str, Any] = field(default_factory=dict)
 
 
 def log(message: str) -> None:
@@ -60,7 +52,26 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def copy_checked(source: Path, target: Path, sha256: str) -> None:
+    """Copy a file and check its bytes on the way: the copy is what gets used."""
+    digest = hashlib.sha256()
+    with source.open("rb") as reader, target.open("wb") as writer:
+        while chunk := reader.read(1 << 20):
+            digest.update(chunk)
+            writer.write(chunk)
+    if digest.hexdigest() != sha256:
+        target.unlink()
+        raise StageError(f"sha256 mismatch for {source.name}: expected {sha256}")
+
+
 def package_version(*packages: str) -> dict[str, str]:
     """Versions of the Debian packages that provide a stage's tools (they end up in the bytes)."""
     out = capture(["dpkg-query", "-W", "-f=${Package} ${Version}\\n", *packages])
     return dict(line.split(" ", 1) for line in out.splitlines() if line)
+
+
+def fresh_dir(path: Path) -> Path:
+    """An empty directory at `path` (a rerun in the same scratch volume starts clean)."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path

@@ -1,0 +1,73 @@
+"""How the live system boots, decided once from the description: the kernel command line,
+the boot menu and the dracut modules. The iso stage, the initrd stage and the network-boot
+bundle all take these values as they are; none of them works them out again.
+"""
+
+from __future__ import annotations
+
+from liveorch.orchestrator.description import LiveFlags, LiveType
+from liveorch.stages.contracts.initrd import LIVEORCH_LIVE
+from liveorch.stages.contracts.iso import BootMenu, MenuEntry, Terminal
+
+SERIAL_CONSOLES = ("console=tty0", "console=ttyS0,115200")
+FAILSAFE_ARGS = "nomodeset noapic acpi=off"
+# --pxe: the initrd brings the network up and fetches the image. dracut's livenet for
+# dmsquash; for overlay, url-lib (curl and its CA bundle) beside liveorch's module.
+# network-legacy is named so dracut's network module does not pick systemd-networkd.
+NETWORK_MODULES = {LiveFlags.DMSQUASH: ("livenet", "network-legacy"), LiveFlags.OVERLAY: ("url-lib", "network-legacy")}
+LIVE_MODULES = {LiveFlags.DMSQUASH: "dmsquash-live", LiveFlags.OVERLAY: LIVEORCH_LIVE}
+
+
+def medium_root(volid: str) -> str:
+    """root= for the ISO: its volume label, in udev's encoding (dracut decodes it), one word."""
+    return "root=live:CDLABEL=" + volid.replace(" ", "\\x20")
+
+
+def kernel_cmdline(live: LiveType, root: str, network: bool = False) -> str:
+    """The live kernel command line: root, the overlay's parameters, the description's own
+    kernelcmdline, and the serial console unless that names consoles itself."""
+    words = [root]
+    if live.flags is LiveFlags.OVERLAY:
+        # liveorch's own live module (stages/dracut/90liveorch-live), KIWI's parameters.
+        if live.hybridpersistent and not network:
+            words += ["rd.live.overlay.persistent", f"rd.live.overlay.cowfs={live.hybridpersistent_filesystem}"]
+    else:
+        # dracut 059's dmsquash-live needs overlayfs=1 to overlay a flat squashfs (no nested rootfs.img).
+        words += ["rd.live.image", "rd.live.overlay.overlayfs=1"]
+    if network:
+        words += ["ip=dhcp", "rd.neednet=1"]
+    extra = live.kernelcmdline.split()
+    words += extra
+    if not any(word.startswith("console=") for word in extra):
+        words += SERIAL_CONSOLES
+    return " ".join(words)
+
+
+def terminal(console: str) -> Terminal:
+    """KIWI's console values: serial, console (the screen) or gfxterm; anything else both."""
+    if console == "serial":
+        return Terminal.SERIAL
+    if console in ("console", "gfxterm"):
+        return Terminal.SCREEN
+    return Terminal.BOTH
+
+
+def boot_menu(live: LiveType, volid: str, title: str) -> BootMenu:
+    """The default entry, KIWI's "Check installation media" with media check, and failsafe."""
+    cmdline = kernel_cmdline(live, medium_root(volid))
+    entries = [MenuEntry(title, cmdline)]
+    if live.mediacheck:
+        check = "mediacheck=1" if live.flags is LiveFlags.OVERLAY else "rd.live.check"
+        entries.append(MenuEntry("Check installation media", f"{cmdline} {check}"))
+    entries.append(MenuEntry(f"{title} (failsafe)", f"{cmdline} {FAILSAFE_ARGS}"))
+    return BootMenu(
+        terminal=terminal(live.bootloader_console),
+        timeout=live.bootloader_timeout,
+        timeout_style=live.bootloader_timeout_style,
+        entries=tuple(entries),
+        loopback_cmdline=f"iso-scan/filename=${{iso_path}} {cmdline}",
+    )
+
+
+def dracut_modules(live: LiveType, network: bool) -> tuple[str, ...]:
+    return (LIVE_MODULES[live.flags], *(NETWORK_MODULES[live.flags] if network else ()))

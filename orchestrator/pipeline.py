@@ -1,0 +1,137 @@
+"""The stage loop: each stage's key, a verified cache hit or a run, in running order.
+
+Before anything runs, the loop looks up every stage whose inputs are already known to be
+cached, leases those entries (so `cache prune` leaves them alone) and has the store keeper
+hash them all in one go; an entry that no longer matches its record is dropped with a note
+and its stage runs again. Then each stage is either that verified entry or a fresh run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any, Protocol
+
+from liveorch.orchestrator.errors import LiveorchError
+from liveorch.orchestrator.keys import stage_key
+from liveorch.orchestrator.progress import Progress
+from liveorch.orchestrator.stage_specs import spec_of, stage_names
+from liveorch.stages.contract import Record, StageRequest, StageSpec
+
+Entry = tuple[str, str]  # (stage, key)
+
+
+class StoreView(Protocol):
+    def lease(self, stage: str, key: str) -> None: ...
+    def record(self, stage: str, key: str) -> Record | None: ...
+    def verify(self, entries: list[Entry]) -> dict[Entry, str]: ...
+    def drop(self, entries: list[Entry]) -> None: ...
+
+
+class Runner(Protocol):
+    def __call__(self, spec: StageSpec, request: StageRequest) -> tuple[Record, dict[str, object] | None]: ...
+
+
+@dataclass
+class StageReport:
+    stage: str
+    key: str
+    cached: bool
+    seconds: float
+    record: Record
+    container: dict[str, object] | None = None  # what the engine gave a container that ran
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """epoch: the build's SOURCE_DATE_EPOCH when known (a lock or --source-date-epoch); 0
+    lets resolve derive it from the newest package."""
+
+    epoch: int
+    no_cache: bool = False
+    update_lock: bool = False
+
+
+def _epoch_of(record: Record) -> int:
+    value = record.facts.get("source_date_epoch")
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise LiveorchError(f"the resolve stage's record has no usable SOURCE_DATE_EPOCH ({value!r})")
+    return value
+
+
+class StageLoop:
+    def __init__(self, options: dict[str, Any], code: Callable[[str], str], store: StoreView, runner: Runner,
+                 progress: Progress, log: IO[str], settings: LoopSettings) -> None:
+        self.options, self.code, self.store, self.runner = options, code, store, runner
+        self.progress, self.log, self.settings = progress, log, settings
+
+    def key(self, stage: str, epoch: int, records: dict[str, Record]) -> str:
+        inputs = {name: records[name] for name in spec_of(stage).inputs}
+        return stage_key(stage, self.code(stage), epoch, self.options[stage], inputs)
+
+    def forced(self, stage: str) -> bool:
+        return self.settings.no_cache or (stage == "resolve" and self.settings.update_lock)
+
+    def verified_hits(self, stages: tuple[str, ...]) -> dict[Entry, Record]:
+        """The cached entries this build can use, each checked against its record."""
+        found: dict[Entry, Record] = {}
+        records: dict[str, Record] = {}
+        epoch = self.settings.epoch
+        for stage in stages:
+            if self.forced(stage) or any(name not in records for name in spec_of(stage).inputs):
+                continue
+            key = self.key(stage, epoch, records)
+            self.store.lease(stage, key)
+            record = self.store.record(stage, key)
+            if record is None:
+                continue
+            records[stage], found[(stage, key)] = record, record
+            if stage == "resolve":
+                epoch = _epoch_of(record)
+        bad = self.store.verify(list(found)) if found else {}
+        for (stage, key), reason in sorted(bad.items()):
+            self.progress.note(f"note: the cached {stage} result {key[:12]} failed verification ({reason}): "
+                               "dropped, the stage runs again")
+        self.store.drop(list(bad))
+        return {entry: record for entry, record in found.items() if entry not in bad}
+
+    def run(self, until: str | None = None) -> dict[str, StageReport]:
+        names = stage_names()
+        stages = names[: names.index(until) + 1] if until else names
+        hits = self.verified_hits(stages)
+        reports: dict[str, StageReport] = {}
+        records: dict[str, Record] = {}
+        epoch = self.settings.epoch
+        for stage in stages:
+            key = self.key(stage, epoch, records)
+            report = self._cached(stage, key, hits) or self._run(stage, key, epoch, reports)
+            reports[stage], records[stage] = report, report.record
+            if stage == "resolve":
+                epoch = _epoch_of(report.record)
+        return reports
+
+    def _cached(self, stage: str, key: str, hits: dict[Entry, Record]) -> StageReport | None:
+        record = hits.get((stage, key))
+        if record is None:
+            return None
+        self.progress.stage(stage, "cached")
+        self.log.write(f"[{stage}] cached: {stage}/{key}\n")
+        return StageReport(stage, key, True, 0.0, record)
+
+    def _run(self, stage: str, key: str, epoch: int, reports: dict[str, StageReport]) -> StageReport:
+        spec = spec_of(stage)
+        self.store.lease(stage, key)
+        request = StageRequest(stage=stage, key=key, source_date_epoch=epoch,
+                               inputs={name: reports[name].key for name in spec.inputs},
+                               options=self.options[stage])
+        began = time.monotonic()
+        self.progress.stage(stage, "running")
+        try:
+            record, container = self.runner(spec, request)
+        except LiveorchError:
+            self.progress.stage(stage, "failed", time.monotonic() - began)
+            raise
+        seconds = time.monotonic() - began
+        self.progress.stage(stage, "done", seconds)
+        return StageReport(stage, key, False, seconds, record, container)

@@ -1,0 +1,86 @@
+"""report.json: the build's inputs and every stage's record, what users and tools read
+instead of logs. It never holds a secret: user passwords reach it only as part of a cache
+key, which hashes the crypt(3) hash the plan made."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from liveorch import __version__
+from liveorch.orchestrator.containers import StageLimits
+from liveorch.orchestrator.description import Description
+from liveorch.orchestrator.images import StageImage
+from liveorch.orchestrator.pipeline import StageReport
+from liveorch.orchestrator.plan import BuildPlan
+from liveorch.stages.contract import canonical_json
+from liveorch.stages.contracts.resolve import DEBS
+
+
+@dataclass
+class BuildReport:
+    """What a finished build hands back to its caller (the CLI's summary, tests)."""
+
+    iso: Path
+    sha256: str
+    size: int
+    packages: int
+    seconds: float
+    log: Path
+    stages: list[StageReport] = field(default_factory=list)
+    pxe: Path | None = None  # the network-boot bundle's directory
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    description: Description
+    payload_sha256: str | None
+    plan: BuildPlan
+    images: dict[str, StageImage]
+    limits: StageLimits
+
+
+def _stage(report: StageReport, image: StageImage) -> dict[str, Any]:
+    return {
+        "stage": report.stage,
+        "image": image.id,
+        "image_tag": image.tag,
+        "code": image.context,
+        "key": report.key,
+        "cached": report.cached,
+        "seconds": round(report.seconds, 2),
+        "stage_seconds": report.record.seconds,
+        "outputs": {name: {"size": a.size, "sha256": a.sha256} for name, a in sorted(report.record.outputs.items())
+                    if not name.startswith(DEBS)},
+        "tools": report.record.tools,
+        "container": report.container,
+    }
+
+
+def build_record(inputs: BuildInputs, report: BuildReport, lock: dict[str, Any]) -> dict[str, Any]:
+    description = inputs.description
+    return {
+        "liveorch": __version__,
+        "description": {
+            "path": str(description.path),
+            "sha256": hashlib.sha256(description.path.read_bytes()).hexdigest(),
+            "payload_sha256": inputs.payload_sha256,
+            "name": description.name,
+            "version": description.version,
+            "summary": description.summary,
+            "profiles": list(description.profiles),
+        },
+        "repositories": lock.get("repositories", []),
+        "trust": {"warnings": inputs.plan.warnings,
+                  "unsigned_repositories": [r["alias"] for r in lock.get("repositories", []) if r.get("trusted")]},
+        "lock_sha256": hashlib.sha256(canonical_json(lock).encode()).hexdigest(),
+        "source_date_epoch": lock.get("source_date_epoch"),
+        "notes": inputs.plan.notes,
+        "limits": {"memory": inputs.limits.memory, "pids": inputs.limits.pids, "timeout": inputs.limits.timeout},
+        "stages": [_stage(s, inputs.images[s.stage]) for s in report.stages],
+        "iso": {"name": report.iso.name, "size": report.size, "sha256": report.sha256},
+        "packages": report.packages,
+        "seconds": round(report.seconds, 2),
+    }

@@ -1,0 +1,40 @@
+"""initrd: the image's kernel and a dracut initramfs that finds and mounts the live root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from liveorch.stages.contract import Output, StageSpec
+
+KERNEL = "vmlinuz"
+INITRD = "initrd.img"
+# firmware="uefi": the image's signed boot chain, copied out of the root for the iso stage.
+SIGNED_CHAIN = "efi/"
+SHIM = "efi/shim.efi"
+MOKMANAGER = "efi/mm.efi"
+SIGNED_GRUB = "efi/grub.efi"
+# liveorch's own dracut modules, shipped in the stage image: module name -> folder.
+LIVEORCH_LIVE = "liveorch-live"
+OWN_MODULE_DIRS = {LIVEORCH_LIVE: "dracut/90liveorch-live"}
+
+
+@dataclass(frozen=True)
+class InitrdOptions:
+    """`dracut_modules`: every module to add (the plan's choice from flags and --pxe);
+    `secure_boot`: also hand on the image's signed shim, MokManager and GRUB."""
+
+    dracut_modules: tuple[str, ...]
+    secure_boot: bool
+
+
+SPEC = StageSpec(
+    name="initrd",
+    summary="the image's own dracut, run in the unpacked root through chroot",
+    options=InitrdOptions,
+    inputs=("rootfs",),
+    outputs=(Output(KERNEL), Output(INITRD), Output(SIGNED_CHAIN, optional=True)),
+    # unpacking the root with its owners, then chroot to run the image's dracut.
+    capabilities=("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SYS_CHROOT", "MKNOD", "SETFCAP"),
+    user=0,
+    data=tuple(OWN_MODULE_DIRS.values()),
+)

@@ -1,0 +1,81 @@
+"""iso: the hybrid live ISO (El Torito BIOS + EFI, MBR and GPT), from the squashfs and initrd."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from liveorch.stages.contract import UNPRIVILEGED_UID, Output, StageSpec
+
+ISO_IMAGE = "image.iso"
+# KIWI's layout of the boot files on the medium.
+KERNEL_PATH = "/boot/x86_64/loader/linux"
+INITRD_PATH = "/boot/x86_64/loader/initrd"
+
+
+class Firmware(enum.StrEnum):
+    """KIWI's firmware values: uefi is efi with the image's signed Secure Boot chain."""
+
+    BIOS = "bios"
+    EFI = "efi"
+    UEFI = "uefi"
+
+    @property
+    def has_efi(self) -> bool:
+        return self is not Firmware.BIOS
+
+
+class Terminal(enum.StrEnum):
+    """Where the GRUB menu shows: KIWI's console="serial", console="console|gfxterm", or both."""
+
+    SERIAL = "serial"
+    SCREEN = "console"
+    BOTH = "serial console"
+
+
+class TimeoutStyle(enum.StrEnum):
+    MENU = "menu"
+    COUNTDOWN = "countdown"
+    HIDDEN = "hidden"
+
+
+@dataclass(frozen=True)
+class MenuEntry:
+    """One GRUB menu entry: its title and the whole kernel command line."""
+
+    title: str
+    kernel_cmdline: str
+
+
+@dataclass(frozen=True)
+class BootMenu:
+    """The menu, computed by the plan: the first entry boots by default. `loopback_cmdline`
+    is for loopback.cfg, where another GRUB boots this ISO as a file (iso-scan)."""
+
+    terminal: Terminal
+    timeout: int
+    timeout_style: TimeoutStyle
+    entries: tuple[MenuEntry, ...]
+    loopback_cmdline: str
+
+
+@dataclass(frozen=True)
+class IsoOptions:
+    volid: str
+    title: str
+    application_id: str
+    publisher: str
+    firmware: Firmware
+    efifatimagesize: int | None
+    menu: BootMenu
+
+
+SPEC = StageSpec(
+    name="iso",
+    summary="grub-mkimage, mkfs.fat + mtools and xorriso, all on files as an unprivileged user",
+    options=IsoOptions,
+    inputs=("squashfs", "initrd"),
+    outputs=(Output(ISO_IMAGE, export="{iso}"),),
+    capabilities=(),
+    user=UNPRIVILEGED_UID,
+)
