@@ -143,13 +143,13 @@ class Build:
             return self.options.source_date_epoch
         return self.lock.source_date_epoch if self.lock else 0  # 0: resolve derives it
 
-    def _run_with(self, runner: StageRunner) -> Callable[[StageSpec, StageRequest], tuple[Record, dict | None]]:
-        def run(spec: StageSpec, request: StageRequest) -> tuple[Record, dict | None]:
+    def _run_with(self, runner: StageRunner) -> Callable[[StageSpec, StageRequest], tuple[Record, dict | None, bool]]:
+        def run(spec: StageSpec, request: StageRequest) -> tuple[Record, dict | None, bool]:
             files: dict[str, IO[bytes]] = {}
             if spec.name == "rootfs" and self.payload is not None:
                 files[PAYLOAD_FILE] = self.payload.file
             outcome = runner.run(self.images[spec.name], spec, request, self.plan.network(spec.name), files)
-            return outcome.record, outcome.container
+            return outcome.record, outcome.container, outcome.published
         return run
 
     def export_lock(self, reports: dict[str, StageReport], target: Path) -> None:

@@ -20,6 +20,7 @@ from lxml import etree
 from liveorch.orchestrator.errors import DescriptionError
 from liveorch.orchestrator.kiwi_schema import unknown_markup
 from liveorch.orchestrator.overrides import Overrides
+from liveorch.orchestrator.passwords import is_crypt_hash
 from liveorch.stages.contracts.iso import Firmware, TimeoutStyle
 from liveorch.stages.contracts.squashfs import Compression
 
@@ -325,9 +326,13 @@ def _user(element: etree._Element, path: Path) -> User:
         raise DescriptionError("<user> needs a name", path, element.sourceline)
     pwdformat = _choice(element, "pwdformat", PasswordFormat, PasswordFormat.ENCRYPTED, path)
     groups = tuple(g.strip() for g in (element.get("groups") or "").split(",") if g.strip())
+    password = element.get("password")
+    if password is not None and pwdformat is PasswordFormat.ENCRYPTED and not is_crypt_hash(password):
+        raise DescriptionError(f"user {name!r}: the password is not a crypt(3) hash; give pwdformat=\"plain\" for "
+                               "a plain password (liveorch hashes it)", path, element.sourceline)
     return User(
         name=name,
-        password=element.get("password"),
+        password=password,
         pwdformat=pwdformat,
         home=element.get("home"),
         shell=element.get("shell"),

@@ -25,8 +25,8 @@ def lock_path(description: Description, explicit: Path | None) -> Path:
 def _upgrade(data: Any) -> Any:
     """Locks written before the trust decisions were recorded name none: say what they were
     (a file:// repository was always trusted; signatures were otherwise required)."""
-    if isinstance(data, dict):
-        for repository in data.get("repositories") or []:
+    if isinstance(data, dict) and isinstance(data.get("repositories"), list):
+        for repository in data["repositories"]:
             if isinstance(repository, dict) and "url" in repository:
                 local = str(repository["url"]).startswith("file://")
                 repository.setdefault("local", local)

@@ -3,7 +3,7 @@
 A `<user password="..." pwdformat="plain">` must never travel any further than the
 parser: stage requests, cache keys, volumes, logs and reports only ever see a crypt
 hash. Builds must also stay bit-identical, so the salt cannot be random; it is derived
-from public inputs only (description name, version, user name), never from the
+from public inputs only (the description's name and the user's), never from the
 password, so it reveals nothing about it and two runs give the same hash.
 
 The hash is SHA-512-crypt (`$6$`), with many rounds so an offline guess stays expensive.

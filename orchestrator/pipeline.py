@@ -3,7 +3,8 @@
 Before anything runs, the loop looks up every stage whose inputs are already known to be
 cached, leases those entries (so `cache prune` leaves them alone) and has the store keeper
 hash them all in one go; an entry that no longer matches its record is dropped with a note
-and its stage runs again. Then each stage is either that verified entry or a fresh run.
+and its stage runs again. A stage whose key is known only once an earlier stage has run
+(its inputs were rebuilt, with the same bytes or not) is looked up and verified then.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ class StoreView(Protocol):
 
 
 class Runner(Protocol):
-    def __call__(self, spec: StageSpec, request: StageRequest) -> tuple[Record, dict[str, object] | None]: ...
+    """Runs a stage and publishes its outputs: its record, what its container was given, and
+    whether this run's outputs were published (False: a concurrent build published first)."""
+
+    def __call__(self, spec: StageSpec, request: StageRequest) -> tuple[Record, dict[str, object] | None, bool]: ...
 
 
 @dataclass
@@ -41,6 +45,7 @@ class StageReport:
     seconds: float
     record: Record
     container: dict[str, object] | None = None  # what the engine gave a container that ran
+    published: bool = False  # this run's outputs became the entry (not a concurrent build's)
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,15 @@ class StageLoop:
     def forced(self, stage: str) -> bool:
         return self.settings.no_cache or (stage == "resolve" and self.settings.update_lock)
 
+    def _verify(self, found: dict[Entry, Record]) -> dict[Entry, Record]:
+        """The entries whose files still hash to their records; the others are dropped."""
+        bad = self.store.verify(list(found)) if found else {}
+        for (stage, key), reason in sorted(bad.items()):
+            self.progress.note(f"note: the cached {stage} result {key[:12]} failed verification ({reason}): "
+                               "dropped, the stage runs again")
+        self.store.drop(list(bad))
+        return {entry: record for entry, record in found.items() if entry not in bad}
+
     def verified_hits(self, stages: tuple[str, ...]) -> dict[Entry, Record]:
         """The cached entries this build can use, each checked against its record."""
         found: dict[Entry, Record] = {}
@@ -89,12 +103,7 @@ class StageLoop:
             records[stage], found[(stage, key)] = record, record
             if stage == "resolve":
                 epoch = _epoch_of(record)
-        bad = self.store.verify(list(found)) if found else {}
-        for (stage, key), reason in sorted(bad.items()):
-            self.progress.note(f"note: the cached {stage} result {key[:12]} failed verification ({reason}): "
-                               "dropped, the stage runs again")
-        self.store.drop(list(bad))
-        return {entry: record for entry, record in found.items() if entry not in bad}
+        return self._verify(found)
 
     def run(self, until: str | None = None) -> dict[str, StageReport]:
         names = stage_names()
@@ -113,6 +122,10 @@ class StageLoop:
 
     def _cached(self, stage: str, key: str, hits: dict[Entry, Record]) -> StageReport | None:
         record = hits.get((stage, key))
+        if record is None and not self.forced(stage):
+            self.store.lease(stage, key)
+            found = self.store.record(stage, key)
+            record = self._verify({(stage, key): found}).get((stage, key)) if found else None
         if record is None:
             return None
         self.progress.stage(stage, "cached")
@@ -128,10 +141,10 @@ class StageLoop:
         began = time.monotonic()
         self.progress.stage(stage, "running")
         try:
-            record, container = self.runner(spec, request)
+            record, container, published = self.runner(spec, request)
         except LiveorchError:
             self.progress.stage(stage, "failed", time.monotonic() - began)
             raise
         seconds = time.monotonic() - began
         self.progress.stage(stage, "done", seconds)
-        return StageReport(stage, key, False, seconds, record, container)
+        return StageReport(stage, key, False, seconds, record, container, published)

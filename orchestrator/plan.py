@@ -18,7 +18,7 @@ from liveorch.orchestrator import live_boot
 from liveorch.orchestrator.description import Description, LiveFlags, PasswordFormat
 from liveorch.orchestrator.description import User as DescribedUser
 from liveorch.orchestrator.errors import DescriptionError
-from liveorch.orchestrator.passwords import hash_plain_password, is_crypt_hash
+from liveorch.orchestrator.passwords import hash_plain_password
 from liveorch.orchestrator.pxe import IMAGE as PXE_IMAGE
 from liveorch.orchestrator.pxe import PxeBundle
 from liveorch.orchestrator.stage_specs import spec_of
@@ -177,11 +177,8 @@ def _user(description: Description, user: DescribedUser) -> User:
         password_hash = "*"
     elif user.pwdformat is PasswordFormat.PLAIN:
         password_hash = hash_plain_password(user.password, description.name, user.name)
-    elif is_crypt_hash(user.password):
-        password_hash = user.password
     else:
-        raise DescriptionError(f"user {user.name!r}: the password is not a crypt(3) hash; give pwdformat=\"plain\" "
-                               "for a plain password (liveorch hashes it)", description.path)
+        password_hash = user.password  # a crypt(3) hash already (the description checked it)
     return User(name=user.name, password_hash=password_hash, home=user.home, shell=user.shell,
                 groups=tuple(user.groups), id=user.id, realname=user.realname)
 

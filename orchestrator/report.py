@@ -50,6 +50,7 @@ def _stage(report: StageReport, image: StageImage) -> dict[str, Any]:
         "code": image.context,
         "key": report.key,
         "cached": report.cached,
+        "published": report.published,
         "seconds": round(report.seconds, 2),
         "stage_seconds": report.record.seconds,
         "outputs": {name: {"size": a.size, "sha256": a.sha256} for name, a in sorted(report.record.outputs.items())

@@ -135,7 +135,7 @@ def _add_to_pool(store: Path, entry: Path, outputs: dict[str, Artifact], pooled:
     pool.mkdir(mode=0o755, exist_ok=True)
     for name, artifact in outputs.items():
         target = pool / f"{artifact.sha256}{Path(name).suffix}"
-        if name.startswith(pooled) and not target.exists():
+        if name.startswith(pooled) and not (target.is_file() and _sha256(target) == artifact.sha256):
             partial = pool / f".{target.name}.{uuid.uuid4().hex[:8]}"
             shutil.copyfile(entry / name, partial)
             partial.chmod(0o644)

@@ -10,13 +10,13 @@ goes to the stage log so a failure shows the hook's last lines.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import shutil
 import signal
 import subprocess
 import tarfile
+import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
@@ -162,8 +162,7 @@ def run_hook(root: Path, files: Path, name: str, timeout: int) -> None:
         process.wait()
         raise StageError(f"{name} did not finish within {timeout} s (--hook-timeout)") from None
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # what it left running in the background
+        _kill_group(process.pid)
     cause = LimitEvents.read().cause_since(before)
     if cause:
         raise StageError(f"{name}: {cause}")
@@ -172,10 +171,20 @@ def run_hook(root: Path, files: Path, name: str, timeout: int) -> None:
         raise StageError(f"{name} failed with exit code {process.returncode}: {last}")
 
 
+def _kill_group(group: int) -> None:
+    """Whatever the hook left running in the background goes with it; a fork bomb can fork
+    between two signals, so the group is signalled until it is empty."""
+    for _ in range(100):
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+
+
 def _relay(process: subprocess.Popen[bytes], lines: list[str], timeout: int) -> None:
     """Copy the hook's output to the stage log, enforcing the timeout even while it is silent."""
     import selectors
-    import time
 
     deadline = time.monotonic() + timeout
     assert process.stdout is not None

@@ -13,7 +13,6 @@ outputs) makes later resolutions cheap: a pooled file is copied and checked, nev
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import os
 import re
@@ -34,7 +33,7 @@ from liveorch.stages.contracts.resolve import (
     ResolveOptions,
     deb_name,
 )
-from liveorch.stages.tools import StageError, capture, copy_checked, log, package_version, run, sha256_file
+from liveorch.stages.tools import StageError, capture, copy_checked, fresh_dir, log, package_version, run, sha256_file
 
 DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 INST_LINE = re.compile(r"^Inst (?P<name>\S+) (?:\[\S+\] )?\((?P<version>\S+) .*\[(?P<arch>[^\]]+)\]\)")
@@ -53,7 +52,7 @@ class Repository:
     def from_option(cls, option: AptRepository) -> Repository:
         try:
             keys = tuple(base64.b64decode(key, validate=True) for key in option.signing_keys)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, and non-ASCII text
             raise StageError(f"repository {option.url}: signing_keys must be base64 strings") from None
         return cls(url=option.url.rstrip("/"), suite=option.suite, components=option.components or ("main",),
                    alias=option.alias or option.url, trusted=option.trusted, signing_keys=keys)
@@ -241,10 +240,13 @@ def fetch(packages: list[LockedPackage], env: dict[str, str], download: Path, po
     wanted: list[LockedPackage] = []
     for package in packages:
         pooled = pool / f"{package.sha256}.deb"
-        if pooled.is_file():
-            copy_checked(pooled, debs / deb_name(package), package.sha256)
-        else:
-            wanted.append(package)
+        try:
+            if pooled.is_file():
+                copy_checked(pooled, debs / deb_name(package), package.sha256)
+                continue
+        except StageError:
+            log(f"the pooled copy of {deb_name(package)} does not match its sha256: not used")
+        wanted.append(package)
     if wanted and offline:
         names = ", ".join(deb_name(p) for p in wanted[:5])
         raise StageError(f"offline, and {len(wanted)} locked package(s) are not in the package cache: {names}")
@@ -303,8 +305,7 @@ def execute(request: StageRequest, workspace: Workspace) -> Outcome:
     else:
         packages = _resolve_closure(options.packages, env, apt_root, repos)
         log(f"resolved {len(packages)} packages")
-    debs = workspace.out / DEBS
-    debs.mkdir()
+    debs = fresh_dir(workspace.out / DEBS)
     downloaded = fetch(packages, env, apt_root / "download", workspace.pool, debs, options.offline)
     log(f"{downloaded} downloaded, {len(packages) - downloaded} from the package pool")
     epoch = request.source_date_epoch or _newest_package_date(debs)

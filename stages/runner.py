@@ -17,7 +17,11 @@ from liveorch.stages.limits import LimitEvents
 from liveorch.stages.tools import StageError
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, before: LimitEvents) -> int:
+    """One line; a container limit the stage ran into is named first, unless it already is."""
+    cause = LimitEvents.read().cause_since(before)
+    if cause and cause not in message:
+        message = f"{cause}: {message}"
     print(f"{ERROR_PREFIX}{message}", file=sys.stderr, flush=True)
     return 1
 
@@ -47,16 +51,16 @@ def main(argv: list[str] | None = None) -> int:
         claims = execute(args[0], workspace)
         cause = LimitEvents.read().cause_since(before)
         if cause:
-            return _fail(cause)
+            return _fail(cause, before)
         workspace.claims.write_text(claims.to_json())
     except (StageError, ContractError) as error:
-        return _fail(LimitEvents.read().cause_since(before) or str(error))
+        return _fail(str(error), before)
+    except ModuleNotFoundError as error:
+        return _fail(f"no such stage in this image: {error.name}", before)
     except OSError as error:
         where = f" ({error.filename})" if error.filename else ""
-        return _fail(LimitEvents.read().cause_since(before) or f"{error.strerror or error}{where}")
-    except ModuleNotFoundError as error:
-        return _fail(f"no such stage in this image: {error.name}")
+        return _fail(f"{error.strerror or error}{where}", before)
     except KeyboardInterrupt:
-        _fail("interrupted")
+        _fail("interrupted", before)
         return 130
     return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 from liveorch.stages.contract import Outcome, StageRequest, Workspace
 from liveorch.stages.contracts.rootfs import ROOT_TAR
 from liveorch.stages.contracts.squashfs import SQUASHFS_IMAGE, SquashfsOptions
-from liveorch.stages.tools import log, package_version, run
+from liveorch.stages.tools import fresh_dir, log, package_version, run
 
 
 def tar2sqfs_argv(options: SquashfsOptions, epoch: int, image: Path, jobs: int) -> list[str | Path]:
@@ -31,7 +31,7 @@ def tar2sqfs_argv(options: SquashfsOptions, epoch: int, image: Path, jobs: int) 
 def execute(request: StageRequest, workspace: Workspace) -> Outcome:
     options: SquashfsOptions = request.options
     image = workspace.out / SQUASHFS_IMAGE
-    image.parent.mkdir(parents=True)
+    fresh_dir(image.parent)
     with (workspace.input(request, "rootfs") / ROOT_TAR).open("rb") as tar:
         run(tar2sqfs_argv(options, request.source_date_epoch, image, os.cpu_count() or 1), stdin=tar,
             what="tar2sqfs")

@@ -17,10 +17,11 @@ from pathlib import Path
 import docker
 import pytest
 
-from liveorch.orchestrator.build import BuildOptions, BuildReport, run_build
+from liveorch.orchestrator.build import BuildOptions, run_build
 from liveorch.orchestrator.engine import connect, remove_volume
 from liveorch.orchestrator.images import image_tag
 from liveorch.orchestrator.overrides import Overrides
+from liveorch.orchestrator.report import BuildReport
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "bookworm-live" / "config.xml"

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from liveorch.orchestrator.build import BuildOptions, BuildReport, run_build
+from liveorch.orchestrator.build import BuildOptions, run_build
+from liveorch.orchestrator.report import BuildReport
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

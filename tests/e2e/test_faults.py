@@ -255,10 +255,10 @@ def test_concurrent_runs_do_not_interfere(tmp_path: Path, test_volume: str, dock
 
 
 def _checkout_with_broken(tmp_path: Path, stage: str, breakage: str, marker: str) -> Path:
-    """A copy of the checkout (orchestrator, stages, Dockerfiles) whose `stage` Dockerfile is
-    broken; `python -m orchestrator` run in it imports the copy, as a user's edited checkout would."""
+    """A copy of the checkout (liveorch, orchestrator, stages, Dockerfiles) whose `stage` Dockerfile is
+    broken; `python -m liveorch` run in it imports the copy, as a user's edited checkout would."""
     checkout = tmp_path / "checkout"
-    for name in ("orchestrator", "stages", "Dockerfiles"):
+    for name in ("liveorch", "orchestrator", "stages", "Dockerfiles"):
         shutil.copytree(REPO / name, checkout / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     dockerfile = checkout / "Dockerfiles" / f"{stage}.Dockerfile"
     text = dockerfile.read_text()
@@ -435,14 +435,15 @@ def test_repository_signing_key(tmp_path: Path, test_volume: str, docker_client:
 
 
 def _leftovers(client: docker.DockerClient, volume: str) -> list[str]:
-    return [f"{e.stage}/{e.key}" for e in list_entries(client, volume) if e.kind in ("work", "kept")]
+    return [e.key for e in list_entries(client, volume) if e.kind in ("work", "kept")]
 
 
 @pytest.mark.slow
 def test_keep_work_and_clean(tmp_path: Path, test_volume: str, docker_client: docker.DockerClient,
                              example_build: object) -> None:
     """A failed stage leaves nothing but the finished stages' cache entries; with --keep-work its
-    work directory and output stay, where the error says, until `liveorch clean` removes them."""
+    scratch volume (request, partial outputs, its output) stays, where the error says, until
+    `liveorch clean` removes it."""
     described = _with_hook(tmp_path, "#!/bin/bash\necho configuring the widget\necho widget broken >&2\nexit 3\n")
     target = tmp_path / "out"
     message = "rootfs stage failed: config.sh failed with exit code 3: widget broken"
@@ -456,13 +457,13 @@ def test_keep_work_and_clean(tmp_path: Path, test_volume: str, docker_client: do
     _assert_clean_failure(completed, 4, message, target)
     _no_containers_of(docker_client, test_volume)
     kept_line = next(ln for ln in completed.stderr.splitlines() if "work kept: " in ln)
-    kept = kept_line.split("work kept: ", 1)[1].split()[0]
-    assert kept.startswith("/artifacts/kept/") and kept.endswith("-rootfs"), kept_line
-    assert _leftovers(docker_client, test_volume) == [kept.removeprefix("/artifacts/")]
+    kept = kept_line.split("work kept: volume ", 1)[1].split()[0]
+    assert kept.startswith("liveorch-work-") and kept.endswith("-rootfs"), kept_line
+    assert _leftovers(docker_client, test_volume) == [kept]
     copy = next(ln for ln in completed.stderr.splitlines() if "copy it here: " in ln).split("copy it here: ", 1)[1]
     (tmp_path / "inspect").mkdir()
     subprocess.run(copy, shell=True, check=True, cwd=tmp_path / "inspect", capture_output=True)
-    inspected = tmp_path / "inspect" / Path(kept).name
+    inspected = tmp_path / "inspect"
     assert json.loads((inspected / "request.json").read_text())["stage"] == "rootfs"
     assert "widget broken" in (inspected / "stage.log").read_text()
 
@@ -486,7 +487,7 @@ def test_clean_leaves_a_running_build_alone(tmp_path: Path, test_volume: str, do
     cleaned = _liveorch("clean", "--volume", test_volume)
     assert cleaned.returncode == 0, cleaned.stderr
     assert "removed 0 stopped containers" in cleaned.stdout
-    assert "removed 0 unfinished work directories" in cleaned.stdout, cleaned.stdout
+    assert "removed 0 unfinished work volumes" in cleaned.stdout, cleaned.stdout
     code, err = run.finish(timeout=300)
     assert code == 4 and "config.sh did not finish within 15 s" in err, err
     _no_containers_of(docker_client, test_volume)

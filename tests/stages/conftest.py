@@ -1,4 +1,7 @@
-"""Runs single stage images on real inputs (the example build's artifacts) with testcontainers."""
+"""Runs single stage images on real inputs (the example build's entries in the test store)
+with testcontainers, the way the orchestrator runs them: the store read-only, a scratch
+volume of their own, their contract's user, capabilities and network; the store keeper
+then publishes what they wrote under a test key."""
 
 from __future__ import annotations
 
@@ -12,86 +15,106 @@ import docker
 import pytest
 from testcontainers.core.container import DockerContainer
 
-from liveorch.orchestrator.build import BuildReport
 from liveorch.orchestrator.description import parse_description
-from liveorch.orchestrator.engine import DOCKER_DEFAULT_CAPS, ArtifactVolume
-from liveorch.orchestrator.images import StageImage, ensure_stage_images, image_tag
-from liveorch.orchestrator.plan import make_plan
-from liveorch.stages.contract import (
-    ARTIFACTS_MOUNT,
-    NETWORKED_STAGES,
-    REQUEST_FILE,
-    STAGE_CAPABILITIES,
-    StageRequest,
-    StageResult,
-    stage_dir,
-)
+from liveorch.orchestrator.engine import DOCKER_DEFAULT_CAPS, LABEL
+from liveorch.orchestrator.errors import StageFailed
+from liveorch.orchestrator.images import STORE_IMAGE, StageImage, ensure_images
+from liveorch.orchestrator.pipeline import StageReport
+from liveorch.orchestrator.plan import BuildPlan, make_plan
+from liveorch.orchestrator.report import BuildReport
+from liveorch.orchestrator.stage_specs import spec_of
+from liveorch.orchestrator.store import Store
+from liveorch.orchestrator.volume_io import Entry, write_tree
+from liveorch.stages.contract import CLAIMS_FILE, REQUEST_FILE, STORE_MOUNT, WORK_MOUNT, Record, StageRequest
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "bookworm-live" / "config.xml"
 
 
 @dataclass
 class StageOutcome:
     exit_code: int
     logs: str
-    result: StageResult | None
+    record: Record | None
     key: str
 
 
 @pytest.fixture(scope="session")
-def volume(docker_client: docker.DockerClient, test_volume: str) -> Iterator[ArtifactVolume]:
-    probe = ArtifactVolume(docker_client, test_volume, image_tag("checksum"), f"test{uuid.uuid4().hex[:6]}")
-    yield probe
-    probe.close()
-
-
-@pytest.fixture(scope="session")
 def stage_images(docker_client: docker.DockerClient) -> dict[str, StageImage]:
-    """This checkout's stage images (by content tag: another checkout may share the engine)."""
-    return ensure_stage_images(docker_client, print)
+    """This checkout's images (by content tag: another checkout may share the engine)."""
+    return ensure_images(docker_client, print)
 
 
 @pytest.fixture(scope="session")
-def run_stage(volume: ArtifactVolume, example_build: BuildReport,  # type: ignore[no-untyped-def]
-              stage_images: dict[str, StageImage]):
-    """Run `stage` with `options` on the example's outputs of its input stages."""
-    keys = {report.stage: report.key for report in example_build.stages}
-    epoch = int(next(r for r in example_build.stages if r.stage == "resolve").result.facts["source_date_epoch"])
+def store(docker_client: docker.DockerClient, test_volume: str, stage_images: dict[str, StageImage]
+          ) -> Iterator[Store]:
+    handle = Store(docker_client, test_volume, stage_images[STORE_IMAGE].tag, f"test{uuid.uuid4().hex[:6]}")
+    yield handle
+    handle.close()
 
-    def run(stage: str, options: dict[str, Any], inputs: tuple[str, ...] = ()) -> StageOutcome:
+
+@pytest.fixture(scope="session")
+def example_reports(example_build: BuildReport) -> dict[str, StageReport]:
+    return {report.stage: report for report in example_build.stages}
+
+
+@pytest.fixture(scope="session")
+def example_results(example_reports: dict[str, StageReport]) -> dict[str, Record]:
+    return {stage: report.record for stage, report in example_reports.items()}
+
+
+def _prepare(client: docker.DockerClient, image: str, scratch: str, request: StageRequest, uid: int) -> None:
+    """The request and the stage's own folders in its scratch volume, as the orchestrator writes them."""
+    probe = client.containers.create(image, entrypoint=["true"], network_mode="none",
+                                     volumes={scratch: {"bind": WORK_MOUNT, "mode": "rw"}})
+    try:
+        write_tree(probe, PurePosixPath(WORK_MOUNT), {
+            REQUEST_FILE: Entry(data=request.to_json().encode()), CLAIMS_FILE: Entry(data=b"", uid=uid),
+            "out": Entry(uid=uid), "tmp": Entry(uid=uid), "files": Entry(uid=uid)})
+    finally:
+        probe.remove(force=True)
+
+
+@pytest.fixture(scope="session")
+def run_stage(docker_client: docker.DockerClient, store: Store, example_reports: dict[str, StageReport],
+              stage_images: dict[str, StageImage]):  # type: ignore[no-untyped-def]
+    """Run `stage` with `options` on the example's entries of its inputs."""
+    epoch = int(example_reports["resolve"].record.facts["source_date_epoch"])
+
+    def run(stage: str, options: Any) -> StageOutcome:
+        spec = spec_of(stage)
         key = f"test-{uuid.uuid4().hex}"
-        work_name = f".work-{key}"
         request = StageRequest(stage=stage, key=key, source_date_epoch=epoch,
-                               inputs={name: str(stage_dir(name, keys[name])) for name in inputs}, options=options)
-        volume.write_tree(PurePosixPath(ARTIFACTS_MOUNT), {
-            stage: None, f"{stage}/{work_name}": None,
-            f"{stage}/{work_name}/{REQUEST_FILE}": request.to_json().encode(),
-        })
-        container = DockerContainer(
-            stage_images[stage].tag,
-            command=f"{ARTIFACTS_MOUNT}/{stage}/{work_name}",
-            volumes=[(volume.name, ARTIFACTS_MOUNT, "rw")],
-            network_mode="bridge" if stage in NETWORKED_STAGES else "none",
-            cap_drop=[c for c in DOCKER_DEFAULT_CAPS if c not in STAGE_CAPABILITIES[stage]],
-            security_opt=["no-new-privileges"],
-        )
-        container.start()
+                               inputs={name: example_reports[name].key for name in spec.inputs}, options=options)
+        scratch = f"liveorch-test-work-{uuid.uuid4().hex[:8]}"
+        docker_client.volumes.create(scratch, labels={LABEL: "test"})
         try:
-            code = container.get_wrapped_container().wait()["StatusCode"]
-            out, err = container.get_logs()
-            logs = out.decode(errors="replace") + err.decode(errors="replace")
+            _prepare(docker_client, stage_images[STORE_IMAGE].tag, scratch, request, spec.user)
+            container = DockerContainer(stage_images[stage].tag, user=str(spec.user),
+                                        volumes=[(store.name, STORE_MOUNT, "ro"), (scratch, WORK_MOUNT, "rw")],
+                                        network_mode="bridge" if spec.network else "none",
+                                        cap_drop=[c for c in DOCKER_DEFAULT_CAPS if c not in spec.capabilities],
+                                        security_opt=["no-new-privileges"])
+            container.start()
+            try:
+                code = container.get_wrapped_container().wait()["StatusCode"]
+                out, err = container.get_logs()
+                logs = out.decode(errors="replace") + err.decode(errors="replace")
+            finally:
+                container.stop()
+            if code != 0:
+                return StageOutcome(code, logs, None, key)
+            try:
+                record, _ = store.publish(scratch, spec, key)
+            except StageFailed as error:
+                return StageOutcome(1, logs + error.message, None, key)
+            return StageOutcome(code, logs, record, key)
         finally:
-            container.stop()
-        data = volume.read(stage_dir(stage, key) / "result.json")
-        return StageOutcome(code, logs, StageResult.from_json(data.decode()) if data else None, key)
+            docker_client.volumes.get(scratch).remove(force=True)
 
     return run
 
 
 @pytest.fixture(scope="session")
-def example_results(example_build: BuildReport) -> dict[str, StageResult]:
-    return {report.stage: report.result for report in example_build.stages}
-
-
-@pytest.fixture(scope="session")
-def example_options(example_build: BuildReport) -> dict[str, dict[str, Any]]:
-    example = Path(__file__).resolve().parents[2] / "examples" / "bookworm-live" / "config.xml"
-    return make_plan(parse_description(example)).options
+def example_plan() -> BuildPlan:
+    """The plan the example build ran (the example has no lock or files of its own)."""
+    return make_plan(parse_description(EXAMPLE))

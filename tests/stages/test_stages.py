@@ -4,65 +4,85 @@ and that its failures come back as one clear line."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import replace
 
 import pytest
 
-from liveorch.stages.contract import StageResult
+from liveorch.orchestrator.pipeline import StageReport
+from liveorch.orchestrator.plan import BuildPlan
+from liveorch.orchestrator.store import Store
+from liveorch.stages.contract import ContractError, Record, decode
+from liveorch.stages.contracts.checksum import SHA256_FILE
+from liveorch.stages.contracts.iso import ISO_IMAGE, Firmware
+from liveorch.stages.contracts.resolve import Lock
 
 pytestmark = pytest.mark.slow
 
 
-def test_resolve_names_an_unknown_package_and_the_repositories(run_stage, example_options) -> None:
-    options = {**example_options["resolve"], "packages": ["linux-image-amd64", "no-such-package-liveorch"]}
+def _error(logs: str) -> str:
+    lines = [ln for ln in logs.splitlines() if ln.startswith("liveorch-stage-error: ")]
+    assert lines, logs[-2000:]
+    return lines[-1]
+
+
+def test_resolve_names_an_unknown_package_and_the_repositories(run_stage, example_plan: BuildPlan) -> None:
+    options = replace(example_plan.options["resolve"], packages=("linux-image-amd64", "no-such-package-liveorch"))
     outcome = run_stage("resolve", options)
-    assert outcome.exit_code == 1
-    error = [ln for ln in outcome.logs.splitlines() if ln.startswith("liveorch-stage-error: ")]
-    assert error and "no-such-package-liveorch" in error[-1]
-    assert "deb.debian.org/debian bookworm" in error[-1]
-    assert outcome.result is None
+    assert outcome.exit_code == 1 and outcome.record is None
+    assert "no-such-package-liveorch" in _error(outcome.logs)
+    assert "deb.debian.org/debian bookworm" in _error(outcome.logs)
 
 
-def test_resolve_with_the_lock_reproduces_the_lock(run_stage, example_options, example_results, volume) -> None:
-    lock = json.loads(volume.read(_path("resolve", example_results["resolve"], "lock.json")))
-    outcome = run_stage("resolve", {**example_options["resolve"], "lock": lock})
+def test_resolve_with_the_lock_reproduces_the_lock(run_stage, example_plan: BuildPlan, store: Store,
+                                                   example_reports: dict[str, StageReport]) -> None:
+    lock = decode(Lock, json.loads(store.read("resolve", example_reports["resolve"].key, "lock.json") or b""))
+    outcome = run_stage("resolve", replace(example_plan.options["resolve"], lock=lock))
     assert outcome.exit_code == 0, outcome.logs[-2000:]
-    assert outcome.result is not None
-    assert outcome.result.digest() == example_results["resolve"].digest()
+    assert outcome.record is not None
+    assert outcome.record.digest() == example_reports["resolve"].record.digest()
     assert "from the package pool" in outcome.logs
 
 
-def test_rootfs_configures_the_root(volume, example_results) -> None:
-    lock = json.loads(volume.read(_path("resolve", example_results["resolve"], "lock.json")))
-    packages = volume.read(_path("rootfs", example_results["rootfs"], "packages")).decode().splitlines()
+def test_a_request_that_does_not_fit_the_contract_is_refused(run_stage, example_plan: BuildPlan) -> None:
+    """The stage's own copy of the contract checks the request before anything runs."""
+    with pytest.raises(ContractError):
+        decode(type(example_plan.options["squashfs"]), {"compression": "brotli"})
+    outcome = run_stage("squashfs", replace(example_plan.options["squashfs"], compression="brotli"))
+    assert outcome.exit_code == 1
+    assert "options.compression: 'brotli' is not one of" in _error(outcome.logs)
+
+
+def test_rootfs_configures_the_root(store: Store, example_reports: dict[str, StageReport]) -> None:
+    lock = json.loads(store.read("resolve", example_reports["resolve"].key, "lock.json") or b"")
+    packages = (store.read("rootfs", example_reports["rootfs"].key, "packages") or b"").decode().splitlines()
     assert sorted(p["name"] for p in lock["packages"]) == sorted(line.split("|")[0] for line in packages)
-    assert "root.tar" in example_results["rootfs"].outputs
-    assert example_results["rootfs"].outputs["root.tar"].size > 100 << 20
+    assert example_reports["rootfs"].record.outputs["root.tar"].size > 100 << 20
 
 
-def test_squashfs_is_repeatable_and_unprivileged(run_stage, example_options, example_results) -> None:
-    outcome = run_stage("squashfs", example_options["squashfs"], inputs=("rootfs",))
+def test_squashfs_is_repeatable_and_unprivileged(run_stage, example_plan: BuildPlan,
+                                                 example_results: dict[str, Record]) -> None:
+    outcome = run_stage("squashfs", example_plan.options["squashfs"])
     assert outcome.exit_code == 0, outcome.logs[-2000:]
-    assert outcome.result is not None
-    assert outcome.result.outputs == example_results["squashfs"].outputs
+    assert outcome.record is not None
+    assert outcome.record.outputs == example_results["squashfs"].outputs
 
 
-def test_initrd_is_repeatable(run_stage, example_options, example_results) -> None:
-    outcome = run_stage("initrd", example_options["initrd"], inputs=("rootfs",))
+def test_initrd_is_repeatable(run_stage, example_plan: BuildPlan, example_results: dict[str, Record]) -> None:
+    outcome = run_stage("initrd", example_plan.options["initrd"])
     assert outcome.exit_code == 0, outcome.logs[-2000:]
-    assert outcome.result is not None
-    assert outcome.result.outputs == example_results["initrd"].outputs
-    assert outcome.result.facts["kernel"].endswith("-amd64")
+    assert outcome.record is not None
+    assert outcome.record.outputs == example_results["initrd"].outputs
+    assert outcome.record.facts["kernel"].endswith("-amd64")
 
 
-def test_iso_is_repeatable(run_stage, example_options, example_results) -> None:
-    outcome = run_stage("iso", example_options["iso"], inputs=("squashfs", "initrd"))
+def test_iso_is_repeatable(run_stage, example_plan: BuildPlan, example_results: dict[str, Record]) -> None:
+    outcome = run_stage("iso", example_plan.options["iso"])
     assert outcome.exit_code == 0, outcome.logs[-2000:]
-    assert outcome.result is not None
-    assert outcome.result.outputs == example_results["iso"].outputs
+    assert outcome.record is not None
+    assert outcome.record.outputs == example_results["iso"].outputs
 
 
-def test_uefi_iso_carries_the_images_own_signed_chain(example_results) -> None:
+def test_uefi_iso_carries_the_images_own_signed_chain(example_results: dict[str, Record]) -> None:
     """firmware="uefi": the initrd stage hands on shim, GRUB and MokManager from the image,
     with their packages' versions; the iso stage puts shim first on the EFI partition, and the
     signed GRUB's config beside it."""
@@ -77,38 +97,23 @@ def test_uefi_iso_carries_the_images_own_signed_chain(example_results) -> None:
                                           "boot/grub/x86_64-efi/grub.cfg"]
 
 
-def test_iso_with_plain_efi_uses_its_own_grub(run_stage, example_options, example_results) -> None:
-    outcome = run_stage("iso", {**example_options["iso"], "firmware": "efi"}, inputs=("squashfs", "initrd"))
+def test_iso_with_plain_efi_uses_its_own_grub(run_stage, example_plan: BuildPlan) -> None:
+    outcome = run_stage("iso", replace(example_plan.options["iso"], firmware=Firmware.EFI))
     assert outcome.exit_code == 0, outcome.logs[-2000:]
-    assert outcome.result is not None
-    assert outcome.result.facts["secure_boot"] is False
-    assert outcome.result.facts["efi_partition"] == ["EFI/BOOT/BOOTX64.EFI"]
+    assert outcome.record is not None
+    assert outcome.record.facts["secure_boot"] is False
+    assert outcome.record.facts["efi_partition"] == ["EFI/BOOT/BOOTX64.EFI"]
     assert "grub-mkimage --format x86_64-efi" in outcome.logs
     assert "EFI partition: EFI/BOOT/BOOTX64.EFI\n" in outcome.logs
 
 
-def test_iso_rejects_a_bad_volume_id(run_stage, example_options) -> None:
-    outcome = run_stage("iso", {**example_options["iso"], "volid": "X" * 33}, inputs=("squashfs", "initrd"))
-    assert outcome.exit_code == 1
-    assert "liveorch-stage-error: volid" in outcome.logs
-
-
-def test_checksum_verifies_and_names_a_missing_iso(run_stage, example_options, example_results) -> None:
-    good = run_stage("checksum", example_options["checksum"], inputs=("iso",))
+def test_checksum_verifies(run_stage, example_plan: BuildPlan, example_results: dict[str, Record]) -> None:
+    good = run_stage("checksum", example_plan.options["checksum"])
     assert good.exit_code == 0, good.logs[-2000:]
-    assert good.result is not None
-    iso_name = example_options["checksum"]["iso_name"]
+    assert good.record is not None
     # The example asks for a media check: the stage writes the ISO with its MD5 implanted,
     # the same bytes every time, and different from the iso stage's.
-    assert good.result.outputs == example_results["checksum"].outputs
-    assert good.result.facts["sha256"] == example_results["checksum"].outputs[iso_name].sha256
-    assert good.result.facts["sha256"] != example_results["iso"].outputs[iso_name].sha256
-    missing = run_stage("checksum", {"iso_name": "other.iso"}, inputs=("iso",))
-    assert missing.exit_code == 1
-    assert "liveorch-stage-error: the iso stage left no other.iso" in missing.logs
-
-
-def _path(stage: str, result: StageResult, name: str) -> Any:
-    from liveorch.stages.contract import stage_dir
-
-    return stage_dir(stage, result.key) / name
+    assert good.record.outputs == example_results["checksum"].outputs
+    assert good.record.facts["sha256"] == example_results["checksum"].outputs[ISO_IMAGE].sha256
+    assert good.record.facts["sha256"] != example_results["iso"].outputs[ISO_IMAGE].sha256
+    assert SHA256_FILE in good.record.outputs

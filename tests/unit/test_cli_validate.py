@@ -23,6 +23,7 @@ def test_validate_example(runner: CliRunner, example_config: Path) -> None:
     assert f"{example_config}: ok:" in result.stdout
     assert "13 packages requested" in result.stdout
     assert "note:" not in result.stdout
+    assert "warning:" not in result.stdout
     assert result.stderr == ""
 
 
@@ -57,6 +58,10 @@ def test_validate_prints_the_hint(runner: CliRunner, write_description) -> None:
     assert "  replace it with --set-repo or --add-repo" in result.stderr.splitlines()
 
 
+# A real SHA-512-crypt hash: pwdformat="encrypted" (the default) passwords must be crypt(3) hashes.
+OTHER_HASH = "$6$saltsalt$r4j7z8gOqxO9zYH/VSQ4MPgAu/GTg0.tIK5o0K3dXowoILt/JRmXmiqFa26mKioMH3Fwhg6qaU0XTibPpoJ8z."
+
+
 def test_validate_with_profile_and_notes(runner: CliRunner, corpus: Path) -> None:
     path = corpus / "profiles" / "config.xml"
     result = runner.invoke(app, ["validate", "--profile", "Other", str(path)])
@@ -64,6 +69,54 @@ def test_validate_with_profile_and_notes(runner: CliRunner, corpus: Path) -> Non
     assert "profiled-live.x86_64-2.1.0.iso" in result.stdout
     assert "flags=overlay, firmware=bios" in result.stdout
     assert 'note: flags="overlay"' in result.stdout
+    assert "warning:" not in result.stdout
+
+
+def test_validate_refuses_a_password_that_is_not_a_hash(runner: CliRunner, write_description) -> None:
+    users = '<user name="other" password="$6$salt$hash" home="/home/other"/>'
+    path = write_description(extra=f"    <users>\n        {users}\n    </users>\n")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if 'name="other"' in text)
+    assert (f"liveorch: error: {path}:{line}: user 'other': the password is not a crypt(3) hash; "
+            'give pwdformat="plain" for a plain password') in result.stderr
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    hashed = write_description(extra=f'    <users>\n        {users.replace("$6$salt$hash", OTHER_HASH)}\n'
+                                     "    </users>\n")
+    assert runner.invoke(app, ["validate", str(hashed)]).exit_code == 0
+
+
+def test_validate_warns_about_repositories_without_signature_checks(runner: CliRunner, write_description,
+                                                                    tmp_path: Path) -> None:
+    repositories = f"""<repository type="apt-deb" alias="debian" distribution="bookworm" repository_gpgcheck="false">
+        <source path="http://deb.debian.org/debian"/>
+    </repository>
+    <repository type="apt-deb" alias="local" distribution="stable">
+        <source path="file://{tmp_path}/repo"/>
+    </repository>
+    <repository type="apt-deb" alias="signed" distribution="bookworm-security">
+        <source path="http://deb.debian.org/debian-security"/>
+    </repository>"""
+    path = write_description(repositories=repositories, extra="    <frobnicate/>\n")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    warnings = [ln for ln in lines if ln.startswith("warning: ")]
+    assert warnings == [
+        "warning: repository 'debian' (http://deb.debian.org/debian) has repository_gpgcheck=\"false\": "
+        "its packages are used without signature checks",
+        f"warning: repository 'local' (file://{tmp_path}/repo) is a local file:// repository: "
+        "its packages are used without signature checks",
+    ]
+    notes = [i for i, ln in enumerate(lines) if ln.startswith("note: ")]
+    assert notes, result.stdout
+    assert "unknown element <frobnicate> ignored" in lines[notes[0]]
+    # Warnings come first, then the notes, then the summary line.
+    assert lines[:2] == warnings
+    assert max(notes) < len(lines) - 1
+    assert lines[-1].startswith(f"{path}: ok: ")
+    assert result.stderr == ""
 
 
 def test_validate_profile_needed(runner: CliRunner, corpus: Path) -> None:

@@ -1,4 +1,4 @@
-"""compose.yaml and the orchestrator must describe the same six stage containers."""
+"""compose.yaml and the stage contracts must describe the same containers."""
 
 from __future__ import annotations
 
@@ -6,37 +6,54 @@ from pathlib import Path
 
 import yaml
 
-from liveorch.orchestrator.engine import DEFAULT_VOLUME, DOCKER_DEFAULT_CAPS
-from liveorch.orchestrator.images import dockerfile_name, image_tag
-from liveorch.stages.contract import ARTIFACTS_MOUNT, NETWORKED_STAGES, STAGE_CAPABILITIES, STAGES
+from liveorch.orchestrator.compose_file import compose_text
+from liveorch.orchestrator.engine import DOCKER_DEFAULT_CAPS
+from liveorch.orchestrator.images import STORE_IMAGE, dockerfile_name, image_names, image_tag
+from liveorch.orchestrator.stage_specs import stage_specs
+from liveorch.orchestrator.store import DEFAULT_STORE
+from liveorch.stages.contract import STORE_MOUNT
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "compose.yaml").read_text())
 
 
-def test_compose_declares_exactly_the_stages() -> None:
-    assert list(COMPOSE["services"]) == list(STAGES)
+def test_compose_declares_exactly_the_images() -> None:
+    assert list(COMPOSE["services"]) == list(image_names())
 
 
-def test_each_service_matches_the_orchestrator() -> None:
-    for stage, service in COMPOSE["services"].items():
+def test_each_stage_service_matches_its_contract() -> None:
+    for stage, spec in stage_specs().items():
+        service = COMPOSE["services"][stage]
         assert service["image"] == image_tag(stage)
         assert service["build"] == {"context": ".", "dockerfile": dockerfile_name(stage)}
         assert (REPO / dockerfile_name(stage)).is_file()
-        assert service["network_mode"] == ("bridge" if stage in NETWORKED_STAGES else "none")
+        assert service["user"] == str(spec.user)
+        assert service["network_mode"] == ("bridge" if spec.network else "none")
         assert service["security_opt"] == ["no-new-privileges"]
-        dropped = sorted(c for c in DOCKER_DEFAULT_CAPS if c not in STAGE_CAPABILITIES[stage])
+        dropped = sorted(c for c in DOCKER_DEFAULT_CAPS if c not in spec.capabilities)
         assert sorted(service["cap_drop"]) == dropped
         assert "privileged" not in service and "cap_add" not in service and "devices" not in service
-        assert service["volumes"] == [f"artifacts:{ARTIFACTS_MOUNT}"]
+        assert service["volumes"] == [f"artifacts:{STORE_MOUNT}:ro"], "stages see the store read-only"
 
 
-def test_the_artifact_volume_is_the_default_one() -> None:
-    assert COMPOSE["volumes"]["artifacts"]["name"] == DEFAULT_VOLUME
+def test_only_the_store_keeper_writes_the_store() -> None:
+    keeper = COMPOSE["services"][STORE_IMAGE]
+    assert keeper["volumes"] == [f"artifacts:{STORE_MOUNT}"]
+    assert keeper["cap_drop"] == ["ALL"] and keeper["network_mode"] == "none"
+
+
+def test_the_store_volume_is_the_default_one() -> None:
+    assert COMPOSE["volumes"]["artifacts"]["name"] == DEFAULT_STORE
 
 
 def test_every_dockerfile_has_a_python_entrypoint_for_its_stage() -> None:
-    for stage in STAGES:
+    for stage in stage_specs():
         text = (REPO / dockerfile_name(stage)).read_text()
         assert f'ENTRYPOINT ["python3", "-m", "liveorch.stages", "{stage}"]' in text
         assert text.startswith("#") and "FROM debian:bookworm-slim" in text
+        assert "USER" not in text, "the contract declares the user; the engine applies it"
+
+
+def test_compose_yaml_is_generated_from_the_contracts() -> None:
+    assert (REPO / "compose.yaml").read_text() == compose_text(), \
+        "regenerate with `python -m liveorch.orchestrator.compose_file`"

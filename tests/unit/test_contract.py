@@ -1,4 +1,5 @@
-"""stages.contract: the request/result records and their digests."""
+"""stages.contract: the typed codec, requests checked against a stage's contract, records
+and their digests, and the stage specs the orchestrator finds."""
 
 from __future__ import annotations
 
@@ -7,122 +8,168 @@ from dataclasses import replace
 
 import pytest
 
+from liveorch.orchestrator.stage_specs import stage_names, stage_specs
 from liveorch.stages.contract import (
-    STAGE_CAPABILITIES,
-    STAGE_INPUTS,
-    STAGES,
     Artifact,
+    ContractError,
+    Record,
     StageRequest,
-    StageResult,
-    canonical_json,
-    stage_dir,
+    decode,
+    encode,
 )
+from liveorch.stages.contracts.iso import BootMenu, Firmware, IsoOptions, MenuEntry, Terminal, TimeoutStyle
+from liveorch.stages.contracts.squashfs import SPEC as SQUASHFS
+from liveorch.stages.contracts.squashfs import Compression, SquashfsOptions
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
 
 
+def iso_options(**changes: object) -> IsoOptions:
+    menu = BootMenu(Terminal.BOTH, 10, TimeoutStyle.MENU, (MenuEntry("Live", "root=live:CDLABEL=LIVE"),),
+                    "iso-scan/filename=${iso_path} root=live:CDLABEL=LIVE")
+    options = IsoOptions(volid="LIVE", title="Live", application_id="LIVE", publisher="liveorch",
+                         firmware=Firmware.EFI, efifatimagesize=None, menu=menu)
+    return replace(options, **changes)  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def request_() -> StageRequest:
-    return StageRequest(
-        stage="iso",
-        key="0123abcd" * 8,
-        source_date_epoch=1700000000,
-        inputs={"squashfs": "/artifacts/squashfs/k1", "initrd": "/artifacts/initrd/k2"},
-        options={"volid": "LIVE", "timeout": 3, "nested": {"list": [1, 2, "ä"]}, "none": None},
-    )
+    return StageRequest(stage="iso", key="0123abcd" * 8, source_date_epoch=1700000000,
+                        inputs={"squashfs": "k1", "initrd": "k2"}, options=iso_options())
 
 
 @pytest.fixture
-def result() -> StageResult:
-    return StageResult(
-        stage="iso",
-        key="k" * 64,
-        outputs={"live.iso": Artifact(size=1024, sha256=SHA_A), "live.log": Artifact(size=10, sha256=SHA_B)},
-        tools={"xorriso": "1.5.4"},
-        seconds=12.5,
-        facts={"iso_name": "live.iso"},
-    )
+def record() -> Record:
+    return Record(stage="iso", key="k" * 64,
+                  outputs={"image.iso": Artifact(size=1024, sha256=SHA_A), "x.log": Artifact(size=10, sha256=SHA_B)},
+                  tools={"xorriso": "1.5.4"}, facts={"marker": "m"}, seconds=12.5)
 
+
+# --- the codec ----------------------------------------------------------------------------------
+
+def test_encode_decode_round_trip_keeps_types() -> None:
+    options = iso_options(efifatimagesize=8)
+    data = json.loads(json.dumps(encode(options)))
+    assert data["firmware"] == "efi" and data["menu"]["entries"][0]["title"] == "Live"
+    again = decode(IsoOptions, data)
+    assert again == options
+    assert isinstance(again.menu.entries, tuple) and again.firmware is Firmware.EFI
+
+
+def test_unknown_field_is_refused() -> None:
+    data = encode(SquashfsOptions(Compression.XZ))
+    data["compresion"] = "xz"
+    with pytest.raises(ContractError, match=r"unknown field.*compresion"):
+        decode(SquashfsOptions, data)
+
+
+def test_missing_field_is_refused() -> None:
+    data = encode(iso_options())
+    del data["menu"]["timeout"]
+    with pytest.raises(ContractError, match=r"options\.menu: missing field timeout"):
+        decode(IsoOptions, data)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("volid", 7, "expected str"),
+    ("efifatimagesize", "8", "expected int"),
+    ("efifatimagesize", True, "expected an integer"),
+    ("firmware", "coreboot", "is not one of bios, efi, uefi"),
+])
+def test_wrong_types_are_refused(field: str, value: object, message: str) -> None:
+    data = encode(iso_options())
+    data[field] = value
+    with pytest.raises(ContractError, match=message):
+        decode(IsoOptions, data)
+
+
+def test_optional_fields_take_none() -> None:
+    assert decode(IsoOptions, {**encode(iso_options()), "efifatimagesize": None}).efifatimagesize is None
+
+
+def test_option_classes_have_no_defaults() -> None:
+    """A stage restating a default is what the contract exists to prevent: every field is set by the plan."""
+    import dataclasses
+
+    for spec in stage_specs().values():
+        for field in dataclasses.fields(spec.options):
+            assert field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING, \
+                f"{spec.name}: {field.name} has a default"
+
+
+# --- requests -----------------------------------------------------------------------------------
 
 def test_request_round_trip(request_: StageRequest) -> None:
+    spec = stage_specs()["iso"]
     text = request_.to_json()
     assert text.endswith("\n")
-    again = StageRequest.from_json(text)
-    assert again == request_
-    assert again.to_json() == text
+    again = StageRequest.from_json(text, spec)
+    assert again == request_ and again.to_json() == text
 
 
-def test_request_json_is_sorted(request_: StageRequest) -> None:
-    assert list(json.loads(request_.to_json())) == ["inputs", "key", "options", "source_date_epoch", "stage"]
+def test_request_for_another_stage_is_refused(request_: StageRequest) -> None:
+    with pytest.raises(ContractError, match="this image runs 'squashfs'"):
+        StageRequest.from_json(request_.to_json(), SQUASHFS)
 
 
-def test_request_rejects_unknown_fields(request_: StageRequest) -> None:
+def test_request_with_unknown_or_missing_fields_is_refused(request_: StageRequest) -> None:
+    spec = stage_specs()["iso"]
     data = json.loads(request_.to_json())
-    data["network"] = "host"
-    with pytest.raises(ValueError, match="network"):
-        StageRequest.from_json(json.dumps(data))
-
-
-def test_request_with_missing_field_is_refused(request_: StageRequest) -> None:
-    data = json.loads(request_.to_json())
+    with pytest.raises(ContractError, match="network"):
+        StageRequest.from_json(json.dumps({**data, "network": "host"}), spec)
     del data["key"]
-    with pytest.raises((TypeError, ValueError)):
-        StageRequest.from_json(json.dumps(data))
+    with pytest.raises(ContractError, match=r"request\.key"):
+        StageRequest.from_json(json.dumps(data), spec)
 
 
-def test_request_defaults() -> None:
-    request = StageRequest.from_json('{"stage": "resolve", "key": "k", "source_date_epoch": 0}')
-    assert request.inputs == {}
-    assert request.options == {}
+def test_request_inputs_must_be_the_declared_ones(request_: StageRequest) -> None:
+    data = json.loads(request_.to_json())
+    data["inputs"] = {"squashfs": "k1"}
+    with pytest.raises(ContractError, match="expected squashfs, initrd"):
+        StageRequest.from_json(json.dumps(data), stage_specs()["iso"])
 
 
-def test_result_round_trip(result: StageResult) -> None:
-    again = StageResult.from_json(result.to_json())
-    assert again == result
-    assert isinstance(again.outputs["live.iso"], Artifact)
-    assert again.digest() == result.digest()
+# --- records ------------------------------------------------------------------------------------
+
+def test_record_round_trip(record: Record) -> None:
+    again = Record.from_json(record.to_json())
+    assert again == record and isinstance(again.outputs["image.iso"], Artifact)
+    assert again.digest() == record.digest()
 
 
-def test_digest_ignores_seconds_and_tools(result: StageResult) -> None:
-    other = replace(result, seconds=99.0, tools={"xorriso": "9.9", "extra": "1"})
-    assert other.digest() == result.digest()
+def test_digest_ignores_seconds_tools_and_facts(record: Record) -> None:
+    other = replace(record, seconds=99.0, tools={"xorriso": "9.9"}, facts={})
+    assert other.digest() == record.digest()
 
 
-def test_digest_ignores_output_order(result: StageResult) -> None:
-    reversed_outputs = dict(reversed(list(result.outputs.items())))
-    assert replace(result, outputs=reversed_outputs).digest() == result.digest()
+def test_digest_follows_every_output(record: Record) -> None:
+    resized = {**record.outputs, "image.iso": Artifact(size=1025, sha256=SHA_A)}
+    rehashed = {**record.outputs, "image.iso": Artifact(size=1024, sha256="c" * 64)}
+    renamed = {"other.iso" if n == "image.iso" else n: a for n, a in record.outputs.items()}
+    for outputs in (resized, rehashed, renamed):
+        assert replace(record, outputs=outputs).digest() != record.digest()
+    assert replace(record, outputs=dict(reversed(record.outputs.items()))).digest() == record.digest()
 
 
-def test_digest_changes_with_an_output_sha256(result: StageResult) -> None:
-    outputs = {**result.outputs, "live.iso": Artifact(size=1024, sha256="c" * 64)}
-    assert replace(result, outputs=outputs).digest() != result.digest()
+# --- specs --------------------------------------------------------------------------------------
+
+def test_the_stages_and_their_order() -> None:
+    assert stage_names() == ("resolve", "rootfs", "squashfs", "initrd", "iso", "checksum")
+    for index, name in enumerate(stage_names()):
+        assert all(stage_names().index(source) < index for source in stage_specs()[name].inputs)
 
 
-def test_digest_changes_with_size_and_names(result: StageResult) -> None:
-    resized = {**result.outputs, "live.iso": Artifact(size=1025, sha256=SHA_A)}
-    renamed = {"other.iso" if n == "live.iso" else n: a for n, a in result.outputs.items()}
-    assert replace(result, outputs=resized).digest() != result.digest()
-    assert replace(result, outputs=renamed).digest() != result.digest()
+def test_only_resolve_has_the_network_and_unprivileged_stages_keep_no_capability() -> None:
+    specs = stage_specs()
+    assert [name for name, spec in specs.items() if spec.network] == ["resolve"]
+    for spec in specs.values():
+        assert spec.user in (0, 1000)
+        if spec.user:
+            assert spec.capabilities == ()
 
 
-def test_digest_is_a_sha256_hex(result: StageResult) -> None:
-    digest = result.digest()
-    assert len(digest) == 64
-    int(digest, 16)
-
-
-def test_canonical_json_is_order_independent() -> None:
-    assert canonical_json({"b": 1, "a": [1, {"d": 2, "c": 3}]}) == canonical_json({"a": [1, {"c": 3, "d": 2}], "b": 1})
-    assert canonical_json({"a": "ä"}) == '{"a":"ä"}'
-
-
-def test_stage_tables_are_consistent() -> None:
-    assert set(STAGE_INPUTS) == set(STAGES) == set(STAGE_CAPABILITIES)
-    for position, stage in enumerate(STAGES):
-        for needed in STAGE_INPUTS[stage]:
-            assert STAGES.index(needed) < position, (stage, needed)
-
-
-def test_stage_dir() -> None:
-    assert str(stage_dir("iso", "abc")) == "/artifacts/iso/abc"
+def test_declared_outputs() -> None:
+    spec = stage_specs()["initrd"]
+    assert spec.undeclared(["vmlinuz", "initrd.img", "efi/shim.efi", "evil.sh"]) == ["evil.sh"]
+    assert spec.missing(["vmlinuz"]) == ["initrd.img"], "efi/ is optional"

@@ -186,7 +186,7 @@ def test_config_sh_of_the_example_runs_against_profile_and_kconfig(tmp_path: Pat
 
 def test_plan_profile_variables(write_description) -> None:
     description = parse_description(write_description(extra=PROFILES), profiles=("Live", "Extra"))
-    profile = make_plan(description).options["rootfs"]["profile"]
+    profile = make_plan(description).options["rootfs"].profile
     assert profile["kiwi_iname"] == "unit-live"
     assert profile["kiwi_iversion"] == "1.2.3"
     assert profile["kiwi_displayname"] == "Unit test live"
@@ -201,14 +201,14 @@ def test_plan_profile_variables(write_description) -> None:
 
 def test_plan_profile_single_and_imported_profiles(write_description) -> None:
     path = write_description(extra=PROFILES)
-    assert make_plan(parse_description(path, profiles=("Live",))).options["rootfs"]["profile"]["kiwi_profiles"] \
+    assert make_plan(parse_description(path, profiles=("Live",))).options["rootfs"].profile["kiwi_profiles"] \
         == "Live"
     # Without --profile, the import="true" profiles are the selected ones.
-    assert make_plan(parse_description(path)).options["rootfs"]["profile"]["kiwi_profiles"] == "Default"
+    assert make_plan(parse_description(path)).options["rootfs"].profile["kiwi_profiles"] == "Default"
 
 
 def test_plan_profile_without_profiles(write_description) -> None:
-    profile = make_plan(parse_description(write_description())).options["rootfs"]["profile"]
+    profile = make_plan(parse_description(write_description())).options["rootfs"].profile
     assert profile["kiwi_profiles"] == ""
     assert profile["kiwi_language"] == ""
     assert profile["kiwi_timezone"] == ""
@@ -217,7 +217,7 @@ def test_plan_profile_without_profiles(write_description) -> None:
 def test_plan_profile_of_kiwi_features() -> None:
     description = parse_description(EXAMPLES / "kiwi-features", profiles=("Live",),
                                     overrides=Overrides(set_repo="http://deb.debian.org/debian"))
-    profile = make_plan(description).options["rootfs"]["profile"]
+    profile = make_plan(description).options["rootfs"].profile
     assert {k: profile[k] for k in ("kiwi_iname", "kiwi_iversion", "kiwi_profiles", "kiwi_type")} == {
         "kiwi_iname": "kiwi-features", "kiwi_iversion": "2.1.0", "kiwi_profiles": "Live", "kiwi_type": "iso",
     }
@@ -233,16 +233,16 @@ def test_plan_profile_of_kiwi_features() -> None:
 
 def test_plan_profile_volid_default_and_override(write_description) -> None:
     path = write_description(name="My_Live", type='<type image="iso"/>')
-    assert make_plan(parse_description(path)).options["rootfs"]["profile"]["kiwi_iso_volid"] == "MY_LIVE"
+    assert make_plan(parse_description(path)).options["rootfs"].profile["kiwi_iso_volid"] == "MY_LIVE"
     overridden = parse_description(path, overrides=Overrides(type_attrs=["volid=CLI VOLID"]))
     plan = make_plan(overridden)
-    assert plan.options["rootfs"]["profile"]["kiwi_iso_volid"] == "CLI VOLID"
-    assert plan.options["iso"]["volid"] == "CLI VOLID"
+    assert plan.options["rootfs"].profile["kiwi_iso_volid"] == "CLI VOLID"
+    assert plan.options["iso"].volid == "CLI VOLID"
 
 
 def test_plan_profile_sources_in_bash(write_description, tmp_path: Path) -> None:
     path = write_description(displayname="Tux's &quot;live&quot; $(touch pwned)", extra=PROFILES)
-    profile = make_plan(parse_description(path, profiles=("Live", "Extra"))).options["rootfs"]["profile"]
+    profile = make_plan(parse_description(path, profiles=("Live", "Extra"))).options["rootfs"].profile
     root = tmp_path / "root"
     root.mkdir()
     write_profile(root, profile)

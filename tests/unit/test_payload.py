@@ -17,6 +17,12 @@ from liveorch.orchestrator.description import Description, parse_description
 from liveorch.orchestrator.errors import DescriptionError
 from liveorch.orchestrator.overrides import Overrides
 from liveorch.orchestrator.payload import Payload, make_payload
+from liveorch.orchestrator.plan import make_plan
+from liveorch.stages import rootfs as rootfs_stage
+from liveorch.stages.contract import Workspace
+from liveorch.stages.contracts.rootfs import PAYLOAD_FILE
+from liveorch.stages.hooks import unpack_payload
+from liveorch.stages.tools import StageError
 
 SECRET = "liveorch-payload-secret-5f1c9e"
 PACKAGES_WITH_ARCHIVE = """<packages type="image">
@@ -114,7 +120,35 @@ def test_entries_sorted_and_complete(description_dir: Path) -> None:
     assert names == sorted(names)
     assert payload.entries == len(EXPECTED_NAMES)
     assert payload.sha256 == hashlib.sha256(data).hexdigest()
-    assert payload.volume_dir == f"description/{payload.sha256}"
+
+
+def test_the_rootfs_stage_takes_the_payload_the_plan_hashed(description_dir: Path, tmp_path: Path) -> None:
+    """The payload travels to the rootfs run alone, as files/payload.tar; the plan carries its
+    sha256, against which the stage checks it before unpacking."""
+    description = parse_description(description_dir)
+    payload = make_payload(description)
+    assert payload is not None
+    options = make_plan(description, payload_sha256=payload.sha256).options["rootfs"]
+    assert options.payload_sha256 == payload.sha256
+    assert make_plan(description).options["rootfs"].payload_sha256 is None
+    workspace = Workspace(store=tmp_path / "store", work=tmp_path / "work")
+    workspace.files.mkdir(parents=True)
+    handed = workspace.files / PAYLOAD_FILE
+    data = payload.file.read()
+    payload.file.close()
+    handed.write_bytes(data)
+    assert rootfs_stage._payload(workspace, options) == handed
+    unpacked = workspace.tmp / "description"
+    unpack_payload(handed, unpacked)
+    assert (unpacked / "config.sh").read_text() == CONFIG_SH
+    assert (unpacked / "archives" / "extra.tar").read_bytes() == _archive_bytes()
+    assert (unpacked / "root" / "etc" / "relative-link").readlink() == Path("motd")
+    handed.write_bytes(data + b"\0" * 512)
+    with pytest.raises(StageError, match="not the one the plan hashed"):
+        rootfs_stage._payload(workspace, options)
+    handed.unlink()
+    with pytest.raises(StageError, match="missing"):
+        rootfs_stage._payload(workspace, options)
 
 
 def test_owners_and_times_fixed(description_dir: Path) -> None:

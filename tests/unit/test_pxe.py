@@ -25,24 +25,27 @@ OVERLAY_TYPE = """<type image="iso" primary="true" flags="overlay" firmware="efi
 
 def test_without_pxe_nothing_network_is_added(write_description) -> None:
     plan = make_plan(parse_description(write_description()))
-    assert plan.pxe_url is None
-    assert not set(NETWORK_BOOT_PACKAGES) & set(plan.options["resolve"]["packages"])
-    assert plan.options["initrd"]["dracut_modules"] == ["dmsquash-live"]
+    assert plan.pxe is None
+    assert not set(NETWORK_BOOT_PACKAGES) & set(plan.options["resolve"].packages)
+    assert plan.options["initrd"].dracut_modules == ("dmsquash-live",)
 
 
 def test_pxe_dmsquash_adds_dracut_network_curl_and_livenet(write_description) -> None:
     plan = make_plan(parse_description(write_description()), pxe_url=URL)
-    packages = plan.options["resolve"]["packages"]
+    packages = plan.options["resolve"].packages
     assert {"dracut-network", "procps", "curl", "dracut-live"} <= set(packages)
-    assert plan.options["initrd"]["dracut_modules"] == ["dmsquash-live", "livenet", "network-legacy"]
-    assert plan.pxe_url == URL
+    assert plan.options["initrd"].dracut_modules == ("dmsquash-live", "livenet", "network-legacy")
+    assert plan.pxe is not None
+    assert plan.pxe.url == URL
+    assert plan.pxe.image_url == URL + "squashfs.img"
+    assert plan.pxe.title == plan.options["iso"].title == "Unit test live"
     assert any("--pxe: added curl" in note for note in plan.notes)
 
 
 def test_pxe_overlay_adds_url_lib_beside_liveorchs_module(write_description) -> None:
     plan = make_plan(parse_description(write_description(type=OVERLAY_TYPE)), pxe_url=URL)
-    assert plan.options["initrd"]["dracut_modules"] == ["liveorch-live", "url-lib", "network-legacy"]
-    assert {"dracut-network", "curl"} <= set(plan.options["resolve"]["packages"])
+    assert plan.options["initrd"].dracut_modules == ("liveorch-live", "url-lib", "network-legacy")
+    assert {"dracut-network", "curl"} <= set(plan.options["resolve"].packages)
 
 
 def test_pxe_keeps_packages_the_description_already_has(write_description) -> None:
@@ -55,7 +58,7 @@ def test_pxe_keeps_packages_the_description_already_has(write_description) -> No
         <package name="dracut-network"/>
     </packages>"""
     plan = make_plan(parse_description(write_description(packages=packages)), pxe_url=URL)
-    names = plan.options["resolve"]["packages"]
+    names = plan.options["resolve"].packages
     assert names.count("curl") == 1 and names.count("dracut-network") == 1
     assert not any("--pxe" in note for note in plan.notes)
 
@@ -63,19 +66,38 @@ def test_pxe_keeps_packages_the_description_already_has(write_description) -> No
 def test_pxe_url_changes_no_stage_option(write_description) -> None:
     """The URL lives only in the exported configs: a new URL re-runs no stage."""
     description = parse_description(write_description())
-    assert make_plan(description, pxe_url=URL).options == make_plan(description, pxe_url="https://x.example/l/").options
+    first, second = make_plan(description, pxe_url=URL), make_plan(description, pxe_url="https://x.example/l/")
+    assert first.options == second.options
+    assert first.pxe is not None and second.pxe is not None
+    assert first.pxe.kernel_cmdline.split()[0] == "root=live:http://10.0.2.2:8000/squashfs.img"
+    assert second.pxe.kernel_cmdline.split()[0] == "root=live:https://x.example/l/squashfs.img"
+    assert first.pxe.kernel_cmdline.split()[1:] == second.pxe.kernel_cmdline.split()[1:]
 
 
-def test_dmsquash_cmdline_uses_livenet_and_dhcp() -> None:
-    cmdline = pxe.kernel_cmdline("dmsquash", URL, "console=tty0 console=ttyS0,115200")
-    assert cmdline == ("root=live:http://10.0.2.2:8000/squashfs.img rd.live.image rd.live.overlay.overlayfs=1 "
-                       "ip=dhcp rd.neednet=1 console=tty0 console=ttyS0,115200")
+def test_dmsquash_cmdline_uses_livenet_and_dhcp(example_config: Path) -> None:
+    plan = make_plan(parse_description(example_config), pxe_url=URL)
+    assert plan.pxe is not None
+    assert plan.pxe.kernel_cmdline == ("root=live:http://10.0.2.2:8000/squashfs.img rd.live.image "
+                                       "rd.live.overlay.overlayfs=1 ip=dhcp rd.neednet=1 "
+                                       "console=tty0 console=ttyS0,115200")
 
 
-def test_overlay_cmdline_adds_serial_console_when_none_given() -> None:
-    cmdline = pxe.kernel_cmdline("overlay", "https://boot.example/live/", "quiet")
-    assert cmdline == ("root=live:https://boot.example/live/squashfs.img ip=dhcp rd.neednet=1 quiet "
-                       "console=tty0 console=ttyS0,115200")
+def test_overlay_cmdline_adds_serial_console_when_none_given(write_description) -> None:
+    overlay = OVERLAY_TYPE.replace('kernelcmdline="console=ttyS0,115200 quiet"', 'kernelcmdline="quiet"')
+    plan = make_plan(parse_description(write_description(type=overlay)),
+                     pxe_url=pxe.check_url("https://boot.example/live"))
+    assert plan.pxe is not None
+    assert plan.pxe.kernel_cmdline == ("root=live:https://boot.example/live/squashfs.img ip=dhcp rd.neednet=1 quiet "
+                                       "console=tty0 console=ttyS0,115200")
+
+
+def test_overlay_cmdline_keeps_the_descriptions_console_and_drops_persistence(write_description) -> None:
+    """hybridpersistent is for the medium: a network boot has none to keep the write layer on."""
+    plan = make_plan(parse_description(write_description(type=OVERLAY_TYPE)), pxe_url=URL)
+    assert plan.pxe is not None
+    assert plan.pxe.kernel_cmdline == ("root=live:http://10.0.2.2:8000/squashfs.img ip=dhcp rd.neednet=1 "
+                                       "console=ttyS0,115200 quiet")
+    assert "rd.live.overlay.persistent" in plan.options["iso"].menu.entries[0].kernel_cmdline.split()
 
 
 @pytest.mark.parametrize(("given", "expected"), [
@@ -93,18 +115,31 @@ def test_check_url_refuses_what_cannot_fetch_the_image(bad: str) -> None:
     assert "--pxe-url" in error.value.message
 
 
-def test_configs_boot_the_bundles_kernel_and_initrd_with_the_same_cmdline() -> None:
-    bundle = pxe.bundle_for({"flags": "overlay", "kernelcmdline": "console=ttyS0,115200", "volid": "V",
-                             "title": "My live"}, URL)
+def test_configs_boot_the_bundles_kernel_and_initrd_with_the_same_cmdline(write_description) -> None:
+    overlay = OVERLAY_TYPE.replace('kernelcmdline="console=ttyS0,115200 quiet"', 'kernelcmdline="console=ttyS0,115200"')
+    bundle = make_plan(parse_description(write_description(type=overlay, displayname="My live")), pxe_url=URL).pxe
+    assert bundle is not None
+    assert bundle.kernel_cmdline == ("root=live:http://10.0.2.2:8000/squashfs.img ip=dhcp rd.neednet=1 "
+                                     "console=ttyS0,115200")
     files = pxe.config_files(bundle)
     assert set(files) == {"boot.ipxe", "pxelinux.cfg/default", "grub.cfg"}
     ipxe = files["boot.ipxe"].splitlines()
     assert ipxe[0] == "#!ipxe"
+    assert "echo Booting My live over the network (http://10.0.2.2:8000/squashfs.img)" in ipxe
     assert f"kernel vmlinuz initrd=initrd.img {bundle.kernel_cmdline}" in ipxe
     assert ipxe[-2:] == ["initrd initrd.img", "boot"]
-    assert f"  APPEND {bundle.kernel_cmdline}" in files["pxelinux.cfg/default"].splitlines()
-    assert f"    linux ($root)/vmlinuz {bundle.kernel_cmdline}" in files["grub.cfg"].splitlines()
+    pxelinux = files["pxelinux.cfg/default"].splitlines()
+    assert f"  APPEND {bundle.kernel_cmdline}" in pxelinux
+    assert "  MENU LABEL My live" in pxelinux
+    grub = files["grub.cfg"].splitlines()
+    assert f"    linux ($root)/vmlinuz {bundle.kernel_cmdline}" in grub
+    assert "menuentry 'My live' {" in grub
     assert bundle.image_url == "http://10.0.2.2:8000/squashfs.img"
+
+
+def test_grub_config_quotes_the_title() -> None:
+    bundle = pxe.PxeBundle(url=URL, kernel_cmdline="root=live:x", title="Debian's live")
+    assert "menuentry 'Debian'\\''s live' {" in pxe.grub_config(bundle).splitlines()
 
 
 def test_find_bundle_in_a_target_dir_or_itself(tmp_path: Path) -> None:

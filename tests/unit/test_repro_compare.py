@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from liveorch.orchestrator.build import StageReport
+from liveorch.orchestrator.pipeline import StageReport
 from liveorch.orchestrator.repro import compare
-from liveorch.stages.contract import STAGES, Artifact, StageResult
+from liveorch.orchestrator.stage_specs import stage_names
+from liveorch.stages.contract import Artifact, Record
 
 
 def _reports(overrides: dict[str, dict[str, str]]) -> dict[str, StageReport]:
     reports = {}
-    for stage in STAGES:
+    for stage in stage_names():
         outputs = {"out.bin": Artifact(1, "a" * 64), **{n: Artifact(1, h) for n, h in overrides.get(stage, {}).items()}}
-        reports[stage] = StageReport(stage, "k", False, 1.0, StageResult(stage, "k", outputs, {}, 1.0))
+        reports[stage] = StageReport(stage, "k", False, 1.0, Record(stage, "k", outputs, {}, {}, 1.0))
     return reports
 
 

@@ -1,5 +1,6 @@
-"""The Secure Boot chain's stage-side pieces, on synthetic files: the module list of a GRUB
-EFI image, and taking the signed binaries out of a root."""
+"""The Secure Boot chain's stage-side pieces, on synthetic files: taking the signed binaries
+out of a root (stages.signed_chain, the initrd stage), and the module list of a GRUB EFI
+image and the EFI partition's layout (stages.grub_efi, the iso stage)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from liveorch.stages import secure_boot
+from liveorch.stages import grub_efi, signed_chain
+from liveorch.stages.contracts.initrd import MOKMANAGER, SHIM, SIGNED_CHAIN, SIGNED_GRUB
+from liveorch.stages.contracts.initrd import SPEC as INITRD_SPEC
 from liveorch.stages.grub_config import early_config
 from liveorch.stages.iso import EFI_MODULES
 from liveorch.stages.tools import StageError
@@ -58,32 +61,42 @@ def _grub_efi_image(modules: list[str]) -> bytes:
 
 def test_builtin_modules_reads_every_module_and_skips_other_objects() -> None:
     image = _grub_efi_image(["normal", "serial", "terminal", "iso9660"])
-    assert secure_boot.builtin_modules(image) == {"normal", "serial", "terminal", "iso9660"}
+    assert grub_efi.builtin_modules(image) == {"normal", "serial", "terminal", "iso9660"}
 
 
 def test_an_image_without_modules_is_refused() -> None:
     image = _grub_efi_image(["normal"]).replace(b"mods\0\0\0\0", b"text\0\0\0\0", 1)
     with pytest.raises(StageError, match="no module section"):
-        secure_boot.builtin_modules(image)
+        grub_efi.builtin_modules(image)
 
 
 def test_esp_layout_starts_shim_which_starts_grub_beside_it() -> None:
-    assert secure_boot.ESP_LAYOUT["EFI/BOOT/BOOTX64.EFI"] == "shim.efi"
-    assert secure_boot.ESP_LAYOUT[secure_boot.SIGNED_GRUB] == "grub.efi"
-    assert secure_boot.SIGNED_GRUB == "EFI/BOOT/grubx64.efi"
-    assert set(secure_boot.ESP_LAYOUT.values()) == set(secure_boot.SIGNED_BINARIES)
+    assert grub_efi.ESP_LAYOUT["EFI/BOOT/BOOTX64.EFI"] == SHIM == "efi/shim.efi"
+    assert grub_efi.ESP_LAYOUT[grub_efi.ESP_GRUB] == SIGNED_GRUB == "efi/grub.efi"
+    assert grub_efi.ESP_LAYOUT["EFI/BOOT/mmx64.efi"] == MOKMANAGER == "efi/mm.efi"
+    assert grub_efi.ESP_GRUB == "EFI/BOOT/grubx64.efi"
+    # the iso stage places exactly what the initrd stage collects
+    assert set(grub_efi.ESP_LAYOUT.values()) == set(signed_chain.SIGNED_BINARIES)
     # what Debian's gcdx64.efi looks for; the menu's commands come as built-in modules
-    assert (secure_boot.DISK_INFO, secure_boot.PLATFORM_CONFIG) == (".disk/info", "boot/grub/x86_64-efi/grub.cfg")
+    assert (grub_efi.DISK_INFO, grub_efi.PLATFORM_CONFIG) == (".disk/info", "boot/grub/x86_64-efi/grub.cfg")
     assert {"serial", "terminal", "search_fs_file", "configfile", "linux"} <= set(EFI_MODULES)
     assert "search --no-floppy --set=root --file /boot/grub/m.id" in early_config("m.id")
 
 
+def test_initrd_contract_declares_the_signed_chain_as_an_optional_tree() -> None:
+    chain = INITRD_SPEC.output(SIGNED_CHAIN)
+    assert chain.is_tree and chain.optional and chain.export is None
+    assert INITRD_SPEC.undeclared([SHIM, MOKMANAGER, SIGNED_GRUB]) == []
+    assert all(name.startswith(SIGNED_CHAIN) for name in signed_chain.SIGNED_BINARIES)
+    assert INITRD_SPEC.missing(["vmlinuz", "initrd.img"]) == []  # secure_boot off: no efi/ at all
+
+
 def _root(tmp_path: Path, skip: str = "") -> Path:
     root = tmp_path / "root"
-    for role, (path, package) in secure_boot.SIGNED_BINARIES.items():
+    for path, package in signed_chain.SIGNED_BINARIES.values():
         if package != skip:
             (root / path).parent.mkdir(parents=True, exist_ok=True)
-            (root / path).write_bytes(f"signed {role}".encode())
+            (root / path).write_bytes(f"signed {path}".encode())
     status = root / "var/lib/dpkg/status"
     status.parent.mkdir(parents=True)
     status.write_text("Package: shim-signed\nStatus: install ok installed\nVersion: 1.51~1+deb12u1\n"
@@ -96,18 +109,23 @@ def _root(tmp_path: Path, skip: str = "") -> Path:
 def test_collect_copies_the_signed_binaries_and_records_their_versions(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    versions = secure_boot.collect(_root(tmp_path), out)
+    versions = signed_chain.collect(_root(tmp_path), out)
     assert versions == {"grub-efi-amd64-signed (image)": "1+2.06+13+deb12u2",
                         "shim-helpers-amd64-signed (image)": "1+16.1+2~deb12u1",
                         "shim-signed (image)": "1.51~1+deb12u1"}
-    assert (out / "efi/shim.efi").read_bytes() == b"signed shim.efi"
-    assert (out / "efi/grub.efi").read_bytes() == b"signed grub.efi"
-    assert (out / "efi/mm.efi").stat().st_mode & 0o777 == 0o644
+    assert (out / SHIM).read_bytes() == b"signed usr/lib/shim/shimx64.efi.signed"
+    assert (out / MOKMANAGER).read_bytes() == b"signed usr/lib/shim/mmx64.efi.signed"
+    assert (out / SIGNED_GRUB).read_bytes() == b"signed usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed"
+    assert all((out / name).stat().st_mode & 0o777 == 0o644 for name in (SHIM, MOKMANAGER, SIGNED_GRUB))
+    # only the declared outputs, under the initrd contract's efi/ tree
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == sorted([SHIM, MOKMANAGER, SIGNED_GRUB])
+    assert INITRD_SPEC.undeclared(written) == []
 
 
 def test_collect_names_the_missing_package(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(StageError, match=r'firmware="uefi" .* lacks grub-efi-amd64-signed \(removed by'):
-        secure_boot.collect(_root(tmp_path, skip="grub-efi-amd64-signed"), out)
-    assert not (out / "efi").exists()
+        signed_chain.collect(_root(tmp_path, skip="grub-efi-amd64-signed"), out)
+    assert not (out / SIGNED_CHAIN).exists()

@@ -4,6 +4,7 @@ carried in the resolve request, and used by resolve for their own repository onl
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from liveorch.orchestrator.description import parse_description
 from liveorch.orchestrator.errors import DescriptionError
 from liveorch.orchestrator.overrides import Overrides
 from liveorch.orchestrator.plan import make_plan
+from liveorch.stages.contract import decode, encode
+from liveorch.stages.contracts.resolve import AptRepository, ResolveOptions
 
 ARMORED = b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ...\n-----END PGP PUBLIC KEY BLOCK-----\n"
 BINARY = b"\x98\x33\x04binary-key"
@@ -36,9 +39,13 @@ def test_relative_and_file_uri_keys_reach_the_resolve_request(write_description,
     description = parse_description(path)
     assert description.repositories[0].signing_keys == ()
     assert description.repositories[1].signing_keys == (ARMORED, BINARY)
-    repositories = make_plan(description).options["resolve"]["repositories"]
-    assert repositories[0]["signing_keys"] == []
-    assert [base64.b64decode(k) for k in repositories[1]["signing_keys"]] == [ARMORED, BINARY]
+    options = make_plan(description).options["resolve"]
+    # The request carries them through the strict codec unchanged.
+    assert decode(ResolveOptions, json.loads(json.dumps(encode(options)))) == options
+    repositories = options.repositories
+    assert all(isinstance(r, AptRepository) for r in repositories)
+    assert repositories[0].signing_keys == ()
+    assert [base64.b64decode(k, validate=True) for k in repositories[1].signing_keys] == [ARMORED, BINARY]
 
 
 def test_missing_key_names_the_file_the_repository_and_the_line(write_description, tmp_path: Path, line) -> None:
@@ -80,35 +87,51 @@ def test_add_repo_spec_keys_become_signing_elements(write_description, tmp_path:
 # --- the resolve stage ---------------------------------------------------------------------------
 
 
+def _option(trusted: bool = False, keys: tuple[bytes, ...] = (ARMORED, BINARY)) -> AptRepository:
+    return AptRepository(url="http://vendor.example/apt/", suite="stable", components=("main",), alias="vendor",
+                         trusted=trusted, signing_keys=tuple(base64.b64encode(k).decode() for k in keys))
+
+
 def _repository(trusted: bool = False, keys: tuple[bytes, ...] = (ARMORED, BINARY)) -> resolve.Repository:
-    return resolve.Repository.from_option({
-        "url": "http://vendor.example/apt/", "suite": "stable", "components": ["main"], "alias": "vendor",
-        "trusted": trusted, "signing_keys": [base64.b64encode(k).decode() for k in keys]})
+    return resolve.Repository.from_option(_option(trusted, keys))
 
 
-def test_resolve_signs_by_debian_and_the_repositorys_own_keys() -> None:
+def test_resolve_signs_by_debian_and_the_repositorys_own_keys(tmp_path: Path) -> None:
     repository = _repository()
-    keyrings = resolve.KEYRINGS
-    assert [file for file, _ in repository.key_files(2)] == [keyrings / "repository2-key0.asc",
-                                                            keyrings / "repository2-key1.gpg"]
-    assert repository.sources_line(2) == (
+    assert repository.signing_keys == (ARMORED, BINARY)
+    keyrings = tmp_path / "keyrings"
+    assert [file for file, _ in repository.key_files(keyrings, 2)] == [keyrings / "repository2-key0.asc",
+                                                                      keyrings / "repository2-key1.gpg"]
+    assert [key for _, key in repository.key_files(keyrings, 2)] == [ARMORED, BINARY]
+    assert repository.sources_line(keyrings, 2) == (
         f"deb [signed-by={resolve.DEBIAN_KEYRING},{keyrings}/repository2-key0.asc,{keyrings}/repository2-key1.gpg] "
         "http://vendor.example/apt stable main")
     plain = _repository(keys=())
-    assert plain.sources_line(0) == f"deb [signed-by={resolve.DEBIAN_KEYRING}] http://vendor.example/apt stable main"
-    assert _repository(trusted=True).sources_line(0).startswith("deb [trusted=yes] ")
+    assert plain.key_files(keyrings, 0) == []
+    assert plain.sources_line(keyrings, 0) == (
+        f"deb [signed-by={resolve.DEBIAN_KEYRING}] http://vendor.example/apt stable main")
+    assert _repository(trusted=True).sources_line(keyrings, 0) == (
+        "deb [trusted=yes] http://vendor.example/apt stable main")
 
 
-def test_resolve_writes_the_keys_into_its_private_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(resolve, "APT_ROOT", tmp_path)
-    monkeypatch.setattr(resolve, "KEYRINGS", tmp_path / "keyrings")
-    resolve._write_apt_config([_repository(keys=()), _repository()], "amd64")
-    assert (tmp_path / "keyrings" / "repository1-key0.asc").read_bytes() == ARMORED
-    assert (tmp_path / "keyrings" / "repository1-key1.gpg").read_bytes() == BINARY
-    assert sorted(p.name for p in (tmp_path / "keyrings").iterdir()) == ["repository1-key0.asc", "repository1-key1.gpg"]
-    assert f"{tmp_path}/keyrings/repository1-key0.asc" in (tmp_path / "etc/apt/sources.list").read_text()
+def test_resolve_writes_the_keys_into_its_private_root(tmp_path: Path) -> None:
+    apt_root = tmp_path / "apt"
+    env = resolve.write_apt_config(apt_root, [_repository(keys=()), _repository()], "amd64")
+    keyrings = apt_root / "keyrings"
+    assert (keyrings / "repository1-key0.asc").read_bytes() == ARMORED
+    assert (keyrings / "repository1-key1.gpg").read_bytes() == BINARY
+    assert sorted(p.name for p in keyrings.iterdir()) == ["repository1-key0.asc", "repository1-key1.gpg"]
+    sources = (apt_root / "etc/apt/sources.list").read_text().splitlines()
+    assert sources == [
+        f"deb [signed-by={resolve.DEBIAN_KEYRING}] http://vendor.example/apt stable main",
+        f"deb [signed-by={resolve.DEBIAN_KEYRING},{keyrings}/repository1-key0.asc,{keyrings}/repository1-key1.gpg] "
+        "http://vendor.example/apt stable main",
+    ]
+    assert env["APT_CONFIG"] == str(apt_root / "apt.conf")
 
 
 def test_resolve_refuses_keys_that_are_not_base64() -> None:
-    with pytest.raises(resolve.StageError, match="signing_keys must be base64"):
-        resolve.Repository.from_option({"url": "http://v.example", "suite": "s", "signing_keys": ["not base64!"]})
+    option = AptRepository(url="http://v.example", suite="s", components=("main",), alias="v", trusted=False,
+                           signing_keys=("not base64!",))
+    with pytest.raises(resolve.StageError, match=r"repository http://v\.example: signing_keys must be base64"):
+        resolve.Repository.from_option(option)

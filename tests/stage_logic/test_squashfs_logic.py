@@ -1,0 +1,62 @@
+"""squashfs: tar2sqfs's exact command line, fed the root tar on stdin."""
+
+from __future__ import annotations
+
+import pytest
+
+from liveorch.stages import squashfs
+from liveorch.stages.contracts.squashfs import Compression, SquashfsOptions
+
+ROOT_TAR = b"./etc/hostname fake tar bytes\n" * 3
+
+
+@pytest.mark.parametrize(("compression", "name"), [(Compression.XZ, "xz"), (Compression.ZSTD, "zstd"),
+                                                   (Compression.LZ4, "lz4"), (Compression.GZIP, "gzip"),
+                                                   (Compression.LZO, "lzo")])
+def test_tar2sqfs_argv_and_stdin(workspace, publish, make_request, commands, epoch, monkeypatch, compression,
+                                 name) -> None:
+    monkeypatch.setattr("liveorch.stages.squashfs.os.cpu_count", lambda: 3)
+    entry = publish("rootfs", {"root.tar": ROOT_TAR})
+    request = make_request("squashfs", SquashfsOptions(compression=compression), {"rootfs": "rootfs-key"})
+
+    outcome = squashfs.execute(request, workspace)
+
+    image = workspace.out / "LiveOS" / "squashfs.img"
+    assert commands.argvs == [[
+        "tar2sqfs",
+        "--compressor", name,
+        "--num-jobs", "3",
+        "--defaults", "mtime=1700000000",
+        "--quiet",
+        "--force",
+        str(image),
+    ]]
+    assert epoch == 1_700_000_000
+    (call,) = commands.calls
+    assert call.stdin == ROOT_TAR
+    assert call.stdin_name == str(entry / "root.tar")
+    assert image.is_file()  # the placeholder the fake tar2sqfs wrote, which the stage stat()s
+    assert outcome.tools == {"squashfs-tools-ng": commands.version}
+
+
+def test_num_jobs_falls_back_to_one_without_a_cpu_count(workspace, publish, make_request, commands,
+                                                        monkeypatch) -> None:
+    monkeypatch.setattr("liveorch.stages.squashfs.os.cpu_count", lambda: None)
+    publish("rootfs", {"root.tar": ROOT_TAR})
+    request = make_request("squashfs", SquashfsOptions(compression=Compression.XZ), {"rootfs": "rootfs-key"},
+                           epoch=86400)
+
+    squashfs.execute(request, workspace)
+
+    (argv,) = commands.argvs
+    assert argv[argv.index("--num-jobs") + 1] == "1"
+    assert argv[argv.index("--defaults") + 1] == "mtime=86400"
+
+
+def test_a_missing_root_tar_runs_nothing(workspace, publish, make_request, commands) -> None:
+    publish("rootfs", {"packages": b""})
+    request = make_request("squashfs", SquashfsOptions(compression=Compression.XZ), {"rootfs": "rootfs-key"})
+
+    with pytest.raises(FileNotFoundError):
+        squashfs.execute(request, workspace)
+    assert commands.calls == []

@@ -1,0 +1,171 @@
+"""The stage loop and its keys, with an in-memory store and a runner that makes outputs
+from the request: which stages run, which are cached, what a failed verification does."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from liveorch.orchestrator.description import parse_description
+from liveorch.orchestrator.keys import stage_key
+from liveorch.orchestrator.pipeline import Entry, LoopSettings, StageLoop
+from liveorch.orchestrator.plan import make_plan
+from liveorch.orchestrator.progress import PlainProgress
+from liveorch.orchestrator.stage_specs import stage_names
+from liveorch.stages.contract import Artifact, Record, StageRequest, StageSpec, canonical_json, encode, sha256_text
+from liveorch.stages.contracts.squashfs import Compression
+
+EPOCH = 1_700_000_000
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "bookworm-live" / "config.xml"
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.entries: dict[Entry, Record] = {}
+        self.leases: list[Entry] = []
+        self.verified: list[list[Entry]] = []
+        self.tampered: set[Entry] = set()
+
+    def lease(self, stage: str, key: str) -> None:
+        self.leases.append((stage, key))
+
+    def record(self, stage: str, key: str) -> Record | None:
+        return self.entries.get((stage, key))
+
+    def verify(self, entries: list[Entry]) -> dict[Entry, str]:
+        self.verified.append(entries)
+        return {e: "tampered" for e in entries if e in self.tampered}
+
+    def drop(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            del self.entries[entry]
+            self.tampered.discard(entry)
+
+
+class ContentRunner:
+    """Outputs are a function of the options and the inputs (a pure stage), except where a
+    test says a stage's code makes other bytes."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store, self.ran, self.variant = store, [], {}
+
+    def __call__(self, spec: StageSpec, request: StageRequest) -> tuple[Record, dict[str, object] | None, bool]:
+        self.ran.append(spec.name)
+        inputs = {name: self.store.entries[(name, key)].digest() for name, key in request.inputs.items()}
+        content = sha256_text(canonical_json([encode(request.options), inputs, self.variant.get(spec.name)]))
+        facts: dict[str, Any] = {"source_date_epoch": EPOCH} if spec.name == "resolve" else {}
+        record = Record(spec.name, request.key, {"out": Artifact(1, content)}, {}, facts, 1.0)
+        self.store.entries[(spec.name, request.key)] = record
+        return record, None, True
+
+
+@pytest.fixture(scope="module")
+def options() -> dict[str, Any]:
+    return make_plan(parse_description(EXAMPLE)).options
+
+
+def loop(options: dict[str, Any], store: MemoryStore, runner: ContentRunner, code: dict[str, str] | None = None,
+         **settings: Any) -> StageLoop:
+    return StageLoop(options, lambda stage: (code or {}).get(stage, "code-" + stage), store, runner,
+                     PlainProgress(write=lambda _: None), io.StringIO(), LoopSettings(epoch=0, **settings))
+
+
+def test_a_cold_build_runs_every_stage_in_order(options: dict[str, Any]) -> None:
+    store = MemoryStore()
+    runner = ContentRunner(store)
+    reports = loop(options, store, runner).run()
+    assert runner.ran == list(stage_names())
+    assert not any(r.cached for r in reports.values())
+    assert set(store.leases) >= {(s, r.key) for s, r in reports.items()}, "every entry used is leased"
+
+
+def test_a_second_build_is_all_cached_and_verified_in_one_go(options: dict[str, Any]) -> None:
+    store = MemoryStore()
+    first = loop(options, store, ContentRunner(store)).run()
+    runner = ContentRunner(store)
+    second = loop(options, store, runner).run()
+    assert runner.ran == [] and all(r.cached for r in second.values())
+    assert store.verified[-1] == [(s, first[s].key) for s in stage_names()]
+
+
+def test_a_tampered_entry_is_dropped_and_rebuilt(options: dict[str, Any]) -> None:
+    store = MemoryStore()
+    first = loop(options, store, ContentRunner(store)).run()
+    store.tampered.add(("squashfs", first["squashfs"].key))
+    runner = ContentRunner(store)
+    second = loop(options, store, runner).run()
+    assert runner.ran == ["squashfs"], "the same bytes again: later stages stay cached"
+    assert second["checksum"].key == first["checksum"].key
+
+
+def test_an_iso_option_reruns_iso_and_checksum_only(options: dict[str, Any]) -> None:
+    store = MemoryStore()
+    loop(options, store, ContentRunner(store)).run()
+    changed = {**options, "iso": replace(options["iso"], publisher="someone else")}
+    runner = ContentRunner(store)
+    loop(changed, store, runner).run()
+    assert runner.ran == ["iso", "checksum"]
+
+
+def test_code_scoped_keys(options: dict[str, Any]) -> None:
+    """New code for one stage reruns it; later stages rerun only when its bytes change."""
+    store = MemoryStore()
+    loop(options, store, ContentRunner(store)).run()
+    runner = ContentRunner(store)
+    loop(options, store, runner, code={"iso": "edited"}).run()
+    assert runner.ran == ["iso"], "a comment-only edit: same ISO bytes, checksum stays cached"
+    runner = ContentRunner(store)
+    runner.variant["squashfs"] = "faster compressor code"
+    loop(options, store, runner, code={"squashfs": "edited"}).run()
+    assert runner.ran == ["squashfs", "iso", "checksum"]
+
+
+def test_no_cache_and_update_lock(options: dict[str, Any]) -> None:
+    store = MemoryStore()
+    loop(options, store, ContentRunner(store)).run()
+    runner = ContentRunner(store)
+    loop(options, store, runner, no_cache=True).run()
+    assert runner.ran == list(stage_names())
+    runner = ContentRunner(store)
+    loop(options, store, runner, update_lock=True).run()
+    assert runner.ran == ["resolve"], "a fresh resolution with the same result reuses the rest"
+
+
+def test_until_stops_after_that_stage(options: dict[str, Any]) -> None:
+    store = MemoryStore()
+    runner = ContentRunner(store)
+    assert list(loop(options, store, runner).run(until="resolve")) == ["resolve"]
+
+
+def test_requests_carry_input_keys_and_the_resolved_epoch(options: dict[str, Any]) -> None:
+    store = MemoryStore()
+    seen: list[StageRequest] = []
+    runner = ContentRunner(store)
+
+    def recording(spec: StageSpec, request: StageRequest) -> tuple[Record, dict[str, object] | None, bool]:
+        seen.append(request)
+        return runner(spec, request)
+
+    reports = StageLoop(options, lambda s: "c", store, recording, PlainProgress(write=lambda _: None),
+                        io.StringIO(), LoopSettings(epoch=0)).run()
+    by_stage = {r.stage: r for r in seen}
+    assert by_stage["resolve"].source_date_epoch == 0 and by_stage["iso"].source_date_epoch == EPOCH
+    assert by_stage["iso"].inputs == {"squashfs": reports["squashfs"].key, "initrd": reports["initrd"].key}
+
+
+def test_stage_key_covers_code_options_epoch_and_inputs(options: dict[str, Any]) -> None:
+    record = Record("rootfs", "k", {"root.tar": Artifact(1, "a" * 64)}, {}, {}, 1.0)
+    base = stage_key("squashfs", "code", EPOCH, options["squashfs"], {"rootfs": record})
+    other_record = replace(record, outputs={"root.tar": Artifact(1, "b" * 64)})
+    assert stage_key("squashfs", "code", EPOCH, options["squashfs"], {"rootfs": record}) == base
+    assert stage_key("squashfs", "code2", EPOCH, options["squashfs"], {"rootfs": record}) != base
+    assert stage_key("squashfs", "code", EPOCH + 1, options["squashfs"], {"rootfs": record}) != base
+    assert stage_key("squashfs", "code", EPOCH, options["squashfs"], {"rootfs": other_record}) != base
+    assert stage_key("squashfs", "code", EPOCH, replace(options["squashfs"], compression=Compression.LZ4),
+                     {"rootfs": record}) != base
+    timing_only = replace(record, seconds=99.0, tools={"x": "1"})
+    assert stage_key("squashfs", "code", EPOCH, options["squashfs"], {"rootfs": timing_only}) == base
