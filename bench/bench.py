@@ -4,7 +4,7 @@ no-op rebuild and a bootloader-only change; prints seconds per stage.
 
     .venv/bin/python bench/bench.py [examples/bookworm-live/config.xml]
 
-Runs in a private artifact volume that is removed afterwards (--keep to keep it).
+Runs in a private store volume that is removed afterwards (--keep to keep it).
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ from lxml import etree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from liveorch.orchestrator.build import BuildOptions, BuildReport, run_build
+from liveorch.orchestrator.build import BuildOptions, run_build
 from liveorch.orchestrator.cache import list_entries
 from liveorch.orchestrator.engine import connect, remove_volume
-from liveorch.orchestrator.images import image_tag
-from liveorch.stages.contract import ARTIFACTS_MOUNT, STAGES
+from liveorch.orchestrator.images import STORE_IMAGE, content_tag
+from liveorch.orchestrator.report import BuildReport
+from liveorch.orchestrator.stage_specs import stage_names
+from liveorch.orchestrator.store import run_keeper
 
 
 def _quiet(message: str) -> None:
@@ -35,10 +37,8 @@ def _quiet(message: str) -> None:
 def _drop_stage_results(volume: str) -> None:
     """Keep only the package pool: the 'warm' case of a CI cache restore."""
     client = connect()
-    paths = [f"{ARTIFACTS_MOUNT}/{e.stage}" for e in list_entries(client, volume) if e.stage != "pool"]
-    client.containers.run(image_tag("checksum"), entrypoint=["rm"], command=["-rf", *sorted(set(paths))],
-                          user="0", remove=True, network_mode="none",
-                          volumes={volume: {"bind": ARTIFACTS_MOUNT, "mode": "rw"}})
+    results = [[e.stage, e.key] for e in list_entries(client, volume) if e.kind == "result"]
+    run_keeper(client, content_tag(STORE_IMAGE), volume, "drop", {"entries": results})
 
 
 def _with_timeout(config: Path, directory: Path, timeout: int) -> Path:
@@ -53,7 +53,7 @@ def _with_timeout(config: Path, directory: Path, timeout: int) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", nargs="?", default="examples/bookworm-live/config.xml", type=Path)
-    parser.add_argument("--keep", action="store_true", help="keep the benchmark's artifact volume")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark's store volume")
     args = parser.parse_args()
     volume = f"liveorch-bench-{uuid.uuid4().hex[:8]}"
     rows: list[tuple[str, BuildReport]] = []
@@ -71,7 +71,7 @@ def main() -> int:
         finally:
             if not args.keep:
                 remove_volume(connect(), volume)
-    header = f"{'case':<28}" + "".join(f"{s:>10}" for s in STAGES) + f"{'total':>10}"
+    header = f"{'case':<28}" + "".join(f"{s:>10}" for s in stage_names()) + f"{'total':>10}"
     print(header)
     for case, report in rows:
         cells = "".join(f"{'cached' if r.cached else f'{r.seconds:.1f}':>10}" for r in report.stages)

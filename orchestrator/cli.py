@@ -121,14 +121,63 @@ SetTypeAttrOpt = Annotated[list[str], typer.Option(help='Set an attribute of <ty
                                                         "(repeatable).")]
 
 
+# `run`'s own options (the description changes above are shared with `validate`).
+DescriptionOpt = Annotated[Path | None, typer.Option("--description", "-d", help="The description directory "
+                                                                               "(kiwi-ng's spelling).")]
+TargetOpt = Annotated[Path, typer.Option("--target-dir", "-t", help="Where the ISO and its files go.")]
+LockOpt = Annotated[Path | None, typer.Option(help="Lock file to install from (default: <name>.lock beside the "
+                                                   "description, when present).")]
+UpdateLockOpt = Annotated[bool, typer.Option("--update-lock", help="Resolve packages anew.")]
+OfflineOpt = Annotated[bool, typer.Option("--offline", help="No network at all: install the lock's packages from "
+                                                           "the package cache.")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Run every stage, ignoring cached results.")]
+EpochOpt = Annotated[int | None, typer.Option(help="Timestamp for every file in the image (default: the lock's, "
+                                                   "else the newest package's).")]
+HookTimeoutOpt = Annotated[int, typer.Option(help="Seconds config.sh and images.sh may run.")]
+KeepWorkOpt = Annotated[bool, typer.Option("--keep-work", help="Keep a failed stage's scratch volume (request, "
+                                                              "partial outputs, its output as stage.log) for "
+                                                              "inspection (`liveorch clean` removes it).")]
+MemoryOpt = Annotated[str, typer.Option(help="Memory limit of every stage container, e.g. 4g or 1536m.")]
+PidsOpt = Annotated[int, typer.Option(help="Process limit of every stage container.")]
+StageTimeoutOpt = Annotated[int, typer.Option(help="Seconds a stage container may run before it is stopped.")]
+VolumeOpt = Annotated[str, typer.Option(help="The store volume (the stage cache).")]
+EngineOpt = Annotated[str | None, typer.Option(help="Engine API URL, e.g. unix:///run/user/1000/podman/podman.sock "
+                                                    "(default: DOCKER_HOST).")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Stream the stages' own output.")]
+ProgressOpt = Annotated[str, typer.Option(help="auto (live view on a terminal, plain lines otherwise), live, "
+                                               "plain or json (one JSON event per line).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Same as --progress json.")]
+PxeOpt = Annotated[bool, typer.Option("--pxe", help="Also write a network-boot bundle <name>.pxe/ beside the ISO "
+                                                    "(kernel, initrd with network, squashfs, iPXE/PXELINUX/GRUB "
+                                                    "configs); adds dracut-network, procps and curl to the image.")]
+PxeUrlOpt = Annotated[str | None, typer.Option(help=f"Where the bundle will be served (implies --pxe; default "
+                                                    f"{DEFAULT_PXE_URL}: the host as a QEMU guest sees it, where "
+                                                    "`liveorch serve-pxe` listens).")]
+PROGRESS_KINDS = ("auto", "live", "plain", "json")
+
+
+def _build_and_report(source: Path | None, options: BuildOptions, kind: str, verbose: bool) -> None:
+    if source is None:
+        raise DescriptionError("name the description: liveorch run CONFIG (or --description DIR)")
+    if kind not in PROGRESS_KINDS:
+        raise UsageError(f"--progress {kind!r}: choose {', '.join(PROGRESS_KINDS)}")
+    renderer = make_progress(kind, verbose)
+    try:
+        report = run_build(source, options, renderer)
+    finally:
+        renderer.close()
+    if kind == "json":
+        print_json_summary(report)
+    else:
+        print_summary(report)
+
+
 @app.command()
 def run(
     config: Annotated[Path | None, typer.Argument(help="config.xml / appliance.kiwi, or the directory holding it.")
                       ] = None,
-    description: Annotated[Path | None, typer.Option("--description", "-d", help="The description directory "
-                                                                                 "(kiwi-ng's spelling).")] = None,
-    target_dir: Annotated[Path, typer.Option("--target-dir", "-t", help="Where the ISO and its files go.")] = Path(
-        "out"),
+    description: DescriptionOpt = None,
+    target_dir: TargetOpt = Path("out"),
     profile: ProfileOpt = [],  # noqa: B006 - typer reads the default
     set_repo: SetRepoOpt = None,
     add_repo: AddRepoOpt = [],  # noqa: B006
@@ -136,37 +185,23 @@ def run(
     add_package: AddPackageOpt = [],  # noqa: B006
     delete_package: DeletePackageOpt = [],  # noqa: B006
     set_type_attr: SetTypeAttrOpt = [],  # noqa: B006
-    lock: Annotated[Path | None, typer.Option(help="Lock file to install from (default: <name>.lock beside "
-                                                   "the description, when present).")] = None,
-    update_lock: Annotated[bool, typer.Option("--update-lock", help="Resolve packages anew.")] = False,
-    offline: Annotated[bool, typer.Option("--offline", help="No network at all: install the lock's packages from "
-                                                            "the package cache.")] = False,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every stage, ignoring cached results.")] = False,
-    source_date_epoch: Annotated[int | None, typer.Option(help="Timestamp for every file in the image "
-                                                                "(default: the lock's, else the newest package's).")
-                                 ] = None,
-    hook_timeout: Annotated[int, typer.Option(help="Seconds config.sh and images.sh may run.")] = 1800,
-    keep_work: Annotated[bool, typer.Option("--keep-work", help="Keep a failed stage's scratch volume (request, "
-                                                                "partial outputs, its output as stage.log) for "
-                                                                "inspection (`liveorch clean` removes it).")] = False,
-    memory: Annotated[str, typer.Option(help="Memory limit of every stage container, e.g. 4g or 1536m.")] = "4g",
-    pids_limit: Annotated[int, typer.Option(help="Process limit of every stage container.")] = StageLimits.pids,
-    stage_timeout: Annotated[int, typer.Option(help="Seconds a stage container may run before it is stopped.")
-                             ] = StageLimits.timeout,
-    volume: Annotated[str, typer.Option(help="The store volume (the stage cache).")] = DEFAULT_STORE,
-    engine_host: Annotated[str | None, typer.Option(help="Engine API URL, e.g. unix:///run/user/1000/podman/"
-                                                         "podman.sock (default: DOCKER_HOST).")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Stream the stages' own output.")] = False,
-    progress: Annotated[str, typer.Option(help="auto (live view on a terminal, plain lines otherwise), live, "
-                                               "plain or json (one JSON event per line).")] = "auto",
-    json_events: Annotated[bool, typer.Option("--json", help="Same as --progress json.")] = False,
-    pxe: Annotated[bool, typer.Option("--pxe", help="Also write a network-boot bundle <name>.pxe/ beside the ISO "
-                                                    "(kernel, initrd with network, squashfs, iPXE/PXELINUX/GRUB "
-                                                    "configs); adds dracut-network, procps and curl to the "
-                                                    "image.")] = False,
-    pxe_url: Annotated[str | None, typer.Option(help="Where the bundle will be served (implies --pxe; default "
-                                                     f"{DEFAULT_PXE_URL}: the host as a QEMU guest sees it, "
-                                                     "where `liveorch serve-pxe` listens).")] = None,
+    lock: LockOpt = None,
+    update_lock: UpdateLockOpt = False,
+    offline: OfflineOpt = False,
+    no_cache: NoCacheOpt = False,
+    source_date_epoch: EpochOpt = None,
+    hook_timeout: HookTimeoutOpt = 1800,
+    keep_work: KeepWorkOpt = False,
+    memory: MemoryOpt = "4g",
+    pids_limit: PidsOpt = StageLimits.pids,
+    stage_timeout: StageTimeoutOpt = StageLimits.timeout,
+    volume: VolumeOpt = DEFAULT_STORE,
+    engine_host: EngineOpt = None,
+    verbose: VerboseOpt = False,
+    progress: ProgressOpt = "auto",
+    json_events: JsonOpt = False,
+    pxe: PxeOpt = False,
+    pxe_url: PxeUrlOpt = None,
 ) -> None:
     """Build the live ISO a description asks for.
 
@@ -176,29 +211,15 @@ def run(
     """
     overrides = Overrides(set_repo=set_repo, add_repos=add_repo, ignore_repos=ignore_repos, add_packages=add_package,
                           delete_packages=delete_package, type_attrs=set_type_attr)
-    options = BuildOptions(target_dir=target_dir, profiles=tuple(profile), lock=lock, update_lock=update_lock,
-                           no_cache=no_cache, source_date_epoch=source_date_epoch, volume=volume,
-                           engine_host=engine_host, verbose=verbose, offline=offline, overrides=overrides,
-                           hook_timeout=hook_timeout, keep_work=keep_work,
-                           pxe_url=pxe_url or (DEFAULT_PXE_URL if pxe else None),
-                           limits=StageLimits(memory=parse_size(memory), pids=pids_limit, timeout=stage_timeout))
 
     def action() -> None:
-        source = config or description
-        if source is None:
-            raise DescriptionError("name the description: liveorch run CONFIG (or --description DIR)")
-        kind = "json" if json_events else progress
-        if kind not in ("auto", "live", "plain", "json"):
-            raise UsageError(f"--progress {kind!r}: choose auto, live, plain or json")
-        renderer = make_progress(kind, verbose)
-        try:
-            report = run_build(source, options, renderer)
-        finally:
-            renderer.close()
-        if kind == "json":
-            print_json_summary(report)
-        else:
-            print_summary(report)
+        options = BuildOptions(target_dir=target_dir, profiles=tuple(profile), lock=lock, update_lock=update_lock,
+                               no_cache=no_cache, source_date_epoch=source_date_epoch, volume=volume,
+                               engine_host=engine_host, verbose=verbose, offline=offline, overrides=overrides,
+                               hook_timeout=hook_timeout, keep_work=keep_work,
+                               pxe_url=pxe_url or (DEFAULT_PXE_URL if pxe else None),
+                               limits=StageLimits(memory=parse_size(memory), pids=pids_limit, timeout=stage_timeout))
+        _build_and_report(config or description, options, "json" if json_events else progress, verbose)
 
     _guarded(action)
 

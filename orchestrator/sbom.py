@@ -70,37 +70,39 @@ def _spdx_id(name: str) -> str:
     return "SPDXRef-Package-deb-" + re.sub(r"[^A-Za-z0-9.-]", "-", name)
 
 
+def _spdx_package(package: dict[str, Any], entry: dict[str, Any], refs: set[str]) -> dict[str, Any]:
+    """One installed package as an SPDX package: its purl, license and the .deb's sha256."""
+    item: dict[str, Any] = {
+        "SPDXID": _spdx_id(package["name"]),
+        "name": package["name"],
+        "versionInfo": package["version"],
+        "supplier": f"Organization: {package['maintainer']}" if package.get("maintainer") else "NOASSERTION",
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": False,
+        "licenseConcluded": "NOASSERTION",
+        "licenseDeclared": spdx_license(package.get("licenses", []), refs),
+        "copyrightText": "NOASSERTION",
+        "sourceInfo": f"built from Debian source package {package['source']}",
+        "externalRefs": [{
+            "referenceCategory": "PACKAGE-MANAGER",
+            "referenceType": "purl",
+            "referenceLocator": f"pkg:deb/debian/{package['name']}@{package['version']}"
+                                f"?arch={package['architecture']}",
+        }],
+    }
+    if package.get("homepage"):
+        item["homepage"] = package["homepage"]
+    if entry.get("sha256"):
+        item["checksums"] = [{"algorithm": "SHA256", "checksumValue": entry["sha256"]}]
+    return item
+
+
 def make_sbom(image_name: str, iso_name: str, iso_sha256: str, epoch: int, packages: list[dict[str, Any]],
               lock: dict[str, Any]) -> dict[str, Any]:
     locked = {entry["name"]: entry for entry in lock["packages"]}
     created = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    spdx_packages = []
     refs: set[str] = set()
-    for package in packages:
-        entry = locked.get(package["name"], {})
-        item: dict[str, Any] = {
-            "SPDXID": _spdx_id(package["name"]),
-            "name": package["name"],
-            "versionInfo": package["version"],
-            "supplier": f"Organization: {package['maintainer']}" if package.get("maintainer") else "NOASSERTION",
-            "downloadLocation": "NOASSERTION",
-            "filesAnalyzed": False,
-            "licenseConcluded": "NOASSERTION",
-            "licenseDeclared": spdx_license(package.get("licenses", []), refs),
-            "copyrightText": "NOASSERTION",
-            "sourceInfo": f"built from Debian source package {package['source']}",
-            "externalRefs": [{
-                "referenceCategory": "PACKAGE-MANAGER",
-                "referenceType": "purl",
-                "referenceLocator": f"pkg:deb/debian/{package['name']}@{package['version']}"
-                                    f"?arch={package['architecture']}",
-            }],
-        }
-        if package.get("homepage"):
-            item["homepage"] = package["homepage"]
-        if entry.get("sha256"):
-            item["checksums"] = [{"algorithm": "SHA256", "checksumValue": entry["sha256"]}]
-        spdx_packages.append(item)
+    spdx_packages = [_spdx_package(package, locked.get(package["name"], {}), refs) for package in packages]
     iso_id = "SPDXRef-ISO"
     return {
         "spdxVersion": "SPDX-2.3",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +54,38 @@ def test_an_independent_build_is_bit_identical(example_build: BuildReport, test_
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     assert "reproducible: every stage's outputs are identical" in completed.stdout
     assert f"second {example_build.sha256}" in completed.stdout
+
+
+def _checkout(tmp_path: Path) -> Path:
+    """A copy of the code (liveorch, orchestrator, stages, Dockerfiles) that `python -m liveorch`
+    run inside it imports, as a user's edited checkout would."""
+    checkout = tmp_path / "checkout"
+    for name in ("liveorch", "orchestrator", "stages", "Dockerfiles"):
+        shutil.copytree(REPO / name, checkout / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    return checkout
+
+
+def _run_in(checkout: Path, target: Path, volume: str) -> dict[str, bool]:
+    completed = subprocess.run([sys.executable, "-m", "liveorch", "run", str(EXAMPLE), "--target-dir", str(target),
+                                "--volume", volume, "--json"], cwd=checkout, capture_output=True, text=True,
+                               timeout=1800)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    summary = json.loads(completed.stdout.strip().splitlines()[-1])
+    return {stage: state["cached"] for stage, state in summary["stages"].items()}
+
+
+def test_code_edits_rerun_only_the_stages_that_run_that_code(example_build: BuildReport, test_volume: str,
+                                                             tmp_path: Path) -> None:
+    """Editing the GRUB menu code reruns iso (and checksum: the ISO's bytes change); editing the
+    squashfs stage reruns squashfs, and iso and checksum after it because its bytes change."""
+    checkout = _checkout(tmp_path)
+    grub = checkout / "stages" / "grub_config.py"
+    grub.write_text(grub.read_text().replace('"set default=0\\n"\n', '"# edited\\nset default=0\\n"\n', 1))
+    assert "# edited" in grub.read_text()
+    assert _run_in(checkout, tmp_path / "grub", test_volume) == {
+        "resolve": True, "rootfs": True, "squashfs": True, "initrd": True, "iso": False, "checksum": False}
+    squashfs = checkout / "stages" / "squashfs.py"
+    squashfs.write_text(squashfs.read_text().replace('"--quiet",', '"--block-size", "262144",\n        "--quiet",', 1))
+    assert "262144" in squashfs.read_text()
+    assert _run_in(checkout, tmp_path / "squashfs", test_volume) == {
+        "resolve": True, "rootfs": True, "squashfs": False, "initrd": True, "iso": False, "checksum": False}
