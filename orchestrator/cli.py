@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import inspect
 import signal
 import sys
+import typing
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -67,7 +71,9 @@ def _as_liveorch_error(error: Exception) -> LiveorchError:
     if isinstance(error, ENGINE_FAILURES):
         return as_engine_error(error)
     if isinstance(error, OSError):
-        where = f": {error.filename}" if error.filename else ""
+        where = f": {str(error.filename)[:120]}" if error.filename else ""
+        if error.errno == errno.ENAMETOOLONG:
+            return UsageError(f"a name is too long{where}")
         return LiveorchError(f"{error.strerror or error}{where}")
     return LiveorchError(f"unexpected error: {type(error).__name__}: {error}",
                          hint="run with --debug for the traceback, and please report it")
@@ -119,6 +125,32 @@ AddPackageOpt = Annotated[list[str], typer.Option(help="Install one more package
 DeletePackageOpt = Annotated[list[str], typer.Option(help="Remove a package after config.sh (repeatable).")]
 SetTypeAttrOpt = Annotated[list[str], typer.Option(help='Set an attribute of <type image="iso">, ATTR=VALUE '
                                                         "(repeatable).")]
+# name -> (type, default) of each description change, in kiwi-ng's order.
+DESCRIPTION_CHANGES: dict[str, tuple[Any, Any]] = {
+    "set_repo": (SetRepoOpt, None), "add_repo": (AddRepoOpt, []), "ignore_repos": (IgnoreReposOpt, False),
+    "add_package": (AddPackageOpt, []), "delete_package": (DeletePackageOpt, []),
+    "set_type_attr": (SetTypeAttrOpt, []),
+}
+
+
+def with_description_changes(verb: Callable[..., None]) -> Callable[..., None]:
+    """kiwi-ng's description changes (--set-repo ... --set-type-attr), declared once for the
+    verbs that read a description; the verb gets them as one `changes: Overrides`."""
+    hints = typing.get_type_hints(verb, include_extras=True)
+    own = [p.replace(annotation=hints[p.name]) for p in inspect.signature(verb).parameters.values()
+           if p.name != "changes"]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+             for name, (kind, default) in DESCRIPTION_CHANGES.items()]
+
+    def verb_with_changes(**values: Any) -> None:
+        changes = Overrides(set_repo=values.pop("set_repo"), add_repos=values.pop("add_repo"),
+                            ignore_repos=values.pop("ignore_repos"), add_packages=values.pop("add_package"),
+                            delete_packages=values.pop("delete_package"), type_attrs=values.pop("set_type_attr"))
+        verb(changes=changes, **values)
+
+    verb_with_changes.__signature__ = inspect.Signature([*own, *added])  # type: ignore[attr-defined]
+    verb_with_changes.__name__, verb_with_changes.__doc__ = verb.__name__, verb.__doc__
+    return verb_with_changes
 
 
 # `run`'s own options (the description changes above are shared with `validate`).
@@ -173,18 +205,14 @@ def _build_and_report(source: Path | None, options: BuildOptions, kind: str, ver
 
 
 @app.command()
+@with_description_changes
 def run(
+    changes: Overrides,
     config: Annotated[Path | None, typer.Argument(help="config.xml / appliance.kiwi, or the directory holding it.")
                       ] = None,
     description: DescriptionOpt = None,
     target_dir: TargetOpt = Path("out"),
     profile: ProfileOpt = [],  # noqa: B006 - typer reads the default
-    set_repo: SetRepoOpt = None,
-    add_repo: AddRepoOpt = [],  # noqa: B006
-    ignore_repos: IgnoreReposOpt = False,
-    add_package: AddPackageOpt = [],  # noqa: B006
-    delete_package: DeletePackageOpt = [],  # noqa: B006
-    set_type_attr: SetTypeAttrOpt = [],  # noqa: B006
     lock: LockOpt = None,
     update_lock: UpdateLockOpt = False,
     offline: OfflineOpt = False,
@@ -209,13 +237,11 @@ def run(
       liveorch run examples/bookworm-live/config.xml --target-dir out
       liveorch run --description mydesc --target-dir out --profile Live --add-package vim
     """
-    overrides = Overrides(set_repo=set_repo, add_repos=add_repo, ignore_repos=ignore_repos, add_packages=add_package,
-                          delete_packages=delete_package, type_attrs=set_type_attr)
 
     def action() -> None:
         options = BuildOptions(target_dir=target_dir, profiles=tuple(profile), lock=lock, update_lock=update_lock,
                                no_cache=no_cache, source_date_epoch=source_date_epoch, volume=volume,
-                               engine_host=engine_host, verbose=verbose, offline=offline, overrides=overrides,
+                               engine_host=engine_host, verbose=verbose, offline=offline, overrides=changes,
                                hook_timeout=hook_timeout, keep_work=keep_work,
                                pxe_url=pxe_url or (DEFAULT_PXE_URL if pxe else None),
                                limits=StageLimits(memory=parse_size(memory), pids=pids_limit, timeout=stage_timeout))
@@ -225,25 +251,19 @@ def run(
 
 
 @app.command()
+@with_description_changes
 def validate(
+    changes: Overrides,
     config: ConfigArg,
     profile: ProfileOpt = [],  # noqa: B006
-    set_repo: SetRepoOpt = None,
-    add_repo: AddRepoOpt = [],  # noqa: B006
-    ignore_repos: IgnoreReposOpt = False,
-    add_package: AddPackageOpt = [],  # noqa: B006
-    delete_package: DeletePackageOpt = [],  # noqa: B006
-    set_type_attr: SetTypeAttrOpt = [],  # noqa: B006
 ) -> None:
     """Check a description without building (no container engine needed).
 
     Example: liveorch validate examples/bookworm-live/config.xml
     """
-    overrides = Overrides(set_repo=set_repo, add_repos=add_repo, ignore_repos=ignore_repos, add_packages=add_package,
-                          delete_packages=delete_package, type_attrs=set_type_attr)
 
     def action() -> None:
-        description = parse_description(config, tuple(profile), overrides=overrides)
+        description = parse_description(config, tuple(profile), overrides=changes)
         payload = make_payload(description)
         plan = make_plan(description, payload_sha256=payload.sha256 if payload else None)
         for warning in plan.warnings:

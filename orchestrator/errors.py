@@ -39,6 +39,15 @@ class DescriptionError(LiveorchError):
         super().__init__(f"{where}{message}", hint)
 
 
+class SpecError(DescriptionError):
+    """A kiwi-ng repository SPEC (--set-repo, --add-repo) that does not parse."""
+
+    def __init__(self, option: str, spec: str, message: str) -> None:
+        super().__init__(f"{option} {spec!r}: {message}",
+                         hint="SPEC is source,type,alias,priority,imageinclude,package_gpgcheck,{signing_keys},"
+                              "components,distribution,repo_gpgcheck (empty fields keep defaults)")
+
+
 class EngineError(LiveorchError):
     """The container engine is missing, unreachable or refused an operation."""
 

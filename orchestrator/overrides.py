@@ -16,18 +16,11 @@ from pathlib import Path
 
 from lxml import etree
 
-from liveorch.orchestrator.errors import DescriptionError
+from liveorch.orchestrator.errors import DescriptionError, SpecError
 
 SPEC_FIELDS = ("source", "type", "alias", "priority", "imageinclude", "package_gpgcheck", "signing_keys",
                "components", "distribution", "repo_gpgcheck")
 _BOOLEANS = {"true": "true", "false": "false", "1": "true", "0": "false", "yes": "true", "no": "false"}
-
-
-class SpecError(DescriptionError):
-    def __init__(self, option: str, spec: str, message: str) -> None:
-        super().__init__(f"{option} {spec!r}: {message}",
-                         hint="SPEC is source,type,alias,priority,imageinclude,package_gpgcheck,{signing_keys},"
-                              "components,distribution,repo_gpgcheck (empty fields keep defaults)")
 
 
 def _split_spec(spec: str) -> list[str]:

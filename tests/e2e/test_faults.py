@@ -405,8 +405,12 @@ def test_untrusted_repository(signing: str, message: str, tmp_path: Path, test_v
         completed = _liveorch("lock", str(_with_repository(tmp_path, url, package, "false")), "--output", str(lock),
                               "--volume", test_volume)
         assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
-    locked = {p["name"]: p for p in json.loads(lock.read_text())["packages"]}
+    recorded = json.loads(lock.read_text())
+    locked = {p["name"]: p for p in recorded["packages"]}
     assert locked[package]["repository"] == "local"
+    trust = {r["alias"]: r["trusted"] for r in recorded["repositories"]}
+    assert trust["local"] is True and not any(v for k, v in trust.items() if k != "local"), trust
+    assert "warning: repository 'local'" in completed.stdout and "without signature checks" in completed.stdout
     _no_containers_of(docker_client, test_volume)
 
 
@@ -492,3 +496,23 @@ def test_clean_leaves_a_running_build_alone(tmp_path: Path, test_volume: str, do
     assert code == 4 and "config.sh did not finish within 15 s" in err, err
     _no_containers_of(docker_client, test_volume)
     assert not _leftovers(docker_client, test_volume)
+
+
+@pytest.mark.slow
+def test_prune_all_leaves_a_running_build_alone(tmp_path: Path, docker_client: docker.DockerClient) -> None:
+    """`cache prune --all` during a build removes nothing the build holds: its resolve result
+    stays, and the build ends with its own error (the hook's timeout), not a missing input."""
+    volume = f"liveorch-test-prune-{uuid.uuid4().hex[:8]}"
+    try:
+        described = _with_hook(tmp_path, "#!/bin/bash\necho waiting\nsleep 600\n")
+        run = _Run(str(described), "--target-dir", str(tmp_path / "out"), "--volume", volume, "--hook-timeout", "20")
+        run.wait_for("[rootfs] running")
+        time.sleep(3)
+        pruned = _liveorch("cache", "prune", "--all", "--volume", volume)
+        assert pruned.returncode == 0, pruned.stderr
+        assert [e.stage for e in list_entries(docker_client, volume) if e.kind == "result"] == ["resolve"]
+        code, err = run.finish(timeout=300)
+        assert code == 4 and "config.sh did not finish within 20 s" in err, err
+        _no_containers_of(docker_client, volume)
+    finally:
+        remove_volume(docker_client, volume)
