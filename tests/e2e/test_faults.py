@@ -7,6 +7,7 @@ import contextlib
 import functools
 import hashlib
 import http.server
+import ipaddress
 import json
 import os
 import shutil
@@ -349,7 +350,9 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 @contextlib.contextmanager
 def _serve(directory: Path, client: docker.DockerClient) -> Iterator[str]:
     """Serve `directory` over HTTP on the docker bridge's address, where stage containers reach the host."""
-    gateway = client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    config = client.networks.get("bridge").attrs["IPAM"]["Config"][0]
+    # Docker 20.10 may list only the subnet; the bridge's address is then its first host.
+    gateway = config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
     server = http.server.ThreadingHTTPServer((gateway, 0), functools.partial(_Quiet, directory=str(directory)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
