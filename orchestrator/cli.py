@@ -36,7 +36,7 @@ app = typer.Typer(
     add_completion=True,
     pretty_exceptions_enable=False,
 )
-images_app = typer.Typer(help="The six stage images.", no_args_is_help=True)
+images_app = typer.Typer(help="The stage images and the store keeper's image.", no_args_is_help=True)
 app.add_typer(images_app, name="images")
 cache_app = typer.Typer(help="The stage cache (the artifact volume).", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")

@@ -88,7 +88,7 @@ class JsonProgress:
 
 
 class LiveProgress:
-    """A table of the six stages, redrawn in place: state, elapsed time, current step."""
+    """A table of the stages, redrawn in place: state, elapsed time, current step."""
 
     def __init__(self, verbose: bool = False) -> None:
         from rich.console import Console

@@ -143,8 +143,8 @@ def test_a_tampered_entry_is_found_and_rebuilt(example_build: BuildReport, test_
     report = run_build(EXAMPLE, BuildOptions(target_dir=tmp_path, volume=test_volume),
                        PlainProgress(write=notes.append, timestamps=False))
     assert any("the cached iso result" in n and "failed verification" in n for n in notes), notes
-    assert _states(report) == {"resolve": True, "rootfs": True, "squashfs": True, "initrd": True, "iso": False,
-                               "checksum": True}, "the rebuilt ISO has the same bytes: checksum stays cached"
+    rebuilt = {stage for stage, cached in _states(report).items() if not cached}
+    assert rebuilt == {"iso"}, "the rebuilt ISO has the same bytes: checksum stays cached"
     assert report.sha256 == example_build.sha256
 
 

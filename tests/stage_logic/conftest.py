@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import pkgutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from liveorch import stages
 from liveorch.stages import tools
 from liveorch.stages.contract import Artifact, Record, StageRequest, Workspace
 from liveorch.stages.contracts.rootfs import AptSource, RootfsOptions, User
@@ -30,10 +32,11 @@ EXAMPLE = REPO / "examples" / "bookworm-live" / "config.xml"
 EPOCH = 1_700_000_000  # 2023-11-14 22:13:20 UTC, day 19675
 FAKE_VERSION = "0.0-test"
 # Every module of the stage code that may import `run`, `capture` or `package_version` by name.
-STAGE_MODULES = (
-    "checksum", "squashfs", "iso", "rootfs", "configure_root", "hooks", "package_info", "initrd",
-    "signed_chain", "resolve", "tools",
-)
+# Every module of liveorch.stages but the contract and the runner: where a stage may have
+# imported `run`, `capture` or `package_version` by name (a new stage is found too).
+STAGE_MODULES = tuple(sorted(
+    module.name for module in pkgutil.iter_modules(stages.__path__)
+    if module.name not in ("contract", "runner", "limits", "__main__") and not module.ispkg))
 
 
 @dataclass

@@ -155,7 +155,8 @@ def test_digest_follows_every_output(record: Record) -> None:
 # --- specs --------------------------------------------------------------------------------------
 
 def test_the_stages_and_their_order() -> None:
-    assert stage_names() == ("resolve", "rootfs", "squashfs", "initrd", "iso", "checksum")
+    core = ("resolve", "rootfs", "squashfs", "initrd", "iso", "checksum")
+    assert [name for name in stage_names() if name in core] == list(core)
     for index, name in enumerate(stage_names()):
         assert all(stage_names().index(source) < index for source in stage_specs()[name].inputs)
 
