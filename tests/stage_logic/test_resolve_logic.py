@@ -3,25 +3,15 @@ offline refusal, and downloads checked against the repository index."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
 import pytest
+from fake_debs import BASE, HELLO, locked
 
 from liveorch.stages.contracts.resolve import LockedPackage
 from liveorch.stages.resolve import fetch
 from liveorch.stages.tools import StageError
-
-HELLO = b"!<arch>\nfake hello deb\n"
-BASE = b"!<arch>\nfake base-files deb\n"
-
-
-def locked(name: str, version: str, data: bytes) -> LockedPackage:
-    return LockedPackage(name=name, version=version, architecture="amd64", sha256=hashlib.sha256(data).hexdigest(),
-                         size=len(data), filename=f"pool/main/{name[0]}/{name}/{name}_{version}_amd64.deb",
-                         repository="debian")
-
 
 HELLO_PACKAGE = locked("hello", "1:2.10-3", HELLO)
 BASE_PACKAGE = locked("base-files", "12.4+deb12u5", BASE)

@@ -8,20 +8,12 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from fake_debs import BASE, HELLO, locked
 
 from liveorch.stages.configure_root import configure_root, scrub_root, useradd_argv
 from liveorch.stages.contracts.resolve import Lock, LockedPackage, LockedRepository
 from liveorch.stages.rootfs import flat_repository, mmdebstrap_argv
 from liveorch.stages.tools import StageError
-
-HELLO = b"!<arch>\nfake hello deb\n"
-BASE = b"!<arch>\nfake base-files deb\n"
-
-
-def locked(name: str, version: str, data: bytes) -> LockedPackage:
-    return LockedPackage(name=name, version=version, architecture="amd64", sha256=hashlib.sha256(data).hexdigest(),
-                         size=len(data), filename=f"pool/main/{name[0]}/{name}/{name}_{version}_amd64.deb",
-                         repository="debian")
 
 
 def make_lock(*packages: LockedPackage) -> Lock:
