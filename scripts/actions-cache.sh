@@ -5,32 +5,33 @@
 #   scripts/actions-cache.sh save DIR [VOLUME]   # DIR/images.tar, DIR/pool.tar
 #   scripts/actions-cache.sh load DIR [VOLUME]   # whatever of the two DIR holds
 #
-# Kept: the stage images in use (each one's content tag, which runs use, and :latest), so an
-# unchanged stages/ + Dockerfiles/ needs no image build; and the artifact volume's package
-# pool (.debs by sha256), so resolving downloads only what changed. Not kept: stage results.
-# They are keyed by the image ids and a cached resolution acts as a lock, so carrying them
-# over would pin the packages until the code changes; each run resolves and builds anew.
+# Kept: the images in use (each stage's and the store keeper's content tag, which runs use,
+# and :latest), so unchanged stages/ + Dockerfiles/ need no image build; and the store's
+# package pool (.debs by sha256), so resolving downloads only what changed (a pooled file is
+# checked against the repository index before use). Not kept: stage results. They are keyed
+# by the stages' code and a cached resolution acts as a lock, so carrying them over would pin
+# the packages until the code changes; each run resolves and builds anew.
 set -euo pipefail
 action=${1:?save or load}
 dir=$(realpath -m "${2:?cache directory}")
 volume=${3:-liveorch-artifacts}
-stages=(resolve rootfs squashfs initrd iso checksum)
+images=(resolve rootfs squashfs initrd iso checksum store)
 
-# tar as root inside a stage image: the volume holds files of root and of uid 1000.
+# tar as root inside the store keeper's image, the one that owns the store's files.
 volume_tar() {
     docker run --rm --user 0 --network none --entrypoint tar -v "$volume:/a" -v "$dir:/c" \
-        liveorch/checksum:latest "$@"
+        liveorch/store:latest "$@"
 }
 
 case $action in
 save)
     mkdir -p "$dir"
     refs=()
-    for stage in "${stages[@]}"; do
-        id=$(docker image inspect --format '{{.Id}}' "liveorch/$stage:latest")
+    for image in "${images[@]}"; do
+        id=$(docker image inspect --format '{{.Id}}' "liveorch/$image:latest")
         while read -r ref ref_id; do
             [ "$ref_id" = "$id" ] && refs+=("$ref")
-        done < <(docker images --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}' "liveorch/$stage")
+        done < <(docker images --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}' "liveorch/$image")
     done
     docker save -o "$dir/images.tar" "${refs[@]}"
     volume_tar -C /a -cf /c/pool.tar ./pool
@@ -40,8 +41,8 @@ load)
     if [ -f "$dir/images.tar" ]; then
         docker load -q -i "$dir/images.tar"
     fi
-    if [ -f "$dir/pool.tar" ] && docker image inspect liveorch/checksum:latest >/dev/null 2>&1; then
-        docker volume create --label org.liveorch=artifacts "$volume" >/dev/null
+    if [ -f "$dir/pool.tar" ] && docker image inspect liveorch/store:latest >/dev/null 2>&1; then
+        docker volume create --label org.liveorch=store "$volume" >/dev/null
         volume_tar -C /a -xf /c/pool.tar
         echo "package pool restored into volume $volume"
     fi
