@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from liveorch.orchestrator.boot import BootFailed, BootMode, BootScript, boot_and_login
+from liveorch.orchestrator.boot import BootMode, BootScript, boot_and_login
 from liveorch.orchestrator.build import BuildOptions, BuildReport, run_build
+from liveorch.orchestrator.errors import CheckFailed
 from liveorch.orchestrator.overrides import Overrides
 
 pytestmark = pytest.mark.slow
@@ -53,7 +54,7 @@ def test_media_check_passes_on_a_good_medium(example_build: BuildReport, tmp_pat
 
 def test_media_check_reports_a_corrupted_medium(example_build: BuildReport, tmp_path: Path) -> None:
     broken = _corrupt_copy(example_build.iso, tmp_path / "corrupt.iso")
-    with pytest.raises(BootFailed) as failure:
+    with pytest.raises(CheckFailed) as failure:
         boot_and_login(broken, CD, PASSWORD, script=BootScript(menu_downs=1), log=tmp_path / "serial.log",
                        timeout=400)
     transcript = (tmp_path / "serial.log").read_text(errors="replace")

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from liveorch.orchestrator.boot import BootFailed, BootMode, BootResult, BootScript, boot_and_login
+from liveorch.orchestrator.boot import BootMode, BootResult, BootScript, boot_and_login
 from liveorch.orchestrator.build import BuildReport
+from liveorch.orchestrator.errors import CheckFailed
 
 pytestmark = pytest.mark.slow
 PASSWORD = "linux"  # examples/kiwi-features: root
@@ -205,5 +206,5 @@ def test_media_check_passes_on_the_intact_medium(scenarios: dict[str, Boots | Ex
 
 def test_media_check_refuses_a_corrupted_medium(scenarios: dict[str, Boots | Exception]) -> None:
     failure = scenarios["bad"]
-    assert isinstance(failure, BootFailed), "a corrupted medium must not boot"
+    assert isinstance(failure, CheckFailed), "a corrupted medium must not boot"
     assert "media check failed" in failure.message
