@@ -8,6 +8,7 @@ export.py, pxe_bundle.py and report.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -21,17 +22,20 @@ from liveorch.orchestrator import pxe
 from liveorch.orchestrator.containers import StageLimits, StageRunner
 from liveorch.orchestrator.description import parse_description
 from liveorch.orchestrator.engine import connect, engine_errors
-from liveorch.orchestrator.errors import LiveorchError, TargetError
+from liveorch.orchestrator.errors import LiveorchError, TargetError, UsageError
 from liveorch.orchestrator.export import export_files, export_iso, export_names
 from liveorch.orchestrator.images import context_hash, ensure_images
 from liveorch.orchestrator.lock import check_lock, load_lock, lock_path
+from liveorch.orchestrator.oci_registry import RegistryRef
 from liveorch.orchestrator.overrides import Overrides
 from liveorch.orchestrator.payload import make_payload
 from liveorch.orchestrator.pipeline import LoopSettings, StageLoop, StageReport
 from liveorch.orchestrator.plan import DEFAULT_HOOK_TIMEOUT, make_plan
 from liveorch.orchestrator.progress import Progress, as_progress
 from liveorch.orchestrator.pxe_bundle import write_bundle
+from liveorch.orchestrator.remote_cache import RemoteCache
 from liveorch.orchestrator.report import BuildInputs, BuildReport, build_record
+from liveorch.orchestrator.shared_store import SharedStore
 from liveorch.orchestrator.store import DEFAULT_STORE, Store
 from liveorch.orchestrator.target_files import check_target_names, open_new_log, write_file_atomic
 from liveorch.stages.contract import Record, StageRequest, StageSpec
@@ -56,6 +60,9 @@ class BuildOptions:
     keep_work: bool = False
     pxe_url: str | None = None  # also write the network-boot bundle, its configs pointing here
     limits: StageLimits = field(default_factory=StageLimits)
+    cache: str | None = None  # REGISTRY/REPOSITORY of a shared stage cache
+    cache_push: bool = False  # also push what this build has and the registry lacks
+    images: str | None = None  # REGISTRY[/PREFIX] to pull the stage images from
 
 
 def _prepare_target(target: Path, names: list[str]) -> None:
@@ -105,7 +112,7 @@ class Build:
             self.client = connect(self.options.engine_host)
             try:
                 # Images first: one that does not build stops the run before the store is touched.
-                self.images = ensure_images(self.client, self.say)
+                self.images = ensure_images(self.client, self.say, registry=self.options.images)
                 self.store = Store(self.client, self.options.volume, self.images["store"].tag, uuid.uuid4().hex[:12])
             except BaseException:
                 self.client.close()
@@ -126,7 +133,8 @@ class Build:
                                  self.options.keep_work)
             settings = LoopSettings(epoch=self._epoch(), no_cache=self.options.no_cache,
                                     update_lock=self.options.update_lock)
-            loop = StageLoop(self.plan.options, context_hash, self.store, self._run_with(runner), self.progress,
+            self.shared = SharedStore(self.store, self._remote_cache(), self.say)
+            loop = StageLoop(self.plan.options, context_hash, self.shared, self._run_with(runner), self.progress,
                              log, settings)
             try:
                 with engine_errors():
@@ -137,6 +145,15 @@ class Build:
                 raise
         self.say(f"full log: {self.log_path}")
         return reports
+
+    def _remote_cache(self) -> RemoteCache | None:
+        if not self.options.cache:
+            return None
+        try:
+            ref = RegistryRef.parse(self.options.cache)
+        except ValueError as error:
+            raise UsageError(f"--cache {error}") from None
+        return RemoteCache(ref, self.options.cache_push, self.say)
 
     def _epoch(self) -> int:
         if self.options.source_date_epoch is not None:
@@ -172,11 +189,14 @@ class Build:
                              seconds=time.monotonic() - self.started, log=self.log_path,
                              stages=list(reports.values()),
                              pxe=target / pxe_record["directory"] if pxe_record else None)
+        changes = dataclasses.asdict(self.options.overrides) if self.options.overrides else {}
         inputs = BuildInputs(self.description, self.payload.sha256 if self.payload else None, plan, self.images,
-                             self.options.limits)
+                             self.options.limits, changes)
         record = build_record(inputs, report, lock)
         if pxe_record:
             record["pxe"] = pxe_record
+        if self.shared.remote is not None:
+            record["remote_cache"] = self.shared.summary()
         write_file_atomic(target / f"{plan.basename}.report.json", json.dumps(record, indent=1) + "\n")
         return report
 

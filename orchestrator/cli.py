@@ -185,6 +185,15 @@ PxeOpt = Annotated[bool, typer.Option("--pxe", help="Also write a network-boot b
 PxeUrlOpt = Annotated[str | None, typer.Option(help=f"Where the bundle will be served (implies --pxe; default "
                                                     f"{DEFAULT_PXE_URL}: the host as a QEMU guest sees it, where "
                                                     "`liveorch serve-pxe` listens).")]
+CacheOpt = Annotated[str | None, typer.Option(envvar="LIVEORCH_CACHE", help="A shared stage cache in an OCI registry, "
+                                             "REGISTRY/REPOSITORY (e.g. ghcr.io/OWNER/liveorch-cache): entries this "
+                                             "host lacks are pulled from it, each checked.")]
+CachePushOpt = Annotated[bool, typer.Option("--cache-push", envvar="LIVEORCH_CACHE_PUSH",
+                                            help="Also push what this build ran or found to --cache (for trusted "
+                                                 "runners: pull requests should only pull).")]
+ImagesOpt = Annotated[str | None, typer.Option(envvar="LIVEORCH_IMAGES", help="Pull the stage images from this "
+                                               "registry (REGISTRY or REGISTRY/PREFIX, where `images push` put "
+                                               "them) instead of building them.")]
 PROGRESS_KINDS = ("auto", "live", "plain", "json")
 
 
@@ -230,6 +239,9 @@ def run(
     json_events: JsonOpt = False,
     pxe: PxeOpt = False,
     pxe_url: PxeUrlOpt = None,
+    cache: CacheOpt = None,
+    cache_push: CachePushOpt = False,
+    images: ImagesOpt = None,
 ) -> None:
     """Build the live ISO a description asks for.
 
@@ -244,7 +256,8 @@ def run(
                                engine_host=engine_host, verbose=verbose, offline=offline, overrides=changes,
                                hook_timeout=hook_timeout, keep_work=keep_work,
                                pxe_url=pxe_url or (DEFAULT_PXE_URL if pxe else None),
-                               limits=StageLimits(memory=parse_size(memory), pids=pids_limit, timeout=stage_timeout))
+                               limits=StageLimits(memory=parse_size(memory), pids=pids_limit, timeout=stage_timeout),
+                               cache=cache, cache_push=cache_push, images=images)
         _build_and_report(config or description, options, "json" if json_events else progress, verbose)
 
     _guarded(action)
@@ -291,6 +304,22 @@ def images_build(
         client = connect(engine_host)
         for name, image in ensure_images(client, _say, force).items():
             print(f"{name:<10} {image.tag:<28} {image.id[7:19]}")
+
+    _guarded(action)
+
+
+@images_app.command("push")
+def images_push(
+    registry: Annotated[str, typer.Argument(help="REGISTRY or REGISTRY/PREFIX, e.g. ghcr.io/OWNER or 127.0.0.1:5000")],
+    engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
+) -> None:
+    """Push the images this checkout runs as REGISTRY/liveorch-<name>:<content tag>, so other
+    hosts run the very same tools (`run --images REGISTRY`)."""
+    from liveorch.orchestrator.images import push_images
+
+    def action() -> None:
+        for name, image in push_images(connect(engine_host), registry, _say).items():
+            print(f"{name:<10} {image.digest or image.tag}")
 
     _guarded(action)
 
@@ -451,6 +480,35 @@ def verify_repro(
             print("reproducible: every stage's outputs are identical")
             return
         print(f"NOT reproducible: the {report.first_difference} stage differs in {', '.join(report.differing_files)}")
+        raise typer.Exit(1)
+
+    _guarded(action)
+
+
+@app.command("rebuild")
+def rebuild_verb(
+    report: Annotated[Path, typer.Argument(help="The build's <name>.report.json (its lock beside it).")],
+    description: Annotated[Path | None, typer.Option("--description", "-d", help="The build's config.xml or its "
+                                                     "directory, when not where the report says.")] = None,
+    lock: Annotated[Path | None, typer.Option(help="The build's lock (default: <name>.lock beside the report).")
+                    ] = None,
+    images: ImagesOpt = None,
+    engine_host: EngineOpt = None,
+) -> None:
+    """Rebuild a published build from its report.json on this host, with no cache, and compare.
+
+    Exits 0 when the ISO is bit-identical, 1 naming the first stage and files that differ.
+    Example: liveorch rebuild out/bookworm-live.x86_64-1.0.0.report.json --images ghcr.io/OWNER
+    """
+    from liveorch.orchestrator.rebuild import rebuild
+
+    def action() -> None:
+        result = rebuild(report, description, lock, images, engine_host, PlainProgress())
+        print(f"recorded {result.recorded}\nrebuilt  {result.rebuilt}")
+        if result.identical:
+            print(f"reproduced: the same ISO ({result.image_digests_checked} image digests checked)")
+            return
+        print(f"NOT reproduced: the {result.first_difference} stage differs in {', '.join(result.differing_files)}")
         raise typer.Exit(1)
 
     _guarded(action)

@@ -67,6 +67,7 @@ class StageImage:
     tag: str
     id: str
     context: str  # the hash of the Dockerfile and code it was built from
+    digest: str | None = None  # registry/repo@sha256:... when it came from (or went to) a registry
 
 
 def _store_keeper_files() -> dict[str, Path]:
@@ -144,7 +145,8 @@ def _present(client: docker.DockerClient, name: str) -> StageImage | None:
         return None
     if image.labels.get(CONTEXT_LABEL) != context_hash(name):
         return None
-    return StageImage(name, content_tag(name), image.id, context_hash(name))
+    digest = next(iter(image.attrs.get("RepoDigests") or []), None)
+    return StageImage(name, content_tag(name), image.id, context_hash(name), digest)
 
 
 def _build(client: docker.DockerClient, name: str, tag: str) -> None:
@@ -181,10 +183,59 @@ def ensure_image(client: docker.DockerClient, name: str, say: Callable[[str], No
     return StageImage(name, tag, image.id, context_hash(name))
 
 
-def ensure_images(client: docker.DockerClient, say: Callable[[str], None],
-                  force: bool = False) -> dict[str, StageImage]:
-    """Every stage's image and the store keeper's, built where missing or out of date."""
-    return {name: ensure_image(client, name, say, force) for name in image_names()}
+def registry_reference(registry: str, name: str) -> tuple[str, str]:
+    """Where an image lives in a registry: REGISTRY/liveorch-<name>:<context hash>."""
+    return f"{registry.rstrip('/')}/{IMAGE_REPOSITORY}-{name}", context_hash(name)[:16]
+
+
+def _digest(image: docker.models.images.Image, repository: str) -> str | None:
+    return next((d for d in image.attrs.get("RepoDigests") or [] if d.startswith(repository + "@")), None)
+
+
+def pull_image(client: docker.DockerClient, name: str, registry: str, say: Callable[[str], None]
+               ) -> StageImage | None:
+    """The image from the registry, when it is there and was built from the same context;
+    None (with a note) otherwise, so the caller builds it here."""
+    repository, tag = registry_reference(registry, name)
+    try:
+        client.images.pull(repository, tag=tag)
+        image = client.images.get(f"{repository}:{tag}")
+    except (docker.errors.APIError, docker.errors.ImageNotFound) as error:
+        reason = " ".join(str(getattr(error, "explanation", None) or error).split())[:160]
+        say(f"note: the {name} image is not available from {registry} ({reason}): building it here")
+        return None
+    if image.labels.get(CONTEXT_LABEL) != context_hash(name):
+        say(f"note: {repository}:{tag} was not built from this checkout's {name} code: building it here")
+        return None
+    image.tag(f"{IMAGE_REPOSITORY}/{name}", tag)
+    image.tag(f"{IMAGE_REPOSITORY}/{name}", "latest")
+    return StageImage(name, content_tag(name), image.id, context_hash(name), _digest(image, repository))
+
+
+def ensure_images(client: docker.DockerClient, say: Callable[[str], None], force: bool = False,
+                  registry: str | None = None) -> dict[str, StageImage]:
+    """Every stage's image and the store keeper's: present, pulled from `registry`, or built."""
+    images = {}
+    for name in image_names():
+        present = None if force else _present(client, name)
+        if present is None and registry and not force:
+            present = pull_image(client, name, registry, say)
+        images[name] = present or ensure_image(client, name, say, force)
+    return images
+
+
+def push_images(client: docker.DockerClient, registry: str, say: Callable[[str], None]) -> dict[str, StageImage]:
+    """`images push`: every image under REGISTRY/liveorch-<name>:<context hash>; returns them with digests."""
+    pushed = {}
+    for name, image in ensure_images(client, say).items():
+        repository, tag = registry_reference(registry, name)
+        client.images.get(image.tag).tag(repository, tag)
+        for line in client.api.push(repository, tag=tag, stream=True, decode=True):
+            if "error" in line:
+                raise EngineError(f"pushing {repository}:{tag} failed: {' '.join(line['error'].split())[:300]}")
+        pushed[name] = StageImage(name, image.tag, image.id, image.context,
+                                  _digest(client.images.get(image.tag), repository))
+    return pushed
 
 
 def describe_images(client: docker.DockerClient) -> list[tuple[str, str, str | None, float | None]]:

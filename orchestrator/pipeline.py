@@ -24,10 +24,15 @@ Entry = tuple[str, str]  # (stage, key)
 
 
 class StoreView(Protocol):
+    """The local store, and a shared one behind it: `fetch` pulls an entry the local store
+    lacks (None when the shared one has none either); `share` offers an entry to it."""
+
     def lease(self, stage: str, key: str) -> None: ...
     def record(self, stage: str, key: str) -> Record | None: ...
     def verify(self, entries: list[Entry]) -> dict[Entry, str]: ...
     def drop(self, entries: list[Entry]) -> None: ...
+    def fetch(self, stage: str, key: str) -> Record | None: ...
+    def share(self, stage: str, key: str, record: Record) -> None: ...
 
 
 class Runner(Protocol):
@@ -88,8 +93,10 @@ class StageLoop:
         return {entry: record for entry, record in found.items() if entry not in bad}
 
     def verified_hits(self, stages: tuple[str, ...]) -> dict[Entry, Record]:
-        """The cached entries this build can use, each checked against its record."""
+        """The cached entries this build can use, each checked against its record; what
+        only the shared store has is pulled (and checked on its way in) as the chain goes."""
         found: dict[Entry, Record] = {}
+        pulled: dict[Entry, Record] = {}
         records: dict[str, Record] = {}
         epoch = self.settings.epoch
         for stage in stages:
@@ -99,11 +106,16 @@ class StageLoop:
             self.store.lease(stage, key)
             record = self.store.record(stage, key)
             if record is None:
-                continue
-            records[stage], found[(stage, key)] = record, record
+                record = self.store.fetch(stage, key)
+                if record is None:
+                    continue
+                pulled[(stage, key)] = record
+            else:
+                found[(stage, key)] = record
+            records[stage] = record
             if stage == "resolve":
                 epoch = _epoch_of(record)
-        return self._verify(found)
+        return {**self._verify(found), **pulled}
 
     def run(self, until: str | None = None) -> dict[str, StageReport]:
         names = stage_names()
@@ -125,11 +137,12 @@ class StageLoop:
         if record is None and not self.forced(stage):
             self.store.lease(stage, key)
             found = self.store.record(stage, key)
-            record = self._verify({(stage, key): found}).get((stage, key)) if found else None
+            record = self._verify({(stage, key): found}).get((stage, key)) if found else self.store.fetch(stage, key)
         if record is None:
             return None
         self.progress.stage(stage, "cached")
         self.log.write(f"[{stage}] cached: {stage}/{key}\n")
+        self.store.share(stage, key, record)
         return StageReport(stage, key, True, 0.0, record)
 
     def _run(self, stage: str, key: str, epoch: int, reports: dict[str, StageReport]) -> StageReport:
@@ -147,4 +160,5 @@ class StageLoop:
             raise
         seconds = time.monotonic() - began
         self.progress.stage(stage, "done", seconds)
+        self.store.share(stage, key, record)
         return StageReport(stage, key, False, seconds, record, container, published)

@@ -40,6 +40,7 @@ class BuildInputs:
     plan: BuildPlan
     images: dict[str, StageImage]
     limits: StageLimits
+    changes: dict[str, Any]  # kiwi-ng's description changes (--set-repo, ...), for `rebuild`
 
 
 def _stage(report: StageReport, image: StageImage) -> dict[str, Any]:
@@ -47,6 +48,7 @@ def _stage(report: StageReport, image: StageImage) -> dict[str, Any]:
         "stage": report.stage,
         "image": image.id,
         "image_tag": image.tag,
+        "image_digest": image.digest,
         "code": image.context,
         "key": report.key,
         "cached": report.cached,
@@ -72,6 +74,7 @@ def build_record(inputs: BuildInputs, report: BuildReport, lock: dict[str, Any])
             "version": description.version,
             "summary": description.summary,
             "profiles": list(description.profiles),
+            "changes": inputs.changes,
         },
         "repositories": lock.get("repositories", []),
         "trust": {"warnings": inputs.plan.warnings,

@@ -18,6 +18,7 @@ from liveorch.orchestrator.engine import connect, remove_volume
 from liveorch.orchestrator.pipeline import StageReport
 from liveorch.orchestrator.progress import Progress
 from liveorch.orchestrator.stage_specs import stage_names
+from liveorch.stages.contract import Artifact
 
 
 @dataclass
@@ -32,13 +33,19 @@ def _iso_sha(reports: dict[str, StageReport]) -> str:
     return str(reports["checksum"].record.facts["sha256"])
 
 
-def compare(first: dict[str, StageReport], second: dict[str, StageReport]) -> tuple[str | None, list[str]]:
+def first_difference(first: dict[str, dict[str, Artifact]], second: dict[str, dict[str, Artifact]]
+                     ) -> tuple[str | None, list[str]]:
+    """The first stage, in running order, whose outputs differ, and the files that do."""
     for stage in stage_names():
-        a, b = first[stage].record.outputs, second[stage].record.outputs
+        a, b = first.get(stage, {}), second.get(stage, {})
         if a != b:
-            files = sorted(name for name in set(a) | set(b) if a.get(name) != b.get(name))
-            return stage, files
+            return stage, sorted(name for name in set(a) | set(b) if a.get(name) != b.get(name))
     return None, []
+
+
+def compare(first: dict[str, StageReport], second: dict[str, StageReport]) -> tuple[str | None, list[str]]:
+    return first_difference({s: r.record.outputs for s, r in first.items()},
+                            {s: r.record.outputs for s, r in second.items()})
 
 
 def verify_reproducible(config: Path, options: BuildOptions, progress: Progress) -> ReproReport:

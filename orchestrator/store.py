@@ -15,9 +15,10 @@ import contextlib
 import json
 import os
 import socket
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 import docker
 import docker.errors
@@ -107,6 +108,37 @@ class Store:
         except EngineError as error:
             raise keeper_failure(spec.name, error.message.removeprefix("store keeper: publish: "), self.name) from None
         return Record.from_json(json.dumps(answer["record"])), bool(answer["published"])
+
+    def import_entry(self, spec: StageSpec, key: str, entry_tar: IO[bytes]) -> Record:
+        """An entry from elsewhere (a registry): its files (a tar of out/ and result.json)
+        go into a scratch volume of their own, and the keeper publishes them as it would a
+        stage's, hashing every byte and checking them against the stage's contract."""
+        scratch = f"liveorch-work-{self.build_id}-{spec.name}-import"
+        self.client.volumes.create(scratch, labels={LABEL: "scratch", f"{LABEL}.build": self.build_id,
+                                                    f"{LABEL}.stage": spec.name, f"{LABEL}.store": self.name})
+        probe = None
+        try:
+            probe = self.client.containers.create(self.keeper_image, entrypoint=["true"], command=[],
+                                                  network_mode="none", labels={LABEL: "import"},
+                                                  volumes={scratch: {"bind": WORK_MOUNT, "mode": "rw"}})
+            if not probe.put_archive(WORK_MOUNT, entry_tar):
+                raise EngineError(f"could not write the {spec.name} entry into a scratch volume")
+            return self.publish(scratch, spec, key)[0]
+        finally:
+            if probe is not None:
+                with contextlib.suppress(docker.errors.APIError):
+                    probe.remove(force=True)
+            with contextlib.suppress(docker.errors.APIError):
+                self.client.volumes.get(scratch).remove(force=True)
+
+    @contextlib.contextmanager
+    def open_output(self, stage: str, key: str, output: str, sha256: str) -> Iterator[IO[bytes]]:
+        """One output as a host file (streamed out and checked), for uploading."""
+        with tempfile.TemporaryDirectory(prefix="liveorch-out-") as folder:
+            path = Path(folder) / "output"
+            self.export(stage, key, output, path, sha256)
+            with path.open("rb") as handle:
+                yield handle
 
     def keeper(self, command: str, args: dict[str, Any], scratch: str | None = None) -> dict[str, Any]:
         return run_keeper(self.client, self.keeper_image, self.name, command, args, scratch,

@@ -29,6 +29,7 @@ def print_summary(report: BuildReport) -> None:
 def print_json_summary(report: BuildReport) -> None:
     print(json.dumps({"event": "summary", "iso": str(report.iso), "sha256": report.sha256, "bytes": report.size,
                       "packages": report.packages, "seconds": round(report.seconds, 2), "log": str(report.log),
+                      "report": str(report.iso.with_name(report.iso.name.removesuffix(".iso") + ".report.json")),
                       "pxe": str(report.pxe) if report.pxe else None,
                       "stages": {s.stage: {"cached": s.cached, "seconds": round(s.seconds, 2)}
                                  for s in report.stages}}))

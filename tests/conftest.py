@@ -7,11 +7,13 @@ with any container the tests left behind, so a test run leaves the engine as it 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
@@ -123,3 +125,39 @@ def make_scan_disk(iso: Path, work: Path, size: str = "600M") -> tuple[Path, Pat
 @pytest.fixture(scope="session")
 def scan_disk_of() -> Callable[..., tuple[Path, Path, Path]]:
     return make_scan_disk
+
+
+@dataclass(frozen=True)
+class LocalRegistry:
+    """A real OCI registry (Debian's docker-registry, distribution 2.8) on 127.0.0.1."""
+
+    host: str  # 127.0.0.1:PORT
+    storage: Path  # its filesystem storage, for tests that corrupt a blob
+
+    def blob_file(self, digest: str) -> Path:
+        algorithm, hexdigest = digest.split(":")
+        return self.storage / "docker/registry/v2/blobs" / algorithm / hexdigest[:2] / hexdigest / "data"
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.fail("docker-registry is not installed: scripts/host-setup.sh installs it (Debian's docker-registry)")
+    directory = tmp_path_factory.mktemp("registry")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (directory / "config.yml").write_text(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: "
+        f"{directory / 'data'}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n")
+    process = subprocess.Popen([binary, "serve", str(directory / "config.yml")], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        with socket.socket() as client:
+            if client.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    yield LocalRegistry(f"127.0.0.1:{port}", directory / "data")
+    process.terminate()
+    process.wait(timeout=10)

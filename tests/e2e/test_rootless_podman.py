@@ -13,79 +13,17 @@ prune` as that user reclaims superseded ones. A service the setup started is sto
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+from podman_users import BUILD_TIMEOUT, PodmanUser
 
-from liveorch.orchestrator.build import BuildReport
-from liveorch.orchestrator.engine import connect, remove_volume
+from liveorch.orchestrator.report import BuildReport
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
-SETUP = REPO / "scripts" / "podman-setup.sh"
-USER = "liveorch-ci"
-BUILD_TIMEOUT = 45 * 60
-
-
-@dataclass(frozen=True)
-class PodmanUser:
-    """The unprivileged user, its engine URL and the liveorch it runs."""
-
-    url: str
-    name: str
-    uid: int
-    env: dict[str, str]
-    liveorch: Path
-    source: Path
-
-    def run(self, *args: str | Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        """Run liveorch as the user, with a clean environment (no root HOME, no DOCKER_HOST)."""
-        env_args = [f"{key}={value}" for key, value in self.env.items()]
-        return subprocess.run(["runuser", "-u", self.name, "--", "env", "-i", *env_args, self.liveorch,
-                               *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd="/")
-
-    def owned_dir(self) -> Path:
-        """A fresh directory the user can write (pytest's tmp_path, or a TMPDIR, may be root-only)."""
-        path = Path(tempfile.mkdtemp(prefix="liveorch-podman-", dir="/tmp"))
-        os.chown(path, self.uid, -1)
-        return path
-
-
-@pytest.fixture(scope="module")
-def podman_user() -> Iterator[PodmanUser]:
-    if os.geteuid() != 0:
-        pytest.skip("scripts/podman-setup.sh creates a user and installs packages: run as root")
-    setup = subprocess.run([SETUP], capture_output=True, text=True, timeout=1800)
-    assert setup.returncode == 0, setup.stderr
-    url = setup.stdout.strip().splitlines()[-1]
-    account = pwd.getpwnam(USER)
-    runtime = url.removeprefix("unix://").rsplit("/podman/", 1)[0]
-    env = {"HOME": account.pw_dir, "USER": USER, "LOGNAME": USER, "XDG_RUNTIME_DIR": runtime,
-           "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin", "LANG": "C.UTF-8"}
-    venv = Path(account.pw_dir) / "liveorch-venv"
-    source = subprocess.run(["runuser", "-u", USER, "--", venv / "bin/python", "-c",
-                             "import liveorch, pathlib; print(pathlib.Path(liveorch.__file__).parents[1])"],
-                            capture_output=True, text=True, check=True, cwd="/").stdout.strip()
-    yield PodmanUser(url, USER, account.pw_uid, env, venv / "bin/liveorch", Path(source))
-    if "starting podman system service" in setup.stderr:
-        subprocess.run([SETUP, "--stop"], check=False, timeout=120)
-
-
-def _remove_from_podman(url: str, volume: str) -> list[str]:
-    """Remove the volume and every container using it, through the user's socket."""
-    client = connect(url)
-    try:
-        return remove_volume(client, volume)
-    finally:
-        client.close()
 
 
 def test_doctor_on_rootless_podman(podman_user: PodmanUser) -> None:
@@ -123,6 +61,6 @@ def test_example_is_bit_identical_to_the_docker_build(podman_user: PodmanUser, e
                               ).stdout.split()[0] == example_build.sha256
         assert iso.stat().st_uid == podman_user.uid
     finally:
-        leftovers = _remove_from_podman(podman_user.url, volume)
+        leftovers = podman_user.remove_volume(volume)
         shutil.rmtree(target)
     assert not leftovers, f"containers left behind in Podman: {leftovers}"

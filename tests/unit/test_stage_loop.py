@@ -29,6 +29,9 @@ class MemoryStore:
         self.leases: list[Entry] = []
         self.verified: list[list[Entry]] = []
         self.tampered: set[Entry] = set()
+        self.shared: dict[Entry, Record] = {}
+        self.fetched: list[Entry] = []
+        self.pushing = False
 
     def lease(self, stage: str, key: str) -> None:
         self.leases.append((stage, key))
@@ -44,6 +47,18 @@ class MemoryStore:
         for entry in entries:
             del self.entries[entry]
             self.tampered.discard(entry)
+
+    def fetch(self, stage: str, key: str) -> Record | None:
+        """A shared store behind this one: what it holds comes in as a verified entry."""
+        record = self.shared.get((stage, key))
+        if record is not None:
+            self.entries[(stage, key)] = record
+            self.fetched.append((stage, key))
+        return record
+
+    def share(self, stage: str, key: str, record: Record) -> None:
+        if self.pushing:
+            self.shared.setdefault((stage, key), record)
 
 
 class ContentRunner:
@@ -169,3 +184,19 @@ def test_stage_key_covers_code_options_epoch_and_inputs(options: dict[str, Any])
                      {"rootfs": record}) != base
     timing_only = replace(record, seconds=99.0, tools={"x": "1"})
     assert stage_key("squashfs", "code", EPOCH, options["squashfs"], {"rootfs": timing_only}) == base
+
+
+def test_a_shared_store_fills_an_empty_local_one(options: dict[str, Any]) -> None:
+    """A build that pushed, then a build on an empty local store: every entry comes from the
+    shared store and no stage runs."""
+    first_host = MemoryStore()
+    first_host.pushing = True
+    first = loop(options, first_host, ContentRunner(first_host)).run()
+    assert set(first_host.shared) == {(s, r.key) for s, r in first.items()}
+    second_host = MemoryStore()
+    second_host.shared = first_host.shared
+    runner = ContentRunner(second_host)
+    second = loop(options, second_host, runner).run()
+    assert runner.ran == [] and all(r.cached for r in second.values())
+    assert second_host.fetched == [(s, first[s].key) for s in stage_names()]
+    assert second["checksum"].record == first["checksum"].record

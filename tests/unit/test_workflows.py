@@ -16,6 +16,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOW = REPO / ".github" / "workflows" / "build.yml"
+FLEET = REPO / ".github" / "workflows" / "fleet.yml"
 ACTION = REPO / "action.yml"
 
 
@@ -30,6 +31,7 @@ def _runs(steps: list[dict[str, Any]]) -> list[str]:
 
 
 @pytest.mark.parametrize(("path", "schema"), [(WORKFLOW, "vendor.github-workflows"),
+                                              (FLEET, "vendor.github-workflows"),
                                               (ACTION, "vendor.github-actions")])
 def test_valid_against_the_schema(path: Path, schema: str) -> None:
     checked = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, str(path)],
@@ -65,16 +67,31 @@ def test_workflow_cache_helper_exists() -> None:
 
 def test_action_inputs_and_outputs() -> None:
     action = _load(ACTION)
-    assert set(action["inputs"]) == {"description", "profile", "target-dir"}
+    assert set(action["inputs"]) == {"description", "profile", "target-dir", "cache", "cache-push", "images"}
     assert action["inputs"]["description"]["required"] is True
-    assert set(action["outputs"]) == {"iso", "sha256"}
+    assert action["inputs"]["cache-push"]["default"] == "false", "pushing to a shared cache is asked for"
+    assert set(action["outputs"]) == {"iso", "sha256", "report"}
     assert action["runs"]["using"] == "composite"
     step_ids = {step.get("id") for step in action["runs"]["steps"]}
     for output in action["outputs"].values():
         assert output["value"].startswith("${{ steps.build.outputs.") and "build" in step_ids
 
 
-@pytest.mark.parametrize("path", [WORKFLOW, ACTION])
+def test_fleet_shares_a_registry_and_rebuilds_elsewhere() -> None:
+    fleet = _load(FLEET)
+    assert fleet["permissions"]["packages"] == "write"
+    assert fleet["env"]["PUSHING"] == "${{ github.event_name == 'push' }}", "pull requests only pull"
+    jobs = fleet["jobs"]
+    assert jobs["iso"]["needs"] == "images" and len(jobs["iso"]["strategy"]["matrix"]["include"]) >= 3
+    iso_runs = "\n".join(_runs(jobs["iso"]["steps"]))
+    for variable in ("LIVEORCH_IMAGES", "LIVEORCH_CACHE", "LIVEORCH_CACHE_PUSH"):
+        assert variable in iso_runs
+    assert "liveorch images push" in "\n".join(_runs(jobs["images"]["steps"]))
+    assert jobs["rebuild"]["needs"] == "iso" and jobs["rebuild"]["runs-on"] != jobs["iso"]["runs-on"]
+    assert any("liveorch rebuild" in run for run in _runs(jobs["rebuild"]["steps"]))
+
+
+@pytest.mark.parametrize("path", [WORKFLOW, FLEET, ACTION])
 def test_shell_steps_take_values_from_env_and_parse(path: Path, tmp_path: Path) -> None:
     data = _load(path)
     steps = data["runs"]["steps"] if "runs" in data else [s for job in data["jobs"].values() for s in job["steps"]]
