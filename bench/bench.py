@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Measures liveorch on a description: cold build, warm build (package cache only),
-no-op rebuild and a bootloader-only change; prints seconds per stage.
+no-op rebuild and a bootloader-only change; with --registry also a build into an empty store
+from a local registry the first builds pushed to; prints seconds per stage.
 
-    .venv/bin/python bench/bench.py [examples/bookworm-live/config.xml]
+    .venv/bin/python bench/bench.py [examples/bookworm-live/config.xml] [--registry]
 
 Runs in a private store volume that is removed afterwards (--keep to keep it).
 """
@@ -10,11 +11,15 @@ Runs in a private store volume that is removed afterwards (--keep to keep it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import socket
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from lxml import etree
@@ -50,24 +55,61 @@ def _with_timeout(config: Path, directory: Path, timeout: int) -> Path:
     return target
 
 
+@contextlib.contextmanager
+def _registry(directory: Path) -> Iterator[str]:
+    """Debian's docker-registry on a free port of 127.0.0.1, for the registry-warm case."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (directory / "registry.yml").write_text(
+        f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {directory / 'blobs'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n")
+    process = subprocess.Popen(["docker-registry", "serve", str(directory / "registry.yml")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    try:
+        yield f"127.0.0.1:{port}/liveorch-bench"
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def _cases(args: argparse.Namespace, tmp: Path, volume: str, cache: str | None) -> list[tuple[str, BuildReport]]:
+    rows = []
+    for case in ("cold", "warm (package cache only)", "no-op rebuild", "bootloader timeout changed"):
+        # Only the cold build talks to the registry (it pushes what it built).
+        options = BuildOptions(target_dir=tmp / "out", volume=volume, cache=cache if case == "cold" else None,
+                               cache_push=cache is not None)
+        config = args.config
+        if case.startswith("warm"):
+            _drop_stage_results(volume)
+        if case.startswith("bootloader"):
+            config = _with_timeout(args.config, tmp, 7)
+        print(f"running: {case}", file=sys.stderr, flush=True)
+        rows.append((case, run_build(config, options, _quiet)))
+    if cache is not None:
+        empty = f"{volume}-empty"
+        print("running: registry-warm (empty store)", file=sys.stderr, flush=True)
+        try:
+            rows.append(("registry-warm (empty store)", run_build(args.config, BuildOptions(
+                target_dir=tmp / "warm", volume=empty, cache=cache), _quiet)))
+        finally:
+            remove_volume(connect(), empty)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", nargs="?", default="examples/bookworm-live/config.xml", type=Path)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark's store volume")
+    parser.add_argument("--registry", action="store_true", help="also push to a local docker-registry and time a "
+                                                              "build from it into an empty store")
     args = parser.parse_args()
     volume = f"liveorch-bench-{uuid.uuid4().hex[:8]}"
-    rows: list[tuple[str, BuildReport]] = []
-    with tempfile.TemporaryDirectory(prefix="liveorch-bench-") as tmp:
-        options = BuildOptions(target_dir=Path(tmp) / "out", volume=volume)
+    with tempfile.TemporaryDirectory(prefix="liveorch-bench-") as tmp, contextlib.ExitStack() as stack:
+        cache = stack.enter_context(_registry(Path(tmp))) if args.registry else None
         try:
-            for case in ("cold", "warm (package cache only)", "no-op rebuild", "bootloader timeout changed"):
-                config = args.config
-                if case.startswith("warm"):
-                    _drop_stage_results(volume)
-                if case.startswith("bootloader"):
-                    config = _with_timeout(args.config, Path(tmp), 7)
-                print(f"running: {case}", file=sys.stderr, flush=True)
-                rows.append((case, run_build(config, options, _quiet)))
+            rows = _cases(args, Path(tmp), volume, cache)
         finally:
             if not args.keep:
                 remove_volume(connect(), volume)
