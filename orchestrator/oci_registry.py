@@ -26,7 +26,7 @@ import requests
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
-TIMEOUT = (5, 120)  # connect, read (seconds)
+TIMEOUT = (5, 60)  # connect, read (seconds): a registry that stops answering is given up on
 CHUNK = 1 << 20
 
 
@@ -174,5 +174,9 @@ class OciClient:
         if location.startswith("/"):
             location = self.ref.base + location
         separator = "&" if "?" in location else "?"
-        self.request("PUT", f"{location}{separator}digest={digest}", (201,), data=source,
-                     headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
+        # requests streams a file of known length with Content-Length; an empty or small one
+        # goes as bytes (for an empty file it would switch to chunked encoding, which a
+        # registry then waits on until the read timeout).
+        body: IO[bytes] | bytes = source.read() if size < CHUNK else source
+        self.request("PUT", f"{location}{separator}digest={digest}", (201,), data=body,
+                     headers={"Content-Type": "application/octet-stream"})

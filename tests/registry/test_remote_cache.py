@@ -38,7 +38,7 @@ def cache(registry, request) -> tuple[RemoteCache, list[str]]:  # type: ignore[n
 
 def test_an_entry_goes_up_and_comes_back(cache) -> None:
     remote, notes = cache
-    files = {"LiveOS/squashfs.img": b"squash" * 1000, "small": b"x"}
+    files = {"LiveOS/squashfs.img": b"squash" * 1000, "small": b"x", "empty": b""}
     record = push(remote, files)
     found = remote.record("squashfs", KEY)
     assert found is not None and found[0] == record
