@@ -27,7 +27,7 @@ from liveorch.orchestrator.plan import make_plan
 from liveorch.orchestrator.progress import PlainProgress, make_progress
 from liveorch.orchestrator.pxe import DEFAULT_PXE_URL
 from liveorch.orchestrator.store import DEFAULT_STORE
-from liveorch.orchestrator.summary import print_json_summary, print_summary
+from liveorch.orchestrator.summary import print_comparison, print_json_summary, print_summary
 
 app = typer.Typer(
     name="liveorch",
@@ -475,12 +475,11 @@ def verify_repro(
         options = BuildOptions(target_dir=target_dir, profiles=tuple(profile), volume=volume,
                                engine_host=engine_host)
         report = verify_reproducible(config, options, PlainProgress())
-        print(f"first  {report.sha256[0]}\nsecond {report.sha256[1]}")
-        if report.identical:
-            print("reproducible: every stage's outputs are identical")
-            return
-        print(f"NOT reproducible: the {report.first_difference} stage differs in {', '.join(report.differing_files)}")
-        raise typer.Exit(1)
+        print_comparison([("first", report.sha256[0]), ("second", report.sha256[1])], report.identical,
+                         "reproducible: every stage's outputs are identical", report.first_difference,
+                         report.differing_files, "NOT reproducible")
+        if not report.identical:
+            raise typer.Exit(1)
 
     _guarded(action)
 
@@ -504,12 +503,11 @@ def rebuild_verb(
 
     def action() -> None:
         result = rebuild(report, description, lock, images, engine_host, PlainProgress())
-        print(f"recorded {result.recorded}\nrebuilt  {result.rebuilt}")
-        if result.identical:
-            print(f"reproduced: the same ISO ({result.image_digests_checked} image digests checked)")
-            return
-        print(f"NOT reproduced: the {result.first_difference} stage differs in {', '.join(result.differing_files)}")
-        raise typer.Exit(1)
+        print_comparison([("recorded", result.recorded), ("rebuilt", result.rebuilt)], result.identical,
+                         f"reproduced: the same ISO ({result.image_digests_checked} image digests checked)",
+                         result.first_difference, result.differing_files, "NOT reproduced")
+        if not result.identical:
+            raise typer.Exit(1)
 
     _guarded(action)
 

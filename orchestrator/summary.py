@@ -46,3 +46,15 @@ def print_cache_entries(entries: list[CacheEntry], volume: str) -> None:
         print(f"{'pool':<9} {f'{len(pool)} packages':<24} {sum(e.bytes for e in pool) / 1e6:10.1f} MB")
     total = sum(e.bytes for e in entries)
     print(f"{len(results)} entries and {len(pool)} pooled packages, {total / 1e6:.1f} MB in volume {volume}")
+
+
+def print_comparison(shas: list[tuple[str, str]], identical: bool, same: str, stage: str | None,
+                     files: list[str], differs: str) -> None:
+    """verify-repro's and rebuild's verdict: the two sha256, then what matched or differs."""
+    width = max(len(label) for label, _ in shas)
+    for label, sha in shas:
+        print(f"{label:<{width}} {sha}")
+    if identical:
+        print(same)
+    else:
+        print(f"{differs}: the {stage} stage differs in {', '.join(files)}")
