@@ -192,16 +192,25 @@ def _digest(image: docker.models.images.Image, repository: str) -> str | None:
     return next((d for d in image.attrs.get("RepoDigests") or [] if d.startswith(repository + "@")), None)
 
 
+def _pull(client: docker.DockerClient, repository: str, tag: str) -> None:
+    """Pull, raising the engine's own reason: a pull's error arrives in its progress stream
+    (e.g. Podman refusing a plain-HTTP registry), which images.pull() drops, leaving only a
+    later "No such image"."""
+    for chunk in client.api.pull(repository, tag=tag, stream=True, decode=True):
+        if "error" in chunk:
+            raise docker.errors.APIError(chunk["error"], explanation=chunk["error"])
+
+
 def pull_image(client: docker.DockerClient, name: str, registry: str, say: Callable[[str], None]
                ) -> StageImage | None:
     """The image from the registry, when it is there and was built from the same context;
     None (with a note) otherwise, so the caller builds it here."""
     repository, tag = registry_reference(registry, name)
     try:
-        client.images.pull(repository, tag=tag)
+        _pull(client, repository, tag)
         image = client.images.get(f"{repository}:{tag}")
     except (docker.errors.APIError, docker.errors.ImageNotFound) as error:
-        reason = " ".join(str(getattr(error, "explanation", None) or error).split())[:160]
+        reason = " ".join(str(getattr(error, "explanation", None) or error).split())[:200]
         say(f"note: the {name} image is not available from {registry} ({reason}): building it here")
         return None
     if image.labels.get(CONTEXT_LABEL) != context_hash(name):

@@ -11,7 +11,10 @@
 #
 # Run as root. Idempotent: each step runs only when what it provides is missing; a socket
 # that already answers is left alone. LIVEORCH_PODMAN_USER names the user (default
-# liveorch-ci). The user gets: its Podman store in ~/.local/share/containers (stage images
+# liveorch-ci). LIVEORCH_PODMAN_INSECURE_REGISTRY=HOST:PORT lets the user's Podman pull from
+# a registry over plain HTTP (e.g. one on 127.0.0.1 for --images, which Docker allows on its
+# own and Podman does not): it goes into ~/.config/containers/registries.conf, and a running
+# service is restarted, since it reads that file only when it starts. The user gets: its Podman store in ~/.local/share/containers (stage images
 # stay there between builds; `podman image prune` reclaims old ones), the service's log and
 # pid in $XDG_RUNTIME_DIR (podman-service.log/.pid), and ~/liveorch-venv, an editable
 # install made with the system python3 (a root-only interpreter such as pyenv's under /root
@@ -118,6 +121,18 @@ fi
 socket=$runtime/podman/podman.sock
 url=unix://$socket
 answers() { as_user podman --url "$url" version >/dev/null 2>&1; }
+registries=$home/.config/containers/registries.conf
+if [ -n "${LIVEORCH_PODMAN_INSECURE_REGISTRY:-}" ]; then
+    wanted=$(printf '[[registry]]\nlocation = "%s"\ninsecure = true' "$LIVEORCH_PODMAN_INSECURE_REGISTRY")
+    if [ "$(cat "$registries" 2>/dev/null)" != "$wanted" ]; then
+        say "allowing $user's Podman to pull from $LIVEORCH_PODMAN_INSECURE_REGISTRY over plain HTTP"
+        as_user mkdir -p "$(dirname "$registries")"
+        printf '%s\n' "$wanted" | as_user sh -c "cat > '$registries'"
+        if answers; then
+            "$0" --stop
+        fi
+    fi
+fi
 if ! answers; then
     say "starting podman system service for $user"
     as_user mkdir -p "$runtime/podman"

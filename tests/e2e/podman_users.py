@@ -62,11 +62,14 @@ class PodmanUser:
             client.close()
 
 
-def podman_user_for(name: str) -> Iterator[PodmanUser]:
+def podman_user_for(name: str, insecure_registry: str = "") -> Iterator[PodmanUser]:
+    """The user, set up by podman-setup.sh; `insecure_registry` (HOST:PORT) is one its Podman may
+    pull from over plain HTTP, which the setup must write before the service starts."""
     if os.geteuid() != 0:
         pytest.skip("scripts/podman-setup.sh creates a user and installs packages: run as root")
     setup = subprocess.run([SETUP], capture_output=True, text=True, timeout=1800,
-                           env={**os.environ, "LIVEORCH_PODMAN_USER": name})
+                           env={**os.environ, "LIVEORCH_PODMAN_USER": name,
+                                "LIVEORCH_PODMAN_INSECURE_REGISTRY": insecure_registry})
     assert setup.returncode == 0, setup.stderr
     url = setup.stdout.strip().splitlines()[-1]
     account = pwd.getpwnam(name)
