@@ -286,6 +286,7 @@ def validate(
         extras = [f"{len(description.hooks)} hook(s)" if description.hooks else "",
                   "root/ overlay" if description.overlay else "",
                   f"{len(description.archives)} archive(s)" if description.archives else ""]
+        print(f"live root: {plan.live_root['medium']}, {plan.live_root['overlay']}")
         print(f"{description.path}: ok: {plan.iso_name} ({len(description.packages)} packages requested, "
               f"flags={description.live.flags}, firmware={description.live.firmware}"
               + "".join(f", {e}" for e in extras if e) + ")")

@@ -21,6 +21,7 @@ from liveorch.orchestrator.errors import DescriptionError
 from liveorch.orchestrator.kiwi_schema import unknown_markup
 from liveorch.orchestrator.overrides import Overrides
 from liveorch.orchestrator.passwords import is_crypt_hash
+from liveorch.orchestrator.root_layout import RootLayout, check_kernel_support, parse_layout
 from liveorch.stages.contracts.iso import Firmware, TimeoutStyle
 from liveorch.stages.contracts.squashfs import Compression
 
@@ -101,6 +102,7 @@ class LiveType:
     bootloader_console: str = ""
     bootloader_timeout: int = 10
     bootloader_timeout_style: TimeoutStyle = TimeoutStyle.MENU
+    layout: RootLayout = field(default_factory=RootLayout)
 
 
 @dataclass
@@ -228,7 +230,7 @@ class _Selector:
         return [e for e in root.iterfind(xpath) if self.applies(e)]
 
 
-def _live_type(types: list[etree._Element], path: Path, root: etree._Element) -> LiveType:
+def _live_type(types: list[etree._Element], path: Path, root: etree._Element, warnings: list[str]) -> LiveType:
     isos = [t for t in types if t.get("image") == "iso"]
     if not isos:
         others = sorted({t.get("image", "?") for t in types})
@@ -265,6 +267,7 @@ def _live_type(types: list[etree._Element], path: Path, root: etree._Element) ->
         bootloader_console=console,
         bootloader_timeout=timeout,
         bootloader_timeout_style=style,
+        layout=parse_layout(element, path, warnings),
     )
 
 
@@ -434,6 +437,8 @@ def parse_description(path: Path, profiles: tuple[str, ...] = (), arch: str = "a
     if not repositories:
         raise DescriptionError("no <repository> applies to the selected profiles", path, root.sourceline)
     summary_element = root.find("description/specification")
+    live = _live_type(types, path, root, warnings)
+    check_kernel_support(live.layout, repositories[0].distribution, path)
     return Description(
         path=path,
         name=name,
@@ -444,7 +449,7 @@ def parse_description(path: Path, profiles: tuple[str, ...] = (), arch: str = "a
         locale=pref("locale"),
         keytable=pref("keytable"),
         timezone=pref("timezone"),
-        live=_live_type(types, path, root),
+        live=live,
         repositories=repositories,
         packages=_packages(selector, root, ("image", "bootstrap", "iso"), arch),
         delete_packages=_packages(selector, root, ("delete", "uninstall"), arch),

@@ -29,8 +29,7 @@ from liveorch.orchestrator.errors import EngineError, ImageBuildError
 from liveorch.orchestrator.stage_code import STAGES_DIR, code_files
 from liveorch.orchestrator.stage_specs import stage_specs
 
-BASE_IMAGE = "debian:bookworm-slim"
-BASE_SUITE = "bookworm"
+BASE_IMAGE = "debian:bookworm-slim"  # most stage images' base; a Dockerfile's FROM names its own
 IMAGE_REPOSITORY = "liveorch"
 CONTEXT_LABEL = "org.liveorch.context"
 # The store keeper's image: publishes, verifies and removes store entries; runs no user code.
@@ -111,31 +110,41 @@ def _context_tar(files: dict[str, bytes]) -> io.BytesIO:
     return buffer
 
 
-def ensure_base_image(client: docker.DockerClient, say: Callable[[str], None]) -> None:
+def base_image(name: str) -> str:
+    """The image's FROM (debian:<suite>-slim): the squashfs stage needs trixie's mke2fs and
+    mkfs.erofs, which read a tar; the others stay on bookworm."""
+    for line in context_files(name)[dockerfile_name(name)].decode().splitlines():
+        if line.startswith("FROM "):
+            return line.split()[1]
+    raise ImageBuildError(f"{dockerfile_path(name)} has no FROM line")
+
+
+def ensure_base_image(client: docker.DockerClient, base: str, say: Callable[[str], None]) -> None:
     try:
-        client.images.get(BASE_IMAGE)
+        client.images.get(base)
         return
     except docker.errors.ImageNotFound:
         pass
-    say(f"pulling {BASE_IMAGE}")
+    say(f"pulling {base}")
     try:
-        client.images.pull(BASE_IMAGE)
+        client.images.pull(base)
         return
     except docker.errors.APIError:
-        say(f"no registry reachable: making {BASE_IMAGE} locally with mmdebstrap")
+        say(f"no registry reachable: making {base} locally with mmdebstrap")
     if shutil.which("mmdebstrap") is None:
-        raise EngineError(f"the base image {BASE_IMAGE} is missing and cannot be pulled",
+        raise EngineError(f"the base image {base} is missing and cannot be pulled",
                           hint="install mmdebstrap (apt-get install mmdebstrap) so liveorch can make it")
+    suite = base.removeprefix("debian:").removesuffix("-slim")
     with tempfile.TemporaryDirectory(prefix="liveorch-base-") as tmp:
         tarball = Path(tmp) / "base.tar"
-        completed = subprocess.run(["mmdebstrap", "--variant=minbase", "--quiet", BASE_SUITE, str(tarball)],
+        completed = subprocess.run(["mmdebstrap", "--variant=minbase", "--quiet", suite, str(tarball)],
                                    capture_output=True, text=True)
         if completed.returncode != 0:
             last = (completed.stderr.strip().splitlines() or ["?"])[-1]
-            raise EngineError(f"mmdebstrap could not make the base image: {last}")
+            raise EngineError(f"mmdebstrap could not make the base image {base}: {last}")
         # The whole reference as `repo`: Podman's Docker API ignores the separate `tag`
         # parameter of an import (the image would be named debian:latest).
-        client.api.import_image_from_file(str(tarball), repository=BASE_IMAGE, changes=['CMD ["bash"]'])
+        client.api.import_image_from_file(str(tarball), repository=base, changes=['CMD ["bash"]'])
 
 
 def _present(client: docker.DockerClient, name: str) -> StageImage | None:
@@ -174,7 +183,7 @@ def ensure_image(client: docker.DockerClient, name: str, say: Callable[[str], No
     present = None if force else _present(client, name)
     if present is not None:
         return present
-    ensure_base_image(client, say)
+    ensure_base_image(client, base_image(name), say)
     tag = content_tag(name)
     say(f"building stage image {tag}")
     _build(client, name, tag)

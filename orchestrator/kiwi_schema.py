@@ -30,7 +30,7 @@ KNOWN: dict[str, frozenset[str]] = {
     "defaultroot": frozenset(), "hwclock": frozenset(), "partitioner": frozenset(),
     "type": frozenset({"image", "primary", "flags", "hybridpersistent", "hybridpersistent_filesystem",
                        "mediacheck", "volid", "publisher", "application_id", "firmware", "kernelcmdline",
-                       "squashfscompression", "efifatimagesize", "eficsm", "hybrid", "filesystem",
+                       "squashfscompression", "efifatimagesize", "eficsm", "hybrid", "filesystem", "erofscompression",
                        "bootpartition", "bootloader", "bootloader_console", "bootkernel", "boottimeout",
                        "editbootconfig", "editbootinstall", "profiles", "devicepersistency", "format",
                        "efiparttable", "efipartsize", "installiso", "installstick", "installpxe",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from liveorch.orchestrator.description import LiveFlags, LiveType
 from liveorch.stages.contracts.initrd import LIVEORCH_LIVE
 from liveorch.stages.contracts.iso import BootMenu, MenuEntry, Terminal
+from liveorch.stages.contracts.squashfs import RootFilesystem
 
 SERIAL_CONSOLES = ("console=tty0", "console=ttyS0,115200")
 FAILSAFE_ARGS = "nomodeset noapic acpi=off"
@@ -16,6 +17,11 @@ FAILSAFE_ARGS = "nomodeset noapic acpi=off"
 # network-legacy is named so dracut's network module does not pick systemd-networkd.
 NETWORK_MODULES = {LiveFlags.DMSQUASH: ("livenet", "network-legacy"), LiveFlags.OVERLAY: ("url-lib", "network-legacy")}
 LIVE_MODULES = {LiveFlags.DMSQUASH: "dmsquash-live", LiveFlags.OVERLAY: LIVEORCH_LIVE}
+LAYOUT_DRIVERS = {
+    RootFilesystem.SQUASHFS: (),
+    RootFilesystem.EXT4: ("ext4", "dm-snapshot"),
+    RootFilesystem.EROFS: ("erofs",),
+}
 
 
 def medium_root(volid: str) -> str:
@@ -31,8 +37,12 @@ def kernel_cmdline(live: LiveType, root: str, network: bool = False) -> str:
         # liveorch's own live module (stages/dracut/90liveorch-live), KIWI's parameters.
         if live.hybridpersistent and not network:
             words += ["rd.live.overlay.persistent", f"rd.live.overlay.cowfs={live.hybridpersistent_filesystem}"]
+    elif live.layout.filesystem is RootFilesystem.EXT4:
+        # dmsquash-live finds LiveOS/rootfs.img in the squashfs: a device-mapper snapshot over it.
+        words += ["rd.live.image"]
     else:
-        # dracut 059's dmsquash-live needs overlayfs=1 to overlay a flat squashfs (no nested rootfs.img).
+        # A flat squashfs or an EROFS image cannot take a block-level snapshot that stays
+        # mountable read-write: dracut 059 overlays them with overlayfs, when told to.
         words += ["rd.live.image", "rd.live.overlay.overlayfs=1"]
     if network:
         words += ["ip=dhcp", "rd.neednet=1"]
@@ -71,3 +81,8 @@ def boot_menu(live: LiveType, volid: str, title: str) -> BootMenu:
 
 def dracut_modules(live: LiveType, network: bool) -> tuple[str, ...]:
     return (LIVE_MODULES[live.flags], *(NETWORK_MODULES[live.flags] if network else ()))
+
+
+def layout_drivers(live: LiveType) -> tuple[str, ...]:
+    """Kernel modules the root layout needs in the initrd, which neither live module adds."""
+    return LAYOUT_DRIVERS[live.layout.filesystem]

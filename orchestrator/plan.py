@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from liveorch.orchestrator import live_boot
-from liveorch.orchestrator.description import Description, LiveFlags, PasswordFormat
+from liveorch.orchestrator.description import Description, LiveFlags, LiveType, PasswordFormat
 from liveorch.orchestrator.description import User as DescribedUser
 from liveorch.orchestrator.errors import DescriptionError
 from liveorch.orchestrator.passwords import hash_plain_password
@@ -27,7 +27,7 @@ from liveorch.stages.contracts.initrd import InitrdOptions
 from liveorch.stages.contracts.iso import Firmware, IsoOptions
 from liveorch.stages.contracts.resolve import AptRepository, Lock, ResolveOptions
 from liveorch.stages.contracts.rootfs import AptSource, RootfsOptions, User
-from liveorch.stages.contracts.squashfs import SquashfsOptions
+from liveorch.stages.contracts.squashfs import RootFilesystem, SquashfsOptions
 
 ARCHITECTURE = "amd64"
 KIWI_ARCH = "x86_64"
@@ -56,6 +56,7 @@ class BuildPlan:
     options: dict[str, Any] = field(default_factory=dict)  # stage -> its contract's options object
     warnings: list[str] = field(default_factory=list)  # trust decisions the user should see
     pxe: PxeBundle | None = None  # --pxe: the network-boot bundle's URL and kernel command line
+    live_root: dict[str, str | None] = field(default_factory=dict)  # the root layout, for the report
 
     def network(self, stage: str) -> bool:
         """Only stages that declare the network get it, and not even those offline."""
@@ -143,11 +144,19 @@ def _notes(description: Description) -> list[str]:
         notes.append(f"bootloader theme {description.bootloader_theme!r}: the serial/text GRUB menu has no theme; "
                      "ignored")
     if live.flags is LiveFlags.OVERLAY:
-        notes.append('flags="overlay" boots through liveorch\'s own live module (squashfs + overlayfs)')
+        notes.append('flags="overlay" boots through liveorch\'s own live module')
     if live.hybridpersistent and live.flags is not LiveFlags.OVERLAY:
         notes.append('hybridpersistent="true" needs flags="overlay" (liveorch\'s live module); '
                      'dracut\'s dmsquash-live boots without persistence')
     return notes
+
+
+def _overlay_kind(live: LiveType) -> str:
+    if live.flags is LiveFlags.DMSQUASH and live.layout.filesystem is RootFilesystem.EXT4:
+        return "made writable by a device-mapper snapshot (dracut's dmsquash-live)"
+    module = "liveorch's live module" if live.flags is LiveFlags.OVERLAY else "dracut's dmsquash-live"
+    hint = ' (filesystem="ext4" gives the device-mapper snapshot)' if live.flags is LiveFlags.DMSQUASH else ""
+    return f"made writable by overlayfs ({module}){hint}"
 
 
 def trust_warnings(description: Description) -> list[str]:
@@ -214,8 +223,10 @@ def _stage_options(description: Description, notes: list[str], lock: Lock | None
                                   packages=_packages(description, notes, pxe=network_boot), lock=lock,
                                   offline=offline),
         "rootfs": _rootfs_options(description, volid, payload_sha256, hook_timeout),
-        "squashfs": SquashfsOptions(compression=live.squashfscompression),
+        "squashfs": SquashfsOptions(filesystem=live.layout.filesystem, compression=live.squashfscompression,
+                                    erofs=live.layout.erofs),
         "initrd": InitrdOptions(dracut_modules=live_boot.dracut_modules(live, network_boot),
+                                drivers=live_boot.layout_drivers(live),
                                 secure_boot=live.firmware is Firmware.UEFI),
         "iso": IsoOptions(volid=volid, title=title, application_id=live.application_id or volid,
                           publisher=live.publisher or "liveorch", firmware=live.firmware,
@@ -235,9 +246,16 @@ def make_plan(description: Description, lock: Lock | None = None, offline: bool 
     notes = _notes(description)
     options = _stage_options(description, notes, lock, offline, payload_sha256, hook_timeout, pxe_url is not None)
     pxe = None
+    live = description.live
     if pxe_url is not None:
+        if live.layout.filesystem is not RootFilesystem.SQUASHFS:
+            raise DescriptionError(f"--pxe-url serves the squashfs root layout only, not filesystem="
+                                   f"\"{live.layout.filesystem}\"", description.path, live.layout.line)
         root = f"root=live:{pxe_url}{PXE_IMAGE}"
         pxe = PxeBundle(url=pxe_url, title=options["iso"].title,
                         kernel_cmdline=live_boot.kernel_cmdline(description.live, root, network=True))
+    live_root = {"filesystem": live.layout.filesystem.value,
+                 "erofscompression": str(live.layout.erofs) if live.layout.erofs else None,
+                 "medium": live.layout.describe(), "overlay": _overlay_kind(live)}
     return BuildPlan(image_name=description.name, iso_name=iso_name(description), notes=notes, options=options,
-                     warnings=trust_warnings(description), pxe=pxe)
+                     warnings=trust_warnings(description), pxe=pxe, live_root=live_root)

@@ -82,6 +82,7 @@ def build_record(inputs: BuildInputs, report: BuildReport, lock: dict[str, Any])
         "lock_sha256": hashlib.sha256(canonical_json(lock).encode()).hexdigest(),
         "source_date_epoch": lock.get("source_date_epoch"),
         "notes": inputs.plan.notes,
+        "live_root": inputs.plan.live_root,
         "limits": {"memory": inputs.limits.memory, "pids": inputs.limits.pids, "timeout": inputs.limits.timeout},
         "stages": [_stage(s, inputs.images[s.stage]) for s in report.stages],
         "iso": {"name": report.iso.name, "size": report.size, "sha256": report.sha256},

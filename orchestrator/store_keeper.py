@@ -125,6 +125,9 @@ def _check_declared(outputs: dict[str, Artifact], declared: list[dict[str, Any]]
     missing = [d["name"] for d in declared if not d["optional"] and not any(covers(d, p) for p in outputs)]
     if missing:
         raise KeeperError(f"the stage did not write its declared output(s) {', '.join(missing)}")
+    if not outputs:  # every output optional (e.g. one per root layout), yet none written
+        names = ", ".join(d["name"] for d in declared)
+        raise KeeperError(f"the stage did not write any of its declared outputs {names}")
 
 
 def _add_to_pool(store: Path, entry: Path, outputs: dict[str, Artifact], pooled: str | None) -> None:

@@ -95,7 +95,8 @@ def _compressor(root: Path) -> str:
     return "--gzip"
 
 
-def dracut_argv(root: Path, modules: tuple[str, ...], kver: str, compressor: str) -> list[str | Path]:
+def dracut_argv(root: Path, options: InitrdOptions, kver: str, compressor: str) -> list[str | Path]:
+    drivers = ["--add-drivers", " ".join(options.drivers)] if options.drivers else []
     return [
         "chroot", root,
         "dracut",
@@ -104,7 +105,8 @@ def dracut_argv(root: Path, modules: tuple[str, ...], kver: str, compressor: str
         "--no-hostonly-cmdline",
         "--force",
         compressor,
-        "--add", " ".join(modules),
+        "--add", " ".join(options.dracut_modules),
+        *drivers,
         # Debian's dracut-network adds ifcfg (Red Hat's ifcfg files) to every initrd, which pulls in
         # dracut's network module even without network boot; there it would pick systemd-networkd,
         # which cannot be installed without dbus, and dracut fails. The network modules come only
@@ -130,7 +132,7 @@ def execute(request: StageRequest, workspace: Workspace) -> Outcome:
     signed = signed_chain.collect(root, out) if options.secure_boot else {}
     install_own_modules(root, options.dracut_modules)
     prefix = [] if can_mknod else _fake_device_nodes(root)
-    run([*prefix, *dracut_argv(root, options.dracut_modules, kver, _compressor(root))],
+    run([*prefix, *dracut_argv(root, options, kver, _compressor(root))],
         env={**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, what="dracut")
     shutil.copyfile(root / "tmp/initrd.img", out / INITRD)
     shutil.copyfile(root / "boot" / f"vmlinuz-{kver}", out / KERNEL)

@@ -24,7 +24,7 @@ from liveorch.stages import grub_efi
 from liveorch.stages.contract import RECORD_FILE, Outcome, StageRequest, Workspace, canonical_json, encode, sha256_text
 from liveorch.stages.contracts.initrd import INITRD, KERNEL
 from liveorch.stages.contracts.iso import INITRD_PATH, ISO_IMAGE, KERNEL_PATH, Firmware, IsoOptions
-from liveorch.stages.contracts.squashfs import SQUASHFS_IMAGE
+from liveorch.stages.contracts.squashfs import ROOT_IMAGE, SQUASHFS_IMAGE
 from liveorch.stages.grub_config import early_config, loopback_config, menu_config
 from liveorch.stages.tools import StageError, fresh_dir, log, package_version, run
 
@@ -171,11 +171,9 @@ def execute(request: StageRequest, workspace: Workspace) -> Outcome:
     if esp:
         _efi_fat_image(esp, work, grub_dir / "efi.img", options.efifatimagesize, identity[:8].upper(), epoch)
         log(f"EFI partition: {', '.join(sorted(esp))}")
-    grafts = {
-        "/LiveOS/squashfs.img": workspace.input(request, "squashfs") / SQUASHFS_IMAGE,
-        KERNEL_PATH: initrd / KERNEL,
-        INITRD_PATH: initrd / INITRD,
-    }
+    live = workspace.input(request, "squashfs")
+    grafts = {f"/{name}": live / name for name in (SQUASHFS_IMAGE, ROOT_IMAGE) if (live / name).is_file()}
+    grafts |= {KERNEL_PATH: initrd / KERNEL, INITRD_PATH: initrd / INITRD}
     iso = workspace.out / ISO_IMAGE
     run(xorriso_argv(options, epoch, tree, grafts, iso), what="xorriso")
     log(f"iso: {iso.stat().st_size // (1 << 20)} MiB")

@@ -21,9 +21,11 @@ OWN_MODULE_DIRS = {LIVEORCH_LIVE: "dracut/90liveorch-live"}
 @dataclass(frozen=True)
 class InitrdOptions:
     """`dracut_modules`: every module to add (the plan's choice from flags and --pxe);
+    `drivers`: kernel modules the root layout needs (erofs; ext4 and dm-snapshot);
     `secure_boot`: also hand on the image's signed shim, MokManager and GRUB."""
 
     dracut_modules: tuple[str, ...]
+    drivers: tuple[str, ...]
     secure_boot: bool
 
 

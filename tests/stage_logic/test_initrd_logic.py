@@ -59,7 +59,8 @@ def test_install_own_modules_leaves_the_images_own_modules_alone(tmp_path) -> No
 
 
 def test_dracut_argv(tmp_path) -> None:
-    argv = dracut_argv(tmp_path, ("liveorch-live", "network-legacy"), KVER, "--zstd")
+    options = InitrdOptions(("liveorch-live", "network-legacy"), ("erofs",), False)
+    argv = dracut_argv(tmp_path, options, KVER, "--zstd")
     assert [str(a) for a in argv] == [
         "chroot", str(tmp_path),
         "dracut",
@@ -69,6 +70,7 @@ def test_dracut_argv(tmp_path) -> None:
         "--force",
         "--zstd",
         "--add", "liveorch-live network-legacy",
+        "--add-drivers", "erofs",
         "--omit", "ifcfg",
         "--kver", KVER,
         "/tmp/initrd.img",
@@ -119,7 +121,7 @@ def test_execute_runs_the_images_dracut_on_the_unpacked_root(workspace, publish,
     commands.on("dracut", dracut)
     monkeypatch.setenv("PATH", "/host/bin")
     monkeypatch.setenv("LIVEORCH_TEST_KEPT", "kept")
-    options = InitrdOptions(dracut_modules=("liveorch-live",), secure_boot=False)
+    options = InitrdOptions(dracut_modules=("liveorch-live",), drivers=(), secure_boot=False)
 
     outcome = initrd.execute(make_request("initrd", options, {"rootfs": "rootfs-key"}), workspace)
 
@@ -127,7 +129,7 @@ def test_execute_runs_the_images_dracut_on_the_unpacked_root(workspace, publish,
     assert commands.argvs == [
         ["tar", "--extract", "--file", str(entry / "root.tar"), "--directory", str(root), "--numeric-owner",
          "--preserve-permissions", "--xattrs", "--xattrs-include=*"],
-        [str(a) for a in dracut_argv(root, ("liveorch-live",), KVER, "--zstd")],
+        [str(a) for a in dracut_argv(root, options, KVER, "--zstd")],
     ]
     dracut_env = commands.calls[1].env
     assert dracut_env["PATH"] == "/usr/sbin:/usr/bin:/sbin:/bin"  # the image's tools, not the container's
@@ -150,7 +152,7 @@ def test_execute_wants_exactly_one_kernel(workspace, publish, make_request, comm
                                           message) -> None:
     publish("rootfs", {"root.tar": b"fake root tar\n"})
     commands.on("tar", fake_unpack(kernels))
-    options = InitrdOptions(dracut_modules=("dmsquash-live",), secure_boot=False)
+    options = InitrdOptions(dracut_modules=("dmsquash-live",), drivers=(), secure_boot=False)
     with pytest.raises(StageError, match=message):
         initrd.execute(make_request("initrd", options, {"rootfs": "rootfs-key"}), workspace)
     assert commands.tool_calls("dracut") == []
@@ -160,7 +162,7 @@ def test_execute_without_dracut_in_the_image_is_a_stage_error(workspace, publish
                                                               mknod) -> None:
     publish("rootfs", {"root.tar": b"fake root tar\n"})
     commands.on("tar", fake_unpack(dracut=False))
-    options = InitrdOptions(dracut_modules=("dmsquash-live",), secure_boot=False)
+    options = InitrdOptions(dracut_modules=("dmsquash-live",), drivers=(), secure_boot=False)
     with pytest.raises(StageError, match="the image has no dracut"):
         initrd.execute(make_request("initrd", options, {"rootfs": "rootfs-key"}), workspace)
     assert [commands.tool(a) for a in commands.argvs] == ["tar"]

@@ -1,13 +1,19 @@
-"""squashfs: tar2sqfs's exact command line, fed the root tar on stdin."""
+"""squashfs: each root layout's exact command lines. The flat layout feeds the root tar to
+tar2sqfs on stdin; ext4 makes the image with mke2fs -d and packs it with gensquashfs; erofs
+checks the image's kernel config (read from the tar) before mkfs.erofs."""
 
 from __future__ import annotations
 
 import pytest
 
 from liveorch.stages import squashfs
-from liveorch.stages.contracts.squashfs import Compression, SquashfsOptions
+from liveorch.stages.contracts.squashfs import Compression, RootFilesystem, SquashfsOptions
 
 ROOT_TAR = b"./etc/hostname fake tar bytes\n" * 3
+
+
+def flat(compression: Compression) -> SquashfsOptions:
+    return SquashfsOptions(filesystem=RootFilesystem.SQUASHFS, compression=compression, erofs=None)
 
 
 @pytest.mark.parametrize(("compression", "name"), [(Compression.XZ, "xz"), (Compression.ZSTD, "zstd"),
@@ -17,7 +23,7 @@ def test_tar2sqfs_argv_and_stdin(workspace, publish, make_request, commands, epo
                                  name) -> None:
     monkeypatch.setattr("liveorch.stages.squashfs.os.cpu_count", lambda: 3)
     entry = publish("rootfs", {"root.tar": ROOT_TAR})
-    request = make_request("squashfs", SquashfsOptions(compression=compression), {"rootfs": "rootfs-key"})
+    request = make_request("squashfs", flat(compression), {"rootfs": "rootfs-key"})
 
     outcome = squashfs.execute(request, workspace)
 
@@ -36,14 +42,15 @@ def test_tar2sqfs_argv_and_stdin(workspace, publish, make_request, commands, epo
     assert call.stdin == ROOT_TAR
     assert call.stdin_name == str(entry / "root.tar")
     assert image.is_file()  # the placeholder the fake tar2sqfs wrote, which the stage stat()s
-    assert outcome.tools == {"squashfs-tools-ng": commands.version}
+    assert outcome.tools == {name: commands.version for name in ("squashfs-tools-ng", "e2fsprogs", "erofs-utils")}
+    assert outcome.facts["filesystem"] == "squashfs"
 
 
 def test_num_jobs_falls_back_to_one_without_a_cpu_count(workspace, publish, make_request, commands,
                                                         monkeypatch) -> None:
     monkeypatch.setattr("liveorch.stages.squashfs.os.cpu_count", lambda: None)
     publish("rootfs", {"root.tar": ROOT_TAR})
-    request = make_request("squashfs", SquashfsOptions(compression=Compression.XZ), {"rootfs": "rootfs-key"},
+    request = make_request("squashfs", flat(Compression.XZ), {"rootfs": "rootfs-key"},
                            epoch=86400)
 
     squashfs.execute(request, workspace)
@@ -55,7 +62,7 @@ def test_num_jobs_falls_back_to_one_without_a_cpu_count(workspace, publish, make
 
 def test_a_missing_root_tar_runs_nothing(workspace, publish, make_request, commands) -> None:
     publish("rootfs", {"packages": b""})
-    request = make_request("squashfs", SquashfsOptions(compression=Compression.XZ), {"rootfs": "rootfs-key"})
+    request = make_request("squashfs", flat(Compression.XZ), {"rootfs": "rootfs-key"})
 
     with pytest.raises(FileNotFoundError):
         squashfs.execute(request, workspace)

@@ -19,7 +19,13 @@ from liveorch.stages.contract import (
 )
 from liveorch.stages.contracts.iso import BootMenu, Firmware, IsoOptions, MenuEntry, Terminal, TimeoutStyle
 from liveorch.stages.contracts.squashfs import SPEC as SQUASHFS
-from liveorch.stages.contracts.squashfs import Compression, SquashfsOptions
+from liveorch.stages.contracts.squashfs import (
+    Compression,
+    ErofsAlgorithm,
+    ErofsCompression,
+    RootFilesystem,
+    SquashfsOptions,
+)
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -58,9 +64,18 @@ def test_encode_decode_round_trip_keeps_types() -> None:
 
 
 def test_unknown_field_is_refused() -> None:
-    data = encode(SquashfsOptions(Compression.XZ))
+    data = encode(SquashfsOptions(RootFilesystem.SQUASHFS, Compression.XZ, None))
     data["compresion"] = "xz"
     with pytest.raises(ContractError, match=r"unknown field.*compresion"):
+        decode(SquashfsOptions, data)
+
+
+def test_a_nested_optional_dataclass_round_trips() -> None:
+    options = SquashfsOptions(RootFilesystem.EROFS, Compression.XZ, ErofsCompression(ErofsAlgorithm.LZ4HC, 12))
+    assert decode(SquashfsOptions, encode(options)) == options
+    data = encode(options)
+    data["erofs"]["algorithm"] = "brotli"
+    with pytest.raises(ContractError, match=r"options\.erofs\.algorithm: 'brotli' is not one of lz4, lz4hc"):
         decode(SquashfsOptions, data)
 
 

@@ -29,7 +29,7 @@ from liveorch.stages.contracts.initrd import InitrdOptions
 from liveorch.stages.contracts.iso import ISO_IMAGE, Firmware, Terminal, TimeoutStyle
 from liveorch.stages.contracts.resolve import Lock, LockedPackage, LockedRepository
 from liveorch.stages.contracts.rootfs import User
-from liveorch.stages.contracts.squashfs import Compression, SquashfsOptions
+from liveorch.stages.contracts.squashfs import Compression, RootFilesystem, SquashfsOptions
 
 SHA512_CRYPT = re.compile(rf"\$6\$rounds={CRYPT_ROUNDS}\$([./0-9A-Za-z]{{16}})\$[./0-9A-Za-z]{{86}}")
 TEMPLATE_USER = '<user name="root" password="linux" pwdformat="plain" home="/root" groups="root"/>'
@@ -216,8 +216,10 @@ def test_title_falls_back_to_the_image_name(write_description) -> None:
 
 
 def test_other_stage_options(example_plan: BuildPlan) -> None:
-    assert example_plan.options["squashfs"] == SquashfsOptions(compression=Compression.ZSTD)
-    assert example_plan.options["initrd"] == InitrdOptions(dracut_modules=("dmsquash-live",), secure_boot=True)
+    assert example_plan.options["squashfs"] == SquashfsOptions(filesystem=RootFilesystem.SQUASHFS,
+                                                               compression=Compression.ZSTD, erofs=None)
+    assert example_plan.options["initrd"] == InitrdOptions(dracut_modules=("dmsquash-live",), drivers=(),
+                                                           secure_boot=True)
     rootfs = example_plan.options["rootfs"]
     assert rootfs.suite == "bookworm"
     assert rootfs.hostname == "bookworm-live"

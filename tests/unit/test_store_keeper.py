@@ -68,7 +68,7 @@ def test_a_concurrent_publish_of_the_same_key_keeps_the_first(store: Path, tmp_p
 @pytest.mark.parametrize(("files", "message"), [
     ({"LiveOS/squashfs.img": b"x", "evil.sh": b"#!"}, "does not declare: evil.sh"),
     ({"other": b"x"}, "does not declare"),
-    ({}, "did not write its declared output"),
+    ({}, "did not write any of its declared outputs"),
     ({"LiveOS/squashfs.img": b"x", RECORD_FILE: b"{}"}, "does not declare"),
 ])
 def test_undeclared_or_missing_outputs_are_refused(files: dict[str, bytes], message: str, store: Path,

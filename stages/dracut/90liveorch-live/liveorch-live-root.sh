@@ -1,6 +1,7 @@
 #!/bin/sh
-# liveorch-live-root: finds the live medium, mounts its squashfs read-only at
-# /run/liveorch/base and prepares the overlay's upper layer at /run/liveorch/cow:
+# liveorch-live-root: finds the live medium, mounts its root image read-only at
+# /run/liveorch/base (a squashfs, an EROFS LiveOS/rootfs.img, or an ext4 rootfs.img inside
+# the squashfs) and prepares the overlay's upper layer at /run/liveorch/cow:
 # a tmpfs, or with rd.live.overlay.persistent a partition created on first boot after the
 # ISO data of a USB stick (or a cow file beside an ISO found by iso-scan). When
 # persistence cannot be had, the system boots anyway and the console says why.
@@ -100,8 +101,29 @@ copy_to_ram() {
     mkdir -p "$RUN/ram"
     mount -t tmpfs -o "mode=0700,size=$((_size / 1048576 + 16))m" liveorch-ram "$RUN/ram" || return 1
     say "copying the live image into RAM ($((_size / 1048576)) MiB) ..."
-    cp "$1" "$RUN/ram/squashfs.img" || return 1
+    cp "$1" "$RUN/ram/$(basename "$1")" || return 1
     say "live image in RAM: the medium may be removed"
+}
+
+# The read-only root under the overlay, at $RUN/base: a squashfs or EROFS root image, or
+# (filesystem="ext4") the filesystem image LiveOS/rootfs.img inside the squashfs.
+mount_base() {
+    _type=$(blkid -o value -s TYPE "$1" 2> /dev/null)
+    if [ "$_type" = erofs ]; then
+        modprobe -q erofs
+        mount -t erofs -o ro,loop "$1" "$RUN/base"
+        return
+    fi
+    mkdir -p "$RUN/squashfs"
+    mount -t squashfs -o ro,loop "$1" "$RUN/squashfs" || return 1
+    if [ -f "$RUN/squashfs/LiveOS/rootfs.img" ]; then
+        _type=$(blkid -o value -s TYPE "$RUN/squashfs/LiveOS/rootfs.img" 2> /dev/null)
+        modprobe -q "${_type:-ext4}"
+        mount -t "${_type:-ext4}" -o ro,loop "$RUN/squashfs/LiveOS/rootfs.img" "$RUN/base"
+        return
+    fi
+    umount "$RUN/squashfs"
+    mount -t squashfs -o ro,loop "$1" "$RUN/base"
 }
 
 # root=live:http(s)://...: the image comes over the network, not from a medium.
@@ -299,7 +321,7 @@ liveurl=$(live_url)
 if [ -n "$liveurl" ]; then
     # Over the network: the image lives in RAM, no medium to check or to keep changes on.
     fetch_image "$liveurl"
-    mount -t squashfs -o ro,loop "$squashfs" "$RUN/base" || fail "cannot mount the squashfs from $liveurl (not a squashfs?)"
+    mount_base "$squashfs" || fail "cannot mount the live root image from $liveurl (not a squashfs?)"
     [ "$persistent" = 1 ] && say "persistence not possible: the live image came over the network; changes are kept in RAM only and lost at power-off"
     tmpfs_upper || fail "cannot mount a tmpfs for the overlay"
     mkdir -p "$RUN/cow/overlay/upper" "$RUN/cow/overlay/work" || fail "cannot prepare the overlay directories"
@@ -338,18 +360,21 @@ mount -o ro "$medium" "$RUN/medium" || fail "cannot mount the live medium $devic
 dir=$(getarg rd.live.dir=)
 image=$(getarg rd.live.squashimg=)
 squashfs="$RUN/medium/${dir:-LiveOS}/${image:-squashfs.img}"
-[ -f "$squashfs" ] || fail "no ${dir:-LiveOS}/${image:-squashfs.img} on the live medium $device"
+if [ ! -f "$squashfs" ] && [ -z "$image" ] && [ -f "$RUN/medium/${dir:-LiveOS}/rootfs.img" ]; then
+    squashfs="$RUN/medium/${dir:-LiveOS}/rootfs.img" # filesystem="erofs": the root image itself
+fi
+[ -f "$squashfs" ] || fail "no ${dir:-LiveOS}/${image:-squashfs.img} (or rootfs.img) on the live medium $device"
 
 if getargbool 0 rd.live.ram; then
     copy_to_ram "$squashfs" || fail "not enough memory to copy the live image into RAM"
-    squashfs="$RUN/ram/squashfs.img"
+    squashfs="$RUN/ram/$(basename "$squashfs")"
     umount "$RUN/medium"
     if [ -n "$isofile" ]; then
         losetup -d "$device"
         umount "$RUN/isoscan"
     fi
 fi
-mount -t squashfs -o ro,loop "$squashfs" "$RUN/base" || fail "cannot mount the squashfs $squashfs"
+mount_base "$squashfs" || fail "cannot mount the live root image $squashfs"
 
 reason=""
 if [ "$persistent" = 1 ]; then

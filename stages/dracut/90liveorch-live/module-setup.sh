@@ -1,5 +1,6 @@
 #!/bin/bash
-# liveorch's live boot module: squashfs root + overlayfs, optionally persistent.
+# liveorch's live boot module: a read-only root image (squashfs, EROFS, or ext4 in squashfs)
+# + overlayfs, optionally persistent.
 # Installed by liveorch's initrd stage; the image needs no package for it.
 
 check() {
@@ -14,6 +15,8 @@ depends() {
 
 installkernel() {
     instmods squashfs loop iso9660 overlay ext4 xfs vfat sr_mod cdrom
+    # filesystem="erofs": a kernel without EROFS is refused before the initrd is built
+    hostonly='' instmods erofs
 }
 
 install() {

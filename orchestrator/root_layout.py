@@ -1,0 +1,94 @@
+"""The live root's layout, from KIWI's iso `filesystem` and `erofscompression` attributes:
+what goes on the medium, how each live module overlays it, and whether the image's kernel
+can read it. Parsed once here; the plan turns it into stage options and boot parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from lxml import etree
+
+from liveorch.orchestrator.errors import DescriptionError
+from liveorch.stages.contracts.squashfs import ErofsAlgorithm, ErofsCompression, RootFilesystem
+
+# What an unset filesystem= gives: the root straight in squashfs, the fastest and smallest
+# layout (KIWI's own default, ext4, costs an mke2fs run and gains the dm snapshot).
+DEFAULT_FILESYSTEM = RootFilesystem.SQUASHFS
+DEFAULT_EROFS = ErofsCompression(ErofsAlgorithm.LZ4HC, None)
+# EROFS compressors the kernels of known suites decompress (their /boot/config-*:
+# bookworm's 6.1 has CONFIG_EROFS_FS_ZIP but not _LZMA, _DEFLATE or _ZSTD). Other suites
+# are checked by the squashfs stage against the image's own kernel config.
+EROFS_BY_SUITE = {"bookworm": frozenset({ErofsAlgorithm.LZ4, ErofsAlgorithm.LZ4HC})}
+# mkfs.erofs's levels per compressor (lz4 takes none).
+EROFS_LEVELS = {
+    ErofsAlgorithm.LZ4: range(0),
+    ErofsAlgorithm.LZ4HC: range(0, 13),
+    ErofsAlgorithm.LZMA: range(0, 10),
+    ErofsAlgorithm.DEFLATE: range(0, 10),
+    ErofsAlgorithm.ZSTD: range(0, 23),
+}
+UNSUPPORTED = {
+    "xfs": "an xfs root image needs mkfs.xfs -p, which cannot give reproducible bytes here; use ext4",
+}
+
+
+@dataclass(frozen=True)
+class RootLayout:
+    filesystem: RootFilesystem = DEFAULT_FILESYSTEM
+    erofs: ErofsCompression | None = None
+    line: int | None = None  # the <type> element's, for errors found later (the suite check)
+
+    def describe(self) -> str:
+        """One line for validate and the report: what is on the medium."""
+        if self.filesystem is RootFilesystem.EXT4:
+            return "ext4 root image LiveOS/rootfs.img inside LiveOS/squashfs.img"
+        if self.filesystem is RootFilesystem.EROFS:
+            return f"EROFS root image LiveOS/rootfs.img ({self.erofs})"
+        return "root directly in LiveOS/squashfs.img"
+
+
+def parse_erofs_compression(value: str, path: Path, line: int | None) -> ErofsCompression:
+    """KIWI's erofscompression: "lz4hc,12", "lzma", ..."""
+    algorithm, _, level = value.partition(",")
+    choices = ", ".join(a.value for a in ErofsAlgorithm)
+    if algorithm not in {a.value for a in ErofsAlgorithm}:
+        raise DescriptionError(f"erofscompression={value!r}: the compressor must be one of {choices} "
+                               "(optionally with a level, e.g. lz4hc,12)", path, line)
+    if level and not re.fullmatch(r"[0-9]{1,3}", level):
+        raise DescriptionError(f"erofscompression={value!r}: the level after the comma must be a number", path, line)
+    levels = EROFS_LEVELS[ErofsAlgorithm(algorithm)]
+    if level and int(level) not in levels:
+        allowed = f"{levels.start}-{levels.stop - 1}" if levels else "none"
+        raise DescriptionError(f"erofscompression={value!r}: levels for {algorithm} are {allowed}", path, line)
+    return ErofsCompression(ErofsAlgorithm(algorithm), int(level) if level else None)
+
+
+def parse_layout(element: etree._Element, path: Path, warnings: list[str]) -> RootLayout:
+    value = element.get("filesystem", DEFAULT_FILESYSTEM.value)
+    line = element.sourceline
+    if value in UNSUPPORTED:
+        raise DescriptionError(f"filesystem={value!r}: {UNSUPPORTED[value]}", path, line)
+    choices = [f.value for f in RootFilesystem]
+    if value not in choices:
+        raise DescriptionError(f"filesystem={value!r} must be one of {', '.join(choices)}", path, line)
+    filesystem = RootFilesystem(value)
+    compression = element.get("erofscompression")
+    if filesystem is not RootFilesystem.EROFS:
+        if compression is not None:
+            warnings.append(f"{path}:{line}: erofscompression= applies to filesystem=\"erofs\" only; ignored")
+        return RootLayout(filesystem, None, line)
+    erofs = parse_erofs_compression(compression, path, line) if compression else DEFAULT_EROFS
+    return RootLayout(filesystem, erofs, line)
+
+
+def check_kernel_support(layout: RootLayout, suite: str | None, path: Path) -> None:
+    """Refuse at validate time an EROFS compressor the suite's kernel cannot decompress."""
+    supported = EROFS_BY_SUITE.get(suite or "")
+    if layout.erofs is None or supported is None or layout.erofs.algorithm in supported:
+        return
+    usable = ", ".join(sorted(a.value for a in supported))
+    raise DescriptionError(f"erofscompression=\"{layout.erofs}\": the {suite} kernel cannot decompress "
+                           f"{layout.erofs.algorithm.value} EROFS images; use {usable}", path, layout.line)
