@@ -84,5 +84,6 @@ def dracut_modules(live: LiveType, network: bool) -> tuple[str, ...]:
 
 
 def layout_drivers(live: LiveType) -> tuple[str, ...]:
-    """Kernel modules the root layout needs in the initrd, which neither live module adds."""
-    return LAYOUT_DRIVERS[live.layout.filesystem]
+    """Kernel modules the root layout needs in dracut's dmsquash-live initrd; liveorch's own
+    module installs every filesystem it mounts, so its initrd is the same for each layout."""
+    return LAYOUT_DRIVERS[live.layout.filesystem] if live.flags is LiveFlags.DMSQUASH else ()

@@ -58,6 +58,15 @@ def example_build(test_volume: str, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="session")
+def example_variant(test_volume: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., BuildReport]:
+    """example_variant("attr=value", ...): the example with --set-type-attr changes, in the test
+    volume (variants of late stages share the example's root; the same variant twice is a hit)."""
+    return lambda *type_attrs: run_build(EXAMPLE, BuildOptions(
+        target_dir=tmp_path_factory.mktemp("example-variant"), volume=test_volume,
+        overrides=Overrides(type_attrs=list(type_attrs))), print)
+
+
+@pytest.fixture(scope="session")
 def features_build(test_volume: str, tmp_path_factory: pytest.TempPathFactory) -> BuildReport:
     """examples/kiwi-features with --profile Live and --set-repo: flags="overlay" with
     hybridpersistent, booted by the KIWI-surface and the overlay/persistence tests."""

@@ -6,12 +6,15 @@ flags="overlay"), so only squashfs, initrd, iso and checksum run again.
   inside the squashfs (`dmsetup table` shows it, / is /dev/mapper/live-rw);
 - dmsquash + erofs: dracut's dmsquash-live overlays the EROFS LiveOS/rootfs.img with overlayfs;
 - overlay + erofs and overlay + ext4: liveorch's module mounts the image read-only under its
-  overlay.
-The four boots run two at a time."""
+  overlay;
+- dmsquash's own persistence: rd.live.overlay=LABEL=persist:/LiveOS/overlay.img keeps the
+  snapshot's cow on a second disk, and a file written in one boot is there in the next.
+The boots run two at a time."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,13 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from liveorch.orchestrator.boot import BootMode, BootResult, boot_and_login
-from liveorch.orchestrator.build import BuildOptions, BuildReport, run_build
-from liveorch.orchestrator.overrides import Overrides
+from liveorch.orchestrator.boot import BootMode, BootResult, BootScript, boot_and_login
+from liveorch.orchestrator.build import BuildReport
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "bookworm-live" / "config.xml"
 PASSWORD = "linux"  # both examples' root password
 PROBE = ('echo "ROOT=$(findmnt -n -o SOURCE,FSTYPE /)"; dmsetup table 2>&1; '
          'echo "DRACUT-BASE=$(findmnt -n -o FSTYPE /run/rootfsbase)"; '
@@ -52,45 +52,71 @@ VARIANTS = (
 
 
 @pytest.fixture(scope="module")
-def builds(example_build: BuildReport, features_build: BuildReport, features_variant: Callable[..., BuildReport],
-           test_volume: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuildReport]:
-    built = {}
-    for variant in VARIANTS:
-        if variant.base == "example":
-            options = BuildOptions(target_dir=tmp_path_factory.mktemp(variant.name), volume=test_volume,
-                                   overrides=Overrides(type_attrs=list(variant.attrs)))
-            built[variant.name] = run_build(EXAMPLE, options, print)
-        else:
-            built[variant.name] = features_variant(*variant.attrs)
-    return built
+def builds(example_build: BuildReport, features_build: BuildReport, example_variant: Callable[..., BuildReport],
+           features_variant: Callable[..., BuildReport]) -> dict[str, BuildReport]:
+    variants = {"example": example_variant, "features": features_variant}
+    return {variant.name: variants[variant.base](*variant.attrs) for variant in VARIANTS}
+
+
+def _persistence_disk(work: Path) -> Path:
+    """A second disk (ext4, label persist) with an empty 512 MiB file for the snapshot's cow,
+    as dracut's rd.live.overlay=<devspec>:<path> expects it (made with mkfs.ext4 -d: no mount)."""
+    content = work / "content" / "LiveOS"
+    content.mkdir(parents=True)
+    with (content / "overlay.img").open("wb") as cow:
+        cow.truncate(512 << 20)
+    disk = work / "persist.img"
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "persist", "-d", str(work / "content"), str(disk), "700M"],
+                   check=True)
+    return disk
+
+
+def _dmsquash_persistence(iso: Path, work: Path, iso_files: Callable[[Path, list[str], Path], None]
+                          ) -> list[BootResult]:
+    """dmsquash's own persistence: the snapshot's cow on a device, kept across a reboot."""
+    disk = _persistence_disk(work)
+    iso_files(iso, ["boot/x86_64/loader/linux", "boot/x86_64/loader/initrd"], work)
+    cmdline = ("root=live:CDLABEL=BOOKWORM_LIVE rd.live.image rd.live.overlay=LABEL=persist:/LiveOS/overlay.img "
+               "console=ttyS0,115200")
+    script = BootScript(qemu_extra=("-kernel", str(work / "linux"), "-initrd", str(work / "initrd"),
+                                    "-append", cmdline, "-drive", f"file={disk},format=raw,if=virtio"))
+    return [boot_and_login(iso, BootMode(uefi=False, disk=False), PASSWORD, command=command, script=script,
+                           log=work / f"boot{number}.log")
+            for number, command in ((1, f"{PROBE}; echo kept > /root/kept.txt; sync"),
+                                    (2, f"{PROBE}; echo \"KEPT=$(cat /root/kept.txt)\""))]
 
 
 @pytest.fixture(scope="module")
-def boots(builds: dict[str, BuildReport], tmp_path_factory: pytest.TempPathFactory
-          ) -> dict[str, BootResult | Exception]:
+def boots(builds: dict[str, BuildReport], tmp_path_factory: pytest.TempPathFactory,
+          iso_files: Callable[[Path, list[str], Path], None]) -> dict[str, list[BootResult] | Exception]:
+    """Each variant booted once, and the ext4 one twice more with a persistent cow; two at a time."""
     logs = tmp_path_factory.mktemp("layout-serial")
+    jobs: dict[str, Callable[[], list[BootResult]]] = {
+        variant.name: (lambda v=variant: [boot_and_login(builds[v.name].iso, v.mode, PASSWORD, command=PROBE,
+                                                         log=logs / f"{v.name}.log")])
+        for variant in VARIANTS}
+    jobs["dmsquash-persistence"] = lambda: _dmsquash_persistence(builds["dmsquash-ext4"].iso,
+                                                                 tmp_path_factory.mktemp("persist"), iso_files)
 
-    def boot(variant: Variant) -> BootResult | Exception:
+    def run(name: str) -> list[BootResult] | Exception:
         try:
-            return boot_and_login(builds[variant.name].iso, variant.mode, PASSWORD, command=PROBE,
-                                  log=logs / f"{variant.name}.log")
-        except Exception as error:  # reported by the test of that variant
+            return jobs[name]()
+        except Exception as error:  # reported by the test of that scenario
             return error
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        results = dict(zip([v.name for v in VARIANTS], pool.map(boot, VARIANTS), strict=True))
+        results = dict(zip(jobs, pool.map(run, jobs), strict=True))
     for name, result in results.items():
-        if isinstance(result, BootResult):
-            print(f"{name}: login prompt after {result.seconds_to_login:.0f} s, ISO "
-                  f"{builds[name].iso.stat().st_size >> 20} MiB")
+        if not isinstance(result, Exception):
+            print(f"{name}: " + ", ".join(f"login after {b.seconds_to_login:.0f} s" for b in result))
     return results
 
 
-def _output(boots: dict[str, BootResult | Exception], name: str) -> list[str]:
+def _output(boots: dict[str, list[BootResult] | Exception], name: str, boot: int = 0) -> list[str]:
     result = boots[name]
     if isinstance(result, Exception):
         raise result
-    return [line.strip() for line in result.command_output.replace("\r", "").splitlines()]
+    return [line.strip() for line in result[boot].command_output.replace("\r", "").splitlines()]
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
@@ -103,7 +129,7 @@ def _value(lines: list[str], label: str) -> str:
     return next((line.split("=", 1)[1].strip() for line in lines if line.startswith(f"{label}=")), "")
 
 
-def test_dmsquash_ext4_boots_on_a_device_mapper_snapshot(boots: dict[str, BootResult | Exception]) -> None:
+def test_dmsquash_ext4_boots_on_a_device_mapper_snapshot(boots: dict[str, list[BootResult] | Exception]) -> None:
     lines = _output(boots, "dmsquash-ext4")
     assert _value(lines, "ROOT") == "/dev/mapper/live-rw ext4", lines
     assert any(line.startswith("live-rw: 0 ") and " snapshot " in line for line in lines), lines
@@ -111,7 +137,16 @@ def test_dmsquash_ext4_boots_on_a_device_mapper_snapshot(boots: dict[str, BootRe
     assert _value(lines, "MEDIUM").split() == ["squashfs.img"]
 
 
-def test_dmsquash_erofs_boots_on_overlayfs(boots: dict[str, BootResult | Exception]) -> None:
+def test_dmsquash_keeps_its_snapshot_cow_on_a_device_across_a_reboot(
+        boots: dict[str, list[BootResult] | Exception]) -> None:
+    first, second = _output(boots, "dmsquash-persistence", 0), _output(boots, "dmsquash-persistence", 1)
+    for lines in (first, second):
+        assert _value(lines, "ROOT") == "/dev/mapper/live-rw ext4", lines
+        assert any(line.startswith("live-rw: 0 ") and " snapshot " in line for line in lines), lines
+    assert _value(second, "KEPT") == "kept", second
+
+
+def test_dmsquash_erofs_boots_on_overlayfs(boots: dict[str, list[BootResult] | Exception]) -> None:
     lines = _output(boots, "dmsquash-erofs")
     assert _value(lines, "ROOT").endswith(" overlay"), lines
     assert _value(lines, "DRACUT-BASE") == "erofs", lines
@@ -120,7 +155,7 @@ def test_dmsquash_erofs_boots_on_overlayfs(boots: dict[str, BootResult | Excepti
 
 
 @pytest.mark.parametrize(("name", "fstype"), [("overlay-erofs", "erofs"), ("overlay-ext4", "ext4")])
-def test_overlay_module_mounts_the_image_under_its_overlay(boots: dict[str, BootResult | Exception], name: str,
+def test_overlay_module_mounts_the_image_under_its_overlay(boots: dict[str, list[BootResult] | Exception], name: str,
                                                             fstype: str) -> None:
     lines = _output(boots, name)
     assert _value(lines, "ROOT") == "liveorch-live overlay", lines

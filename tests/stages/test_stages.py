@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from liveorch.orchestrator.description import parse_description
+from liveorch.orchestrator.overrides import Overrides
 from liveorch.orchestrator.pipeline import StageReport
-from liveorch.orchestrator.plan import BuildPlan
+from liveorch.orchestrator.plan import BuildPlan, make_plan
 from liveorch.orchestrator.store import Store
 from liveorch.stages.contract import ContractError, Record, decode
 from liveorch.stages.contracts.checksum import SHA256_FILE
@@ -17,6 +20,7 @@ from liveorch.stages.contracts.iso import ISO_IMAGE, Firmware
 from liveorch.stages.contracts.resolve import Lock
 
 pytestmark = pytest.mark.slow
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "bookworm-live" / "config.xml"
 
 
 def _error(logs: str) -> str:
@@ -65,6 +69,20 @@ def test_squashfs_is_repeatable_and_unprivileged(run_stage, example_plan: BuildP
     assert outcome.exit_code == 0, outcome.logs[-2000:]
     assert outcome.record is not None
     assert outcome.record.outputs == example_results["squashfs"].outputs
+
+
+@pytest.mark.parametrize("attrs", [("filesystem=ext4",), ("filesystem=erofs", "erofscompression=lz4hc,12")],
+                         ids=["ext4", "erofs"])
+def test_root_images_are_repeatable_and_unprivileged(run_stage, example_variant, attrs: tuple[str, ...]) -> None:
+    """mke2fs -d and mkfs.erofs --tar as an unprivileged user give the bytes the variant build
+    published (tests/e2e/test_root_layouts.py boots them)."""
+    variant = next(s for s in example_variant(*attrs).stages if s.stage == "squashfs")
+    options = make_plan(parse_description(EXAMPLE, overrides=Overrides(type_attrs=list(attrs)))).options["squashfs"]
+    outcome = run_stage("squashfs", options)
+    assert outcome.exit_code == 0, outcome.logs[-2000:]
+    assert outcome.record is not None
+    assert outcome.record.outputs == variant.record.outputs
+    assert outcome.record.facts["uuid"] == variant.record.facts["uuid"]
 
 
 def test_initrd_is_repeatable(run_stage, example_plan: BuildPlan, example_results: dict[str, Record]) -> None:
