@@ -35,31 +35,20 @@ from liveorch.stages.root_image import (
 from liveorch.stages.tools import fresh_dir, log, package_version, run
 
 
+def _packer_options(compression: Compression, epoch: int, image: Path, jobs: int) -> list[str | Path]:
+    """What tar2sqfs and gensquashfs (both squashfs-tools-ng) share."""
+    return ["--compressor", compression.value, "--num-jobs", str(jobs), "--defaults", f"mtime={epoch}",
+            "--quiet", "--force", image]
+
+
 def tar2sqfs_argv(compression: Compression, epoch: int, image: Path, jobs: int) -> list[str | Path]:
-    return [
-        "tar2sqfs",
-        "--compressor", compression.value,
-        "--num-jobs", str(jobs),
-        "--defaults", f"mtime={epoch}",
-        "--quiet",
-        "--force",
-        image,
-    ]
+    return ["tar2sqfs", *_packer_options(compression, epoch, image, jobs)]
 
 
 def gensquashfs_argv(compression: Compression, epoch: int, pack_file: Path, image: Path, jobs: int
                      ) -> list[str | Path]:
     """The ext4 image into a squashfs as LiveOS/rootfs.img, read in place (no copy into a tar)."""
-    return [
-        "gensquashfs",
-        "--pack-file", pack_file,
-        "--compressor", compression.value,
-        "--num-jobs", str(jobs),
-        "--defaults", f"mtime={epoch}",
-        "--quiet",
-        "--force",
-        image,
-    ]
+    return ["gensquashfs", "--pack-file", pack_file, *_packer_options(compression, epoch, image, jobs)]
 
 
 def pack_file(ext4: Path) -> str:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from scenarios import Boots, run_two_at_a_time
 
 from liveorch.orchestrator.boot import BootMode, BootResult, BootScript, boot_and_login
 from liveorch.orchestrator.build import BuildReport
@@ -33,7 +33,6 @@ WRITE = f"{MOUNTS}; echo {TOKEN} > /root/persisted.txt; sync"
 READ = f"{MOUNTS}; cat /root/persisted.txt"
 STICK_SPARE = 700 << 20  # free space after the ISO data on the "USB stick" (xfs needs 300 MiB)
 
-Boots = list[BootResult]
 ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -133,19 +132,7 @@ def scenarios(features_build: BuildReport, features_variant: Callable[..., Build
         "check": lambda: _media_check(features_build.iso, work["check"], corrupt=False),
         "bad": lambda: _media_check(features_build.iso, work["bad"], corrupt=True),
     }
-
-    def run(name: str) -> Boots | Exception:
-        try:
-            return jobs[name]()
-        except Exception as error:  # reported by the test of that scenario
-            return error
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = dict(zip(jobs, pool.map(run, jobs), strict=True))
-    for name, result in results.items():
-        if not isinstance(result, Exception):
-            print(f"{name}: " + ", ".join(f"login after {b.seconds_to_login:.0f} s" for b in result))
-    return results
+    return run_two_at_a_time(jobs)
 
 
 def _boots(scenarios: dict[str, Boots | Exception], name: str) -> Boots:

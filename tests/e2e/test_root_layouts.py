@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from scenarios import run_two_at_a_time
 
 from liveorch.orchestrator.boot import BootMode, BootResult, BootScript, boot_and_login
 from liveorch.orchestrator.build import BuildReport
@@ -97,19 +97,7 @@ def boots(builds: dict[str, BuildReport], tmp_path_factory: pytest.TempPathFacto
         for variant in VARIANTS}
     jobs["dmsquash-persistence"] = lambda: _dmsquash_persistence(builds["dmsquash-ext4"].iso,
                                                                  tmp_path_factory.mktemp("persist"), iso_files)
-
-    def run(name: str) -> list[BootResult] | Exception:
-        try:
-            return jobs[name]()
-        except Exception as error:  # reported by the test of that scenario
-            return error
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = dict(zip(jobs, pool.map(run, jobs), strict=True))
-    for name, result in results.items():
-        if not isinstance(result, Exception):
-            print(f"{name}: " + ", ".join(f"login after {b.seconds_to_login:.0f} s" for b in result))
-    return results
+    return run_two_at_a_time(jobs)
 
 
 def _output(boots: dict[str, list[BootResult] | Exception], name: str, boot: int = 0) -> list[str]:

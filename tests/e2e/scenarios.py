@@ -1,0 +1,27 @@
+"""Boot scenarios run two at a time (one emulated CPU each on a 2-core machine)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from liveorch.orchestrator.boot import BootResult
+
+Boots = list[BootResult]
+
+
+def run_two_at_a_time(jobs: dict[str, Callable[[], Boots]]) -> dict[str, Boots | Exception]:
+    """Every scenario's boots, or the exception it raised (the test of that scenario reports it)."""
+
+    def run(name: str) -> Boots | Exception:
+        try:
+            return jobs[name]()
+        except Exception as error:
+            return error
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip(jobs, pool.map(run, jobs), strict=True))
+    for name, result in results.items():
+        if not isinstance(result, Exception):
+            print(f"{name}: " + ", ".join(f"login after {b.seconds_to_login:.0f} s" for b in result))
+    return results
