@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from liveorch.orchestrator.boot import BootResult
 
 Boots = list[BootResult]
+ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def output_lines(boot: BootResult) -> list[str]:
+    """The command's output lines, without the terminal's escape sequences (which the
+    serial transcript can carry split across reads)."""
+    return [ESCAPES.sub("", line).strip() for line in boot.command_output.replace("\r", "").splitlines()]
 
 
 def run_two_at_a_time(jobs: dict[str, Callable[[], Boots]]) -> dict[str, Boots | Exception]:

@@ -13,13 +13,12 @@ Each scenario is a sequence of boots; two scenarios run at a time (one emulated 
 
 from __future__ import annotations
 
-import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from scenarios import Boots, run_two_at_a_time
+from scenarios import Boots, output_lines, run_two_at_a_time
 
 from liveorch.orchestrator.boot import BootMode, BootResult, BootScript, boot_and_login
 from liveorch.orchestrator.build import BuildReport
@@ -32,9 +31,6 @@ MOUNTS = "findmnt -n -o SOURCE,FSTYPE /; findmnt -n -o SOURCE,FSTYPE /run/liveor
 WRITE = f"{MOUNTS}; echo {TOKEN} > /root/persisted.txt; sync"
 READ = f"{MOUNTS}; cat /root/persisted.txt"
 STICK_SPARE = 700 << 20  # free space after the ISO data on the "USB stick" (xfs needs 300 MiB)
-
-ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
 
 def _stick(iso: Path, work: Path) -> Path:
     """The ISO written to a larger USB stick: a sparse raw file, as dd leaves it."""
@@ -142,44 +138,38 @@ def _boots(scenarios: dict[str, Boots | Exception], name: str) -> Boots:
     return result
 
 
-def _lines(boot: BootResult) -> list[str]:
-    """The command's output lines, without the terminal's escape sequences (which the
-    serial transcript can carry split across reads)."""
-    return [ESCAPES.sub("", line).strip() for line in boot.command_output.replace("\r", "").splitlines()]
-
-
 @pytest.mark.parametrize("fs", ["ext4", "xfs"])
 def test_persistence_partition_created_at_first_boot_keeps_files_across_reboot(
         scenarios: dict[str, Boots | Exception], fs: str) -> None:
     first, second = _boots(scenarios, fs)
-    assert "liveorch-live overlay" in _lines(first)
+    assert "liveorch-live overlay" in output_lines(first)
     # xorriso's GPT has three entries (Gap0, EFI partition, Gap1): the new one is the fourth.
-    assert f"/dev/vda4 {fs}" in _lines(first)
+    assert f"/dev/vda4 {fs}" in output_lines(first)
     assert "creating the persistence partition on /dev/vda" in first.transcript
-    assert f"/dev/vda4 {fs}" in _lines(second)
+    assert f"/dev/vda4 {fs}" in output_lines(second)
     assert "persistent: using /dev/vda4" in second.transcript, "the second boot finds the partition by its label"
-    assert TOKEN in _lines(second), "a file written before the reboot must survive it"
+    assert TOKEN in output_lines(second), "a file written before the reboot must survive it"
 
 
 def test_cow_file_beside_an_iso_found_by_iso_scan(scenarios: dict[str, Boots | Exception]) -> None:
     first, second = _boots(scenarios, "cowfile")
     assert "iso-scan: found /images/live.iso" in first.transcript
     assert "creating the cow file images/live.cow" in first.transcript
-    assert any(line.startswith("/dev/loop") and line.endswith("ext4") for line in _lines(second))
-    assert TOKEN in _lines(second)
+    assert any(line.startswith("/dev/loop") and line.endswith("ext4") for line in output_lines(second))
+    assert TOKEN in output_lines(second)
     assert "live.cow" in second.command_output.split("DISK-LISTING", 1)[1]
 
 
 def test_cd_boots_without_persistence_and_says_why(scenarios: dict[str, Boots | Exception]) -> None:
     (boot,) = _boots(scenarios, "cd")
-    assert "liveorch-live overlay" in _lines(boot)
-    assert "liveorch-cow tmpfs" in _lines(boot)
+    assert "liveorch-live overlay" in output_lines(boot)
+    assert "liveorch-cow tmpfs" in output_lines(boot)
     assert "persistence not possible: the medium /dev/sr0 is a CD/DVD (read-only)" in boot.transcript
 
 
 def test_ram_boot_survives_ejecting_the_cd(scenarios: dict[str, Boots | Exception]) -> None:
     (boot,) = _boots(scenarios, "ram")
-    lines = _lines(boot)
+    lines = output_lines(boot)
     assert "READ-AFTER-EJECT-OK" in lines
     assert "liveorch-ram tmpfs" in lines
     assert "1" in lines, "the squashfs must be mounted from the copy in RAM"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from scenarios import run_two_at_a_time
+from scenarios import output_lines, run_two_at_a_time
 
 from liveorch.orchestrator.boot import BootMode, BootResult, BootScript, boot_and_login
 from liveorch.orchestrator.build import BuildReport
@@ -104,7 +104,7 @@ def _output(boots: dict[str, list[BootResult] | Exception], name: str, boot: int
     result = boots[name]
     if isinstance(result, Exception):
         raise result
-    return [line.strip() for line in result[boot].command_output.replace("\r", "").splitlines()]
+    return output_lines(result[boot])
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
