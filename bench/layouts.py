@@ -57,12 +57,14 @@ def main() -> int:
             # The first (the default layout) builds the root the others share.
             for name, attrs in LAYOUTS.items():
                 print(f"running: {name}", file=sys.stderr, flush=True)
-                target = Path(tmp) / name.replace(" ", "-")
+                # QEMU's -drive splits on commas: the folder name must have none.
+                target = Path(tmp) / "".join(c if c.isalnum() else "-" for c in name)
                 report = run_build(args.config, BuildOptions(target_dir=target, volume=volume,
                                                              overrides=Overrides(type_attrs=attrs)), _quiet)
                 boot = boot_and_login(report.iso, BootMode(uefi=False, disk=False), args.password,
                                       command="findmnt -n -o SOURCE,FSTYPE /", log=target / "serial.log")
                 rows.append(_row(name, report, boot.seconds_to_login))
+                print(rows[-1], file=sys.stderr, flush=True)
         finally:
             remove_volume(connect(), volume)
     print(f"{'layout':<22}{'ISO MiB':>9}" + "".join(f"{s:>10}" for s in LATE_STAGES) + f"{'stages':>10}{'login s':>10}")
