@@ -110,13 +110,14 @@ def _context_tar(files: dict[str, bytes]) -> io.BytesIO:
     return buffer
 
 
-def base_image(name: str) -> str:
+def base_image(name: str) -> str | None:
     """The image's FROM (debian:<suite>-slim): the squashfs stage needs trixie's mke2fs and
-    mkfs.erofs, which read a tar; the others stay on bookworm."""
+    mkfs.erofs, which read a tar; the others stay on bookworm. None when there is no FROM
+    line: the engine's build then says what is wrong with the Dockerfile."""
     for line in context_files(name)[dockerfile_name(name)].decode().splitlines():
         if line.startswith("FROM "):
             return line.split()[1]
-    raise ImageBuildError(f"{dockerfile_path(name)} has no FROM line")
+    return None
 
 
 def ensure_base_image(client: docker.DockerClient, base: str, say: Callable[[str], None]) -> None:
@@ -183,7 +184,9 @@ def ensure_image(client: docker.DockerClient, name: str, say: Callable[[str], No
     present = None if force else _present(client, name)
     if present is not None:
         return present
-    ensure_base_image(client, base_image(name), say)
+    base = base_image(name)
+    if base is not None:
+        ensure_base_image(client, base, say)
     tag = content_tag(name)
     say(f"building stage image {tag}")
     _build(client, name, tag)
