@@ -34,10 +34,6 @@ class RootFilesystem(enum.StrEnum):
     EXT4 = "ext4"  # LiveOS/squashfs.img holds LiveOS/rootfs.img (a device-mapper snapshot on top)
     EROFS = "erofs"  # LiveOS/rootfs.img is the root, an EROFS image (overlayfs on top)
 
-    @property
-    def medium_files(self) -> tuple[str, ...]:
-        return (ROOT_IMAGE,) if self is RootFilesystem.EROFS else (SQUASHFS_IMAGE,)
-
 
 class ErofsAlgorithm(enum.StrEnum):
     """mkfs.erofs -z compressors, named as KIWI's erofscompression and the kernel's
