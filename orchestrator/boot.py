@@ -29,7 +29,7 @@ OVMF_SECURE_BOOT = (Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"), Path("/usr/
 SECURE_BOOT_EFIVAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 FAILURE_MARKERS = ("Kernel panic", "emergency mode", "Entering emergency", "dracut Warning: Could not boot",
                    "Give root password for maintenance", "You are in emergency mode", "CD check failed",
-                   "media check failed",
+                   "media check failed", "verity check FAILED", "Refusing to continue",
                    # UEFI: nothing the firmware would start (e.g. Secure Boot refused it), shim refused GRUB.
                    "BdsDxe: No bootable option or device was found", "Verification failed: ")
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")

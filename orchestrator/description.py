@@ -21,7 +21,7 @@ from liveorch.orchestrator.errors import DescriptionError
 from liveorch.orchestrator.kiwi_schema import unknown_markup
 from liveorch.orchestrator.overrides import Overrides
 from liveorch.orchestrator.passwords import is_crypt_hash
-from liveorch.orchestrator.root_layout import RootLayout, check_kernel_support, parse_layout
+from liveorch.orchestrator.root_layout import RootLayout, check_kernel_support, check_verity, parse_layout
 from liveorch.stages.contracts.iso import Firmware, TimeoutStyle
 from liveorch.stages.contracts.squashfs import Compression
 
@@ -439,6 +439,7 @@ def parse_description(path: Path, profiles: tuple[str, ...] = (), arch: str = "a
     summary_element = root.find("description/specification")
     live = _live_type(types, path, root, warnings)
     check_kernel_support(live.layout, repositories[0].distribution, path)
+    check_verity(live.layout, live.flags is LiveFlags.DMSQUASH, path)
     return Description(
         path=path,
         name=name,

@@ -31,6 +31,7 @@ KNOWN: dict[str, frozenset[str]] = {
     "type": frozenset({"image", "primary", "flags", "hybridpersistent", "hybridpersistent_filesystem",
                        "mediacheck", "volid", "publisher", "application_id", "firmware", "kernelcmdline",
                        "squashfscompression", "efifatimagesize", "eficsm", "hybrid", "filesystem", "erofscompression",
+                       "verity_blocks",
                        "bootpartition", "bootloader", "bootloader_console", "bootkernel", "boottimeout",
                        "editbootconfig", "editbootinstall", "profiles", "devicepersistency", "format",
                        "efiparttable", "efipartsize", "installiso", "installstick", "installpxe",

@@ -6,12 +6,14 @@ bundle all take these values as they are; none of them works them out again.
 from __future__ import annotations
 
 from liveorch.orchestrator.description import LiveFlags, LiveType
-from liveorch.stages.contracts.initrd import LIVEORCH_LIVE
-from liveorch.stages.contracts.iso import BootMenu, MenuEntry, Terminal
+from liveorch.stages.contracts.initrd import LIVEORCH_LIVE, LIVEORCH_VERITY
+from liveorch.stages.contracts.iso import VERITY_DEVICE, BootMenu, MenuEntry, Terminal
 from liveorch.stages.contracts.squashfs import RootFilesystem
 
 SERIAL_CONSOLES = ("console=tty0", "console=ttyS0,115200")
 FAILSAFE_ARGS = "nomodeset noapic acpi=off"
+# verity_blocks: read the whole verity device before the root is mounted, and stop on damage.
+VERITY_CHECK = "rd.liveorch.verity.check"
 # --pxe: the initrd brings the network up and fetches the image. dracut's livenet for
 # dmsquash; for overlay, url-lib (curl and its CA bundle) beside liveorch's module.
 # network-legacy is named so dracut's network module does not pick systemd-networkd.
@@ -20,12 +22,17 @@ LIVE_MODULES = {LiveFlags.DMSQUASH: "dmsquash-live", LiveFlags.OVERLAY: LIVEORCH
 LAYOUT_DRIVERS = {
     RootFilesystem.SQUASHFS: (),
     RootFilesystem.EXT4: ("ext4", "dm-snapshot"),
+    RootFilesystem.XFS: ("xfs", "dm-snapshot"),
     RootFilesystem.EROFS: ("erofs",),
 }
 
 
-def medium_root(volid: str) -> str:
-    """root= for the ISO: its volume label, in udev's encoding (dracut decodes it), one word."""
+def medium_root(volid: str, live: LiveType) -> str:
+    """root= for the ISO: its volume label, in udev's encoding (dracut decodes it), one word.
+    With verity and dmsquash-live, the live medium dracut sees is the verity device that
+    liveorch's verity module opens over the root image (it finds the ISO by its label)."""
+    if live.layout.verity is not None and live.flags is LiveFlags.DMSQUASH:
+        return f"root=live:/dev/mapper/{VERITY_DEVICE}"
     return "root=live:CDLABEL=" + volid.replace(" ", "\\x20")
 
 
@@ -37,7 +44,7 @@ def kernel_cmdline(live: LiveType, root: str, network: bool = False) -> str:
         # liveorch's own live module (stages/dracut/90liveorch-live), KIWI's parameters.
         if live.hybridpersistent and not network:
             words += ["rd.live.overlay.persistent", f"rd.live.overlay.cowfs={live.hybridpersistent_filesystem}"]
-    elif live.layout.filesystem is RootFilesystem.EXT4:
+    elif live.layout.filesystem.in_squashfs:
         # dmsquash-live finds LiveOS/rootfs.img in the squashfs: a device-mapper snapshot over it.
         words += ["rd.live.image"]
     else:
@@ -64,11 +71,10 @@ def terminal(console: str) -> Terminal:
 
 def boot_menu(live: LiveType, volid: str, title: str) -> BootMenu:
     """The default entry, KIWI's "Check installation media" with media check, and failsafe."""
-    cmdline = kernel_cmdline(live, medium_root(volid))
+    cmdline = kernel_cmdline(live, medium_root(volid, live))
     entries = [MenuEntry(title, cmdline)]
     if live.mediacheck:
-        check = "mediacheck=1" if live.flags is LiveFlags.OVERLAY else "rd.live.check"
-        entries.append(MenuEntry("Check installation media", f"{cmdline} {check}"))
+        entries.append(MenuEntry("Check installation media", f"{cmdline} {media_check(live)}"))
     entries.append(MenuEntry(f"{title} (failsafe)", f"{cmdline} {FAILSAFE_ARGS}"))
     return BootMenu(
         terminal=terminal(live.bootloader_console),
@@ -79,8 +85,18 @@ def boot_menu(live: LiveType, volid: str, title: str) -> BootMenu:
     )
 
 
+def media_check(live: LiveType) -> str:
+    """The check entry's parameters. dmsquash-live's rd.live.check would run checkisomd5 on
+    its live medium, which with verity is the verity device, not the ISO: verity's own full
+    read checks the root there instead."""
+    if live.flags is LiveFlags.OVERLAY:
+        return "mediacheck=1" + (f" {VERITY_CHECK}" if live.layout.verity else "")
+    return VERITY_CHECK if live.layout.verity else "rd.live.check"
+
+
 def dracut_modules(live: LiveType, network: bool) -> tuple[str, ...]:
-    return (LIVE_MODULES[live.flags], *(NETWORK_MODULES[live.flags] if network else ()))
+    verity = (LIVEORCH_VERITY,) if live.layout.verity else ()
+    return (LIVE_MODULES[live.flags], *verity, *(NETWORK_MODULES[live.flags] if network else ()))
 
 
 def layout_drivers(live: LiveType) -> tuple[str, ...]:

@@ -88,6 +88,9 @@ def _packages(description: Description, notes: list[str], pxe: bool = False) -> 
                      'mediacheck="true": added {package} so the initrd can verify the medium (rd.live.check)')
     _add_missing(names, notes, _live_boot_packages(description),
                  "added {package}: the live initrd is built from the image's own tools")
+    if description.live.layout.verity is not None and description.live.flags is LiveFlags.OVERLAY:
+        # dmsquash's dracut-live already depends on it
+        _add_missing(names, notes, ("dmsetup",), "verity_blocks: added {package} to open the root through dm-verity")
     if pxe:
         _add_missing(names, notes, NETWORK_BOOT_PACKAGES,
                      "--pxe: added {package} so the initrd can fetch the live image over the network")
@@ -152,10 +155,10 @@ def _notes(description: Description) -> list[str]:
 
 
 def _overlay_kind(live: LiveType) -> str:
-    if live.flags is LiveFlags.DMSQUASH and live.layout.filesystem is RootFilesystem.EXT4:
+    if live.flags is LiveFlags.DMSQUASH and live.layout.filesystem.in_squashfs:
         return "made writable by a device-mapper snapshot (dracut's dmsquash-live)"
     module = "liveorch's live module" if live.flags is LiveFlags.OVERLAY else "dracut's dmsquash-live"
-    hint = ' (filesystem="ext4" gives the device-mapper snapshot)' if live.flags is LiveFlags.DMSQUASH else ""
+    hint = ' (filesystem="ext4" or "xfs" gives the device-mapper snapshot)' if live.flags is LiveFlags.DMSQUASH else ""
     return f"made writable by overlayfs ({module}){hint}"
 
 
@@ -230,7 +233,8 @@ def _stage_options(description: Description, notes: list[str], lock: Lock | None
                                 secure_boot=live.firmware is Firmware.UEFI),
         "iso": IsoOptions(volid=volid, title=title, application_id=live.application_id or volid,
                           publisher=live.publisher or "liveorch", firmware=live.firmware,
-                          efifatimagesize=live.efifatimagesize, menu=live_boot.boot_menu(live, volid, title)),
+                          efifatimagesize=live.efifatimagesize, menu=live_boot.boot_menu(live, volid, title),
+                          verity=live.layout.verity),
         "checksum": ChecksumOptions(iso_name=iso_name(description), mediacheck=live.mediacheck),
     }
 
@@ -251,11 +255,15 @@ def make_plan(description: Description, lock: Lock | None = None, offline: bool 
         if live.layout.filesystem is not RootFilesystem.SQUASHFS:
             raise DescriptionError(f"--pxe-url serves the squashfs root layout only, not filesystem="
                                    f"\"{live.layout.filesystem}\"", description.path, live.layout.line)
+        if live.layout.verity is not None:
+            raise DescriptionError("--pxe-url does not serve a verity root (verity_blocks): its hash tree and "
+                                   "root hash travel on the ISO", description.path, live.layout.line)
         root = f"root=live:{pxe_url}{PXE_IMAGE}"
         pxe = PxeBundle(url=pxe_url, title=options["iso"].title,
                         kernel_cmdline=live_boot.kernel_cmdline(description.live, root, network=True))
     live_root = {"filesystem": live.layout.filesystem.value,
                  "erofscompression": str(live.layout.erofs) if live.layout.erofs else None,
-                 "medium": live.layout.describe(), "overlay": _overlay_kind(live)}
+                 "medium": live.layout.describe(), "overlay": _overlay_kind(live),
+                 "verity_blocks": str(live.layout.verity) if live.layout.verity else None}
     return BuildPlan(image_name=description.name, iso_name=iso_name(description), notes=notes, options=options,
                      warnings=trust_warnings(description), pxe=pxe, live_root=live_root)

@@ -1,4 +1,5 @@
-"""The live root's layout, from KIWI's iso `filesystem` and `erofscompression` attributes:
+"""The live root's layout, from KIWI's iso `filesystem`, `erofscompression` and
+`verity_blocks` attributes:
 what goes on the medium, how each live module overlays it, and whether the image's kernel
 can read it. Parsed once here; the plan turns it into stage options and boot parameters.
 """
@@ -12,6 +13,7 @@ from pathlib import Path
 from lxml import etree
 
 from liveorch.orchestrator.errors import DescriptionError
+from liveorch.stages.contracts.iso import Verity
 from liveorch.stages.contracts.squashfs import ErofsAlgorithm, ErofsCompression, RootFilesystem
 
 # What an unset filesystem= gives: the root straight in squashfs, the fastest and smallest
@@ -30,9 +32,6 @@ EROFS_LEVELS = {
     ErofsAlgorithm.DEFLATE: range(0, 10),
     ErofsAlgorithm.ZSTD: range(0, 23),
 }
-UNSUPPORTED = {
-    "xfs": "an xfs root image needs mkfs.xfs -p, which cannot give reproducible bytes here; use ext4",
-}
 
 
 @dataclass(frozen=True)
@@ -40,14 +39,20 @@ class RootLayout:
     filesystem: RootFilesystem = DEFAULT_FILESYSTEM
     erofs: ErofsCompression | None = None
     line: int | None = None  # the <type> element's, for errors found later (the suite check)
+    verity: Verity | None = None
 
     def describe(self) -> str:
         """One line for validate and the report: what is on the medium."""
-        if self.filesystem is RootFilesystem.EXT4:
-            return "ext4 root image LiveOS/rootfs.img inside LiveOS/squashfs.img"
-        if self.filesystem is RootFilesystem.EROFS:
-            return f"EROFS root image LiveOS/rootfs.img ({self.erofs})"
-        return "root directly in LiveOS/squashfs.img"
+        if self.filesystem.in_squashfs:
+            medium = f"{self.filesystem.value} root image LiveOS/rootfs.img inside LiveOS/squashfs.img"
+        elif self.filesystem is RootFilesystem.EROFS:
+            medium = f"EROFS root image LiveOS/rootfs.img ({self.erofs})"
+        else:
+            medium = "root directly in LiveOS/squashfs.img"
+        if self.verity is None:
+            return medium
+        covered = "every block" if self.verity.blocks is None else f"its first {self.verity.blocks} 4 KiB blocks"
+        return f"{medium}, opened through dm-verity ({covered})"
 
 
 def parse_erofs_compression(value: str, path: Path, line: int | None) -> ErofsCompression:
@@ -66,22 +71,43 @@ def parse_erofs_compression(value: str, path: Path, line: int | None) -> ErofsCo
     return ErofsCompression(ErofsAlgorithm(algorithm), int(level) if level else None)
 
 
+def parse_verity(element: etree._Element, path: Path) -> Verity | None:
+    """KIWI's verity_blocks: "all" or a positive block count."""
+    value = element.get("verity_blocks")
+    if value is None:
+        return None
+    if value == "all":
+        return Verity(None)
+    if not re.fullmatch(r"[0-9]{1,15}", value) or int(value) == 0:
+        raise DescriptionError(f"verity_blocks={value!r} must be \"all\" or a positive number of 4 KiB blocks",
+                               path, element.sourceline)
+    return Verity(int(value))
+
+
+def check_verity(layout: RootLayout, dmsquash: bool, path: Path) -> None:
+    """dracut's dmsquash-live takes the verity device as its live medium, which works for a
+    squashfs only: an EROFS root with verity boots through flags="overlay"."""
+    if layout.verity is not None and dmsquash and layout.filesystem is RootFilesystem.EROFS:
+        raise DescriptionError('verity_blocks with filesystem="erofs" needs flags="overlay" (liveorch\'s live '
+                               "module); dracut's dmsquash-live opens a verity device only holding a squashfs",
+                               path, layout.line)
+
+
 def parse_layout(element: etree._Element, path: Path, warnings: list[str]) -> RootLayout:
     value = element.get("filesystem", DEFAULT_FILESYSTEM.value)
     line = element.sourceline
-    if value in UNSUPPORTED:
-        raise DescriptionError(f"filesystem={value!r}: {UNSUPPORTED[value]}", path, line)
     choices = [f.value for f in RootFilesystem]
     if value not in choices:
         raise DescriptionError(f"filesystem={value!r} must be one of {', '.join(choices)}", path, line)
     filesystem = RootFilesystem(value)
     compression = element.get("erofscompression")
+    verity = parse_verity(element, path)
     if filesystem is not RootFilesystem.EROFS:
         if compression is not None:
             warnings.append(f"{path}:{line}: erofscompression= applies to filesystem=\"erofs\" only; ignored")
-        return RootLayout(filesystem, None, line)
+        return RootLayout(filesystem, None, line, verity)
     erofs = parse_erofs_compression(compression, path, line) if compression else DEFAULT_EROFS
-    return RootLayout(filesystem, erofs, line)
+    return RootLayout(filesystem, erofs, line, verity)
 
 
 def check_kernel_support(layout: RootLayout, suite: str | None, path: Path) -> None:

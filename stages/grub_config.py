@@ -39,29 +39,30 @@ def _grub_cmdline(cmdline: str) -> str:
     return cmdline.replace("\\", "\\\\")
 
 
-def _entry(entry: MenuEntry, loading: bool) -> str:
+def _entry(entry: MenuEntry, loading: bool, initrds: tuple[str, ...]) -> str:
     echo = f"    echo {grub_quote(f'Loading {entry.title} ...')}\n" if loading else ""
     return (
         f"menuentry {grub_quote(entry.title)} --class os {{\n"
         + echo
         + f"    linux {KERNEL_PATH} {_grub_cmdline(entry.kernel_cmdline)}\n"
-        + f"    initrd {INITRD_PATH}\n"
+        + f"    initrd {' '.join(initrds)}\n"
         + "}\n"
     )
 
 
-def loopback_config(menu: BootMenu) -> str:
+def loopback_config(menu: BootMenu, initrds: tuple[str, ...] = (INITRD_PATH,)) -> str:
     """/boot/grub/loopback.cfg: for a GRUB elsewhere that boots this ISO as a file
     (`loopback loop /x.iso; set iso_path=/x.iso; configfile (loop)/boot/grub/loopback.cfg`)."""
     entry = MenuEntry(menu.entries[0].title, menu.loopback_cmdline)
-    return "set default=0\n" + f"set timeout={menu.timeout}\n" + _entry(entry, loading=False)
+    return "set default=0\n" + f"set timeout={menu.timeout}\n" + _entry(entry, loading=False, initrds=initrds)
 
 
-def menu_config(menu: BootMenu) -> str:
+def menu_config(menu: BootMenu, initrds: tuple[str, ...] = (INITRD_PATH,)) -> str:
+    """`initrds`: the image's initrd, and with verity_blocks the one with the root hash."""
     return (
         _terminals(menu.terminal)
         + "set default=0\n"
         + f"set timeout={menu.timeout}\n"
         + f"set timeout_style={menu.timeout_style.value}\n"
-        + "".join(_entry(entry, loading=index == 0) for index, entry in enumerate(menu.entries))
+        + "".join(_entry(entry, loading=index == 0, initrds=initrds) for index, entry in enumerate(menu.entries))
     )

@@ -20,10 +20,18 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from liveorch.stages import grub_efi
+from liveorch.stages import grub_efi, verity
 from liveorch.stages.contract import RECORD_FILE, Outcome, StageRequest, Workspace, canonical_json, encode, sha256_text
 from liveorch.stages.contracts.initrd import INITRD, KERNEL
-from liveorch.stages.contracts.iso import INITRD_PATH, ISO_IMAGE, KERNEL_PATH, Firmware, IsoOptions
+from liveorch.stages.contracts.iso import (
+    INITRD_PATH,
+    ISO_IMAGE,
+    KERNEL_PATH,
+    VERITY_INITRD_PATH,
+    VERITY_SUFFIX,
+    Firmware,
+    IsoOptions,
+)
 from liveorch.stages.contracts.squashfs import ROOT_IMAGE, SQUASHFS_IMAGE
 from liveorch.stages.grub_config import early_config, loopback_config, menu_config
 from liveorch.stages.tools import StageError, fresh_dir, log, package_version, run
@@ -152,6 +160,20 @@ def _esp_files(options: IsoOptions, initrd: Path, tree: Path, work: Path, early:
     return {}
 
 
+def _verity_files(options: IsoOptions, live: Path, work: Path, identity: str, epoch: int) -> dict[str, Path]:
+    """verity_blocks: the hash tree of the image on the medium (the EROFS rootfs.img, or
+    squashfs.img, which holds the ext4 rootfs.img in that layout) and the initramfs with
+    its root hash. Nothing without verity_blocks."""
+    if options.verity is None:
+        return {}
+    image = ROOT_IMAGE if (live / ROOT_IMAGE).is_file() else SQUASHFS_IMAGE
+    tree_file = work / (Path(image).name + VERITY_SUFFIX)
+    tree = verity.make_hash_tree(live / image, tree_file, options.verity, identity)
+    initramfs = work / "verity.cpio"
+    initramfs.write_bytes(verity.verity_initramfs(Path(image).name, options.volid, tree, epoch))
+    return {f"/{image}{VERITY_SUFFIX}": tree_file, VERITY_INITRD_PATH: initramfs}
+
+
 def execute(request: StageRequest, workspace: Workspace) -> Outcome:
     options: IsoOptions = request.options
     epoch = request.source_date_epoch
@@ -161,8 +183,9 @@ def execute(request: StageRequest, workspace: Workspace) -> Outcome:
     grub_dir = tree / "boot/grub"
     (grub_dir / "i386-pc").mkdir(parents=True)
     (grub_dir / marker).write_text(options.volid + "\n")
-    (grub_dir / "grub.cfg").write_text(menu_config(options.menu))
-    (grub_dir / "loopback.cfg").write_text(loopback_config(options.menu))
+    initrds = (INITRD_PATH, VERITY_INITRD_PATH) if options.verity else (INITRD_PATH,)
+    (grub_dir / "grub.cfg").write_text(menu_config(options.menu, initrds))
+    (grub_dir / "loopback.cfg").write_text(loopback_config(options.menu, initrds))
     early = work / "early.cfg"
     early.write_text(early_config(marker))
     _grub_image("i386-pc-eltorito", BIOS_MODULES, grub_dir / "i386-pc/eltorito.img", early)
@@ -174,10 +197,12 @@ def execute(request: StageRequest, workspace: Workspace) -> Outcome:
     live = workspace.input(request, "squashfs")
     grafts = {f"/{name}": live / name for name in (SQUASHFS_IMAGE, ROOT_IMAGE) if (live / name).is_file()}
     grafts |= {KERNEL_PATH: initrd / KERNEL, INITRD_PATH: initrd / INITRD}
+    grafts |= _verity_files(options, live, work, identity, epoch)
     iso = workspace.out / ISO_IMAGE
     run(xorriso_argv(options, epoch, tree, grafts, iso), what="xorriso")
     log(f"iso: {iso.stat().st_size // (1 << 20)} MiB")
     return Outcome(
-        tools=package_version("xorriso", "grub-common", "grub-pc-bin", "grub-efi-amd64-bin", "mtools", "dosfstools"),
+        tools=package_version("xorriso", "grub-common", "grub-pc-bin", "grub-efi-amd64-bin", "mtools", "dosfstools",
+                              *(("cryptsetup-bin",) if options.verity else ())),
         facts={"marker": marker, "secure_boot": options.firmware is Firmware.UEFI, "efi_partition": sorted(esp)},
     )

@@ -6,12 +6,15 @@ root. The tar is already sorted with clamped times, which is what makes the imag
 repeatable. The layouts (RootFilesystem):
 - squashfs: the tar into LiveOS/squashfs.img;
 - ext4: the tar into an ext4 LiveOS/rootfs.img, which goes into LiveOS/squashfs.img;
+- xfs: the same with an XFS rootfs.img, made from a protofile (stages/xfs_image.py);
 - erofs: the tar into an EROFS LiveOS/rootfs.img, once the image's kernel is known to read it.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import IO
 
@@ -33,6 +36,15 @@ from liveorch.stages.root_image import (
     volume_uuid,
 )
 from liveorch.stages.tools import fresh_dir, log, package_version, run
+from liveorch.stages.xfs_image import (
+    PROFILES,
+    frozen_env,
+    image_size,
+    lts_profile,
+    mkfs_xfs_argv,
+    sticky_argv,
+    xfs_tree,
+)
 
 
 def _packer_options(compression: Compression, epoch: int, image: Path, jobs: int) -> list[str | Path]:
@@ -60,19 +72,45 @@ def _squash(stream: IO[bytes], compression: Compression, epoch: int, image: Path
     run(tar2sqfs_argv(compression, epoch, image, os.cpu_count() or 1), stdin=stream, what="tar2sqfs")
 
 
-def _ext4_in_squashfs(root_tar: Path, options: SquashfsOptions, epoch: int, volume: str, workspace: Workspace
-                      ) -> Path:
+def _ext4(root_tar: Path, epoch: int, volume: str, image: Path) -> None:
     size, inodes = ext4_geometry(root_tar)
-    ext4 = workspace.tmp / "rootfs.img"
-    run(mke2fs_argv(root_tar, ext4, volume, size, inodes), env={**os.environ, "SOURCE_DATE_EPOCH": str(epoch)},
+    run(mke2fs_argv(root_tar, image, volume, size, inodes), env={**os.environ, "SOURCE_DATE_EPOCH": str(epoch)},
         what="mke2fs")
     log(f"ext4 root: {size >> 20} MiB, {inodes} inodes")
+
+
+def _xfs(root_tar: Path, epoch: int, volume: str, image: Path, input_key: str) -> None:
+    files = fresh_dir(image.parent / "xfs-files")
+    tree = xfs_tree(root_tar, files)
+    protofile = image.parent / "xfs.proto"
+    # names as the tar had them, in whatever bytes (tarfile decodes with surrogateescape)
+    protofile.write_bytes(tree.protofile.encode("utf-8", "surrogateescape"))
+    profile = lts_profile(tree.kernel_release, [p.name for p in PROFILES.glob("*.conf")])
+    size = image_size(tree.content_bytes, tree.protofile.count("\n"))
+    with image.open("wb") as blank:
+        blank.truncate(size)
+    env = {**os.environ, **frozen_env(epoch, input_key)}
+    run(mkfs_xfs_argv(image, protofile, volume, profile), env=env, what="mkfs.xfs")
+    if tree.sticky:
+        run(sticky_argv(image, tree.sticky), env=env, stdout=subprocess.DEVNULL, what="xfs_db")
+    shutil.rmtree(files)
+    log(f"xfs root: {size >> 20} MiB, features of {profile or 'mkfs.xfs defaults'} (kernel {tree.kernel_release})")
+
+
+def _image_in_squashfs(root_tar: Path, options: SquashfsOptions, epoch: int, volume: str, workspace: Workspace,
+                       input_key: str) -> Path:
+    """filesystem="ext4" or "xfs": the filesystem image, then a squashfs holding it."""
+    inner = workspace.tmp / "rootfs.img"
+    if options.filesystem is RootFilesystem.XFS:
+        _xfs(root_tar, epoch, volume, inner, input_key)
+    else:
+        _ext4(root_tar, epoch, volume, inner)
     image = workspace.out / SQUASHFS_IMAGE
     fresh_dir(image.parent)
     listing = workspace.tmp / "pack.txt"
-    listing.write_text(pack_file(ext4))
+    listing.write_text(pack_file(inner))
     run(gensquashfs_argv(options.compression, epoch, listing, image, os.cpu_count() or 1), what="gensquashfs")
-    ext4.unlink()
+    inner.unlink()
     return image
 
 
@@ -90,8 +128,8 @@ def execute(request: StageRequest, workspace: Workspace) -> Outcome:
     epoch = request.source_date_epoch
     root_tar = workspace.input(request, "rootfs") / ROOT_TAR
     volume = volume_uuid(request.inputs["rootfs"], options.filesystem.value)
-    if options.filesystem is RootFilesystem.EXT4:
-        image = _ext4_in_squashfs(root_tar, options, epoch, volume, workspace)
+    if options.filesystem.in_squashfs:
+        image = _image_in_squashfs(root_tar, options, epoch, volume, workspace, request.inputs["rootfs"])
     elif options.filesystem is RootFilesystem.EROFS:
         image = _erofs(root_tar, options, epoch, volume, workspace)
     else:
@@ -101,5 +139,5 @@ def execute(request: StageRequest, workspace: Workspace) -> Outcome:
             _squash(tar, options.compression, epoch, image)
     compressed = options.erofs if options.filesystem is RootFilesystem.EROFS else options.compression.value
     log(f"{image.name} ({options.filesystem.value}, {compressed}): {image.stat().st_size // (1 << 20)} MiB")
-    return Outcome(tools=package_version("squashfs-tools-ng", "e2fsprogs", "erofs-utils"),
+    return Outcome(tools=package_version("squashfs-tools-ng", "e2fsprogs", "erofs-utils", "xfsprogs", "faketime"),
                    facts={"filesystem": options.filesystem.value, "uuid": volume})

@@ -15,7 +15,8 @@ MOKMANAGER = "efi/mm.efi"
 SIGNED_GRUB = "efi/grub.efi"
 # liveorch's own dracut modules, shipped in the stage image: module name -> folder.
 LIVEORCH_LIVE = "liveorch-live"
-OWN_MODULE_DIRS = {LIVEORCH_LIVE: "dracut/90liveorch-live"}
+LIVEORCH_VERITY = "liveorch-verity"  # verity_blocks: opens the root image through dm-verity
+OWN_MODULE_DIRS = {LIVEORCH_LIVE: "dracut/90liveorch-live", LIVEORCH_VERITY: "dracut/90liveorch-verity"}
 
 
 @dataclass(frozen=True)

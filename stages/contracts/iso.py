@@ -11,6 +11,12 @@ ISO_IMAGE = "image.iso"
 # KIWI's layout of the boot files on the medium.
 KERNEL_PATH = "/boot/x86_64/loader/linux"
 INITRD_PATH = "/boot/x86_64/loader/initrd"
+# verity_blocks: a second initramfs, loaded after the first, holding VERITY_CONF (the root
+# hash and how to open the image), and the hash tree beside the image it covers.
+VERITY_INITRD_PATH = "/boot/x86_64/loader/verity"
+VERITY_CONF = "etc/liveorch/verity.conf"
+VERITY_SUFFIX = ".verity"
+VERITY_DEVICE = "live-verity"  # /dev/mapper/live-verity
 
 
 class Firmware(enum.StrEnum):
@@ -60,6 +66,17 @@ class BootMenu:
 
 
 @dataclass(frozen=True)
+class Verity:
+    """KIWI's verity_blocks: how many 4 KiB blocks from the start of the root image the
+    dm-verity hash tree covers; None is "all" (blocks past the count are read unchecked)."""
+
+    blocks: int | None
+
+    def __str__(self) -> str:
+        return "all" if self.blocks is None else str(self.blocks)
+
+
+@dataclass(frozen=True)
 class IsoOptions:
     volid: str
     title: str
@@ -68,6 +85,7 @@ class IsoOptions:
     firmware: Firmware
     efifatimagesize: int | None
     menu: BootMenu
+    verity: Verity | None
 
 
 SPEC = StageSpec(

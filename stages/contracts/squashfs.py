@@ -32,7 +32,13 @@ class RootFilesystem(enum.StrEnum):
 
     SQUASHFS = "squashfs"  # LiveOS/squashfs.img is the root (overlayfs on top)
     EXT4 = "ext4"  # LiveOS/squashfs.img holds LiveOS/rootfs.img (a device-mapper snapshot on top)
+    XFS = "xfs"  # as ext4, with an XFS rootfs.img
     EROFS = "erofs"  # LiveOS/rootfs.img is the root, an EROFS image (overlayfs on top)
+
+    @property
+    def in_squashfs(self) -> bool:
+        """A filesystem image inside LiveOS/squashfs.img, which dmsquash-live snapshots."""
+        return self in (RootFilesystem.EXT4, RootFilesystem.XFS)
 
 
 class ErofsAlgorithm(enum.StrEnum):
@@ -69,7 +75,8 @@ class SquashfsOptions:
 
 SPEC = StageSpec(
     name="squashfs",
-    summary="the root image from the root tar (tar2sqfs, mke2fs -d, mkfs.erofs --tar): no unpacking, no privileges",
+    summary="the root image from the root tar (tar2sqfs, mke2fs -d, mkfs.erofs --tar, mkfs.xfs -p): no mounts, "
+            "no privileges",
     options=SquashfsOptions,
     inputs=("rootfs",),
     outputs=(Output(SQUASHFS_IMAGE, optional=True), Output(ROOT_IMAGE, optional=True)),

@@ -7,8 +7,13 @@ flags="overlay"), so only squashfs, initrd, iso and checksum run again.
 - dmsquash + erofs: dracut's dmsquash-live overlays the EROFS LiveOS/rootfs.img with overlayfs;
 - overlay + erofs and overlay + ext4: liveorch's module mounts the image read-only under its
   overlay;
+- dmsquash + xfs: the snapshot over an XFS image made from mkfs.xfs's protofile;
 - dmsquash's own persistence: rd.live.overlay=LABEL=persist:/LiveOS/overlay.img keeps the
-  snapshot's cow on a second disk, and a file written in one boot is there in the next.
+  snapshot's cow on a second disk, and a file written in one boot is there in the next;
+- verity_blocks="all", with both flags (on the overlay+ext4 and dmsquash+xfs variants, so
+  one build and one boot prove both): the medium's image is read through dm-verity
+  (`dmsetup table` shows the verity target). A copy of the dmsquash one with a byte flipped
+  inside the root image stops at the menu's check entry with the verity module's message.
 The boots run two at a time."""
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from scenarios import output_lines, run_two_at_a_time
 
 from liveorch.orchestrator.boot import BootMode, BootResult, BootScript, boot_and_login
 from liveorch.orchestrator.build import BuildReport
+from liveorch.orchestrator.errors import CheckFailed
 
 pytestmark = pytest.mark.slow
 PASSWORD = "linux"  # both examples' root password
@@ -41,13 +47,21 @@ class Variant:
     attrs: tuple[str, ...]
     mode: BootMode
 
+    @property
+    def filesystem(self) -> str:
+        return dict(attr.split("=", 1) for attr in self.attrs)["filesystem"]
+
 
 VARIANTS = (
     Variant("dmsquash-ext4", "example", ("filesystem=ext4",), BootMode(uefi=True, disk=False)),
     Variant("dmsquash-erofs", "example", ("filesystem=erofs", "erofscompression=lz4hc,12"),
             BootMode(uefi=False, disk=False)),
     Variant("overlay-erofs", "features", ("filesystem=erofs",), BootMode(uefi=False, disk=True)),
-    Variant("overlay-ext4", "features", ("filesystem=ext4",), BootMode(uefi=False, disk=False)),
+    # verity rides on two of the layouts, so one build and one boot prove both
+    Variant("overlay-ext4-verity", "features", ("filesystem=ext4", "verity_blocks=all"),
+            BootMode(uefi=False, disk=False)),
+    Variant("dmsquash-xfs-verity", "example", ("filesystem=xfs", "verity_blocks=all"),
+            BootMode(uefi=False, disk=True)),
 )
 
 
@@ -86,6 +100,22 @@ def _dmsquash_persistence(iso: Path, work: Path, iso_files: Callable[[Path, list
                                     (2, f"{PROBE}; echo \"KEPT=$(cat /root/kept.txt)\""))]
 
 
+def _tampered_verity(iso: Path, work: Path) -> list[BootResult]:
+    """A byte flipped in the middle of the ISO (inside LiveOS/squashfs.img, which fills most
+    of it), booted from the menu's check entry (rd.liveorch.verity.check): the boot must stop."""
+    data = bytearray(iso.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    tampered = work / "tampered.iso"
+    tampered.write_bytes(data)
+    log = work / "tampered.log"
+    try:
+        boot_and_login(tampered, BootMode(uefi=False, disk=False), PASSWORD, script=BootScript(menu_downs=1),
+                       log=log, timeout=400)
+    except CheckFailed:
+        return []
+    raise AssertionError(f"the tampered verity ISO booted to a login; see {log}")
+
+
 @pytest.fixture(scope="module")
 def boots(builds: dict[str, BuildReport], tmp_path_factory: pytest.TempPathFactory,
           iso_files: Callable[[Path, list[str], Path], None]) -> dict[str, list[BootResult] | Exception]:
@@ -97,6 +127,7 @@ def boots(builds: dict[str, BuildReport], tmp_path_factory: pytest.TempPathFacto
         for variant in VARIANTS}
     jobs["dmsquash-persistence"] = lambda: _dmsquash_persistence(builds["dmsquash-ext4"].iso,
                                                                  tmp_path_factory.mktemp("persist"), iso_files)
+    jobs["tampered-verity"] = lambda: _tampered_verity(builds["dmsquash-xfs-verity"].iso, logs)
     return run_two_at_a_time(jobs)
 
 
@@ -142,7 +173,7 @@ def test_dmsquash_erofs_boots_on_overlayfs(boots: dict[str, list[BootResult] | E
     assert _value(lines, "MEDIUM").split() == ["rootfs.img"]
 
 
-@pytest.mark.parametrize(("name", "fstype"), [("overlay-erofs", "erofs"), ("overlay-ext4", "ext4")])
+@pytest.mark.parametrize(("name", "fstype"), [("overlay-erofs", "erofs"), ("overlay-ext4-verity", "ext4")])
 def test_overlay_module_mounts_the_image_under_its_overlay(boots: dict[str, list[BootResult] | Exception], name: str,
                                                             fstype: str) -> None:
     lines = _output(boots, name)
@@ -151,7 +182,36 @@ def test_overlay_module_mounts_the_image_under_its_overlay(boots: dict[str, list
     assert _value(lines, "WROTE") == "probe"
 
 
+@pytest.mark.parametrize("name", ["overlay-ext4-verity", "dmsquash-xfs-verity"])
+def test_verity_opens_the_root_image_through_dm_verity(boots: dict[str, list[BootResult] | Exception],
+                                                       name: str) -> None:
+    lines = _output(boots, name)
+    assert any(line.startswith("live-verity: 0 ") and " verity 1 " in line for line in lines), lines
+    assert _value(lines, "WROTE") == "probe"
+
+
+def test_dmsquash_xfs_boots_on_a_snapshot_over_the_verity_device(
+        boots: dict[str, list[BootResult] | Exception]) -> None:
+    """dmsquash-live took the verity device as its medium and snapshotted the XFS image in it."""
+    lines = _output(boots, "dmsquash-xfs-verity")
+    assert _value(lines, "ROOT") == "/dev/mapper/live-rw xfs", lines
+    assert any(line.startswith("live-rw: 0 ") and " snapshot " in line for line in lines), lines
+    assert _value(lines, "MEDIUM").split() == ["squashfs.img", "squashfs.img.verity"], lines
+
+
+def test_a_byte_flipped_in_the_verity_root_stops_the_boot(boots: dict[str, list[BootResult] | Exception],
+                                                          tmp_path_factory: pytest.TempPathFactory) -> None:
+    result = boots["tampered-verity"]
+    if isinstance(result, Exception):
+        raise result
+    log = next(tmp_path_factory.getbasetemp().glob("layout-serial*/tampered.log"))
+    transcript = log.read_text(errors="replace")
+    assert "verity check FAILED" in transcript, transcript[-3000:]
+    assert "device-mapper: verity" in transcript and "is corrupted" in transcript, transcript[-3000:]
+
+
 def test_the_report_records_the_layout(builds: dict[str, BuildReport]) -> None:
     for variant in VARIANTS:
         report = json.loads(next(builds[variant.name].iso.parent.glob("*.report.json")).read_text())
-        assert report["live_root"]["filesystem"] == variant.attrs[0].split("=")[1]
+        assert report["live_root"]["filesystem"] == variant.filesystem
+        assert report["live_root"]["verity_blocks"] == ("all" if "verity_blocks=all" in variant.attrs else None)

@@ -42,7 +42,8 @@ def test_tar2sqfs_argv_and_stdin(workspace, publish, make_request, commands, epo
     assert call.stdin == ROOT_TAR
     assert call.stdin_name == str(entry / "root.tar")
     assert image.is_file()  # the placeholder the fake tar2sqfs wrote, which the stage stat()s
-    assert outcome.tools == {name: commands.version for name in ("squashfs-tools-ng", "e2fsprogs", "erofs-utils")}
+    assert outcome.tools == {name: commands.version
+                             for name in ("squashfs-tools-ng", "e2fsprogs", "erofs-utils", "xfsprogs", "faketime")}
     assert outcome.facts["filesystem"] == "squashfs"
 
 

@@ -30,11 +30,11 @@ def words(live_type: LiveType, root: str = ROOT, network: bool = False) -> list[
 # --- root= for the medium -----------------------------------------------------------------
 
 def test_medium_root_is_the_volume_label() -> None:
-    assert live_boot.medium_root("TEST_LIVE") == ROOT
+    assert live_boot.medium_root("TEST_LIVE", live()) == ROOT
 
 
 def test_volid_with_spaces_stays_one_kernel_argument() -> None:
-    root = live_boot.medium_root("MY LIVE 2")
+    root = live_boot.medium_root("MY LIVE 2", live())
     assert root == "root=live:CDLABEL=MY\\x20LIVE\\x202"
     assert len(root.split()) == 1
     assert [w for w in words(live(), root) if w.startswith("root=")] == [root]

@@ -1,6 +1,10 @@
-"""The live root's layout: KIWI's iso `filesystem` ("squashfs", "ext4", "erofs"; "xfs" refused) and
+"""The live root's layout: KIWI's iso `filesystem` ("squashfs", "ext4", "xfs", "erofs") and
 `erofscompression`, from the description through the plan's stage options, the kernel command line,
-the initrd's drivers, the report's live_root and `liveorch validate`. No container engine."""
+the initrd's drivers, the report's live_root and `liveorch validate`. No container engine.
+
+ext4 and xfs are the two layouts with a filesystem image inside the squashfs: dracut's
+dmsquash-live puts a device-mapper snapshot over it, so both must plan the same boot and differ
+only in the image's filesystem and the initrd driver that mounts it."""
 
 from __future__ import annotations
 
@@ -89,6 +93,12 @@ def ext4_plan() -> tuple[Description, BuildPlan]:
 
 
 @pytest.fixture(scope="module")
+def xfs_plan() -> tuple[Description, BuildPlan]:
+    description = example("filesystem=xfs")
+    return description, make_plan(description)
+
+
+@pytest.fixture(scope="module")
 def erofs_plan() -> tuple[Description, BuildPlan]:
     description = example("filesystem=erofs", "erofscompression=lz4hc,12")
     return description, make_plan(description)
@@ -112,7 +122,8 @@ def test_default_layout_plans_a_plain_squashfs_and_no_extra_initrd_drivers(squas
     assert plan.live_root == {"filesystem": "squashfs", "erofscompression": None,
                               "medium": "root directly in LiveOS/squashfs.img",
                               "overlay": "made writable by overlayfs (dracut's dmsquash-live) "
-                                         '(filesystem="ext4" gives the device-mapper snapshot)'}
+                                         '(filesystem="ext4" or "xfs" gives the device-mapper snapshot)',
+                              "verity_blocks": None}
 
 
 def test_default_layout_dmsquash_cmdline_asks_dracut_for_overlayfs(squashfs_plan) -> None:
@@ -158,6 +169,64 @@ def test_ext4_live_root_names_the_device_mapper_snapshot(ext4_plan) -> None:
     assert "overlayfs" not in plan.live_root["overlay"]
 
 
+# --- filesystem="xfs": an XFS rootfs.img inside the squashfs, the same snapshot as ext4 ---------------
+
+
+def test_in_squashfs_names_exactly_the_layouts_dmsquash_snapshots() -> None:
+    """kernel_cmdline, the plan's overlay wording and the squashfs stage all branch on it: a
+    layout wrongly in or out would boot with the wrong overlay."""
+    assert {f for f in RootFilesystem if f.in_squashfs} == {RootFilesystem.EXT4, RootFilesystem.XFS}
+
+
+def test_xfs_layout_is_parsed_without_erofs_compression(xfs_plan) -> None:
+    description, _ = xfs_plan
+    assert description.live.layout == RootLayout(RootFilesystem.XFS, None, EXAMPLE_TYPE_LINE)
+
+
+def test_xfs_is_accepted_at_the_type_line_without_warnings(write_description, line) -> None:
+    """It used to be refused (DescriptionError at the <type> line); now it parses like ext4."""
+    path = write_description(type=iso_type('filesystem="xfs"'))
+    description = parse_description(path)
+    assert description.live.layout == RootLayout(RootFilesystem.XFS, None, line(path, "<type "))
+    assert description.warnings == []
+
+
+def test_xfs_plans_xfs_in_squashfs_and_its_snapshot_drivers(xfs_plan) -> None:
+    _, plan = xfs_plan
+    assert plan.options["squashfs"] == SquashfsOptions(filesystem=RootFilesystem.XFS,
+                                                       compression=Compression.ZSTD, erofs=None)
+    assert plan.options["initrd"] == InitrdOptions(dracut_modules=("dmsquash-live",), drivers=("xfs", "dm-snapshot"),
+                                                   secure_boot=True)
+
+
+def test_xfs_dmsquash_cmdline_has_live_image_but_no_overlayfs(xfs_plan) -> None:
+    """dmsquash-live snapshots the XFS image: overlayfs=1 would make it overlay the squashfs instead."""
+    description, _ = xfs_plan
+    words = cmdline(description)
+    assert words[:2] == [ROOT, LIVE_IMAGE]
+    assert not [w for w in words if w.startswith("rd.live.overlay")]
+
+
+def test_xfs_live_root_names_the_image_and_the_device_mapper_snapshot(xfs_plan) -> None:
+    _, plan = xfs_plan
+    assert plan.live_root == {"filesystem": "xfs", "erofscompression": None,
+                              "medium": "xfs root image LiveOS/rootfs.img inside LiveOS/squashfs.img",
+                              "overlay": "made writable by a device-mapper snapshot (dracut's dmsquash-live)",
+                              "verity_blocks": None}
+
+
+def test_xfs_and_ext4_plan_the_same_boot(xfs_plan, ext4_plan) -> None:
+    """Both are found by dmsquash-live as LiveOS/rootfs.img: the menus must not differ, and the
+    options only in the image's filesystem and the initrd's driver for it."""
+    _, xfs = xfs_plan
+    _, ext4 = ext4_plan
+    assert xfs.options["iso"].menu == ext4.options["iso"].menu
+    assert xfs.options["initrd"].dracut_modules == ext4.options["initrd"].dracut_modules
+    assert xfs.options["squashfs"].compression is ext4.options["squashfs"].compression
+    assert (xfs.options["initrd"].drivers, ext4.options["initrd"].drivers) == (("xfs", "dm-snapshot"),
+                                                                               ("ext4", "dm-snapshot"))
+
+
 # --- filesystem="erofs": LiveOS/rootfs.img on the medium, overlayfs on top -------------------------
 
 
@@ -196,7 +265,8 @@ def test_erofs_plans_the_erofs_image_and_its_driver(erofs_plan) -> None:
     assert plan.live_root == {"filesystem": "erofs", "erofscompression": "lz4hc,12",
                               "medium": "EROFS root image LiveOS/rootfs.img (lz4hc,12)",
                               "overlay": "made writable by overlayfs (dracut's dmsquash-live) "
-                                         '(filesystem="ext4" gives the device-mapper snapshot)'}
+                                         '(filesystem="ext4" or "xfs" gives the device-mapper snapshot)',
+                              "verity_blocks": None}
 
 
 def test_erofs_dmsquash_cmdline_keeps_overlayfs(erofs_plan) -> None:
@@ -204,7 +274,7 @@ def test_erofs_dmsquash_cmdline_keeps_overlayfs(erofs_plan) -> None:
     assert cmdline(description)[:3] == [ROOT, LIVE_IMAGE, OVERLAYFS]
 
 
-@pytest.mark.parametrize("filesystem", ["squashfs", "ext4", "erofs"])
+@pytest.mark.parametrize("filesystem", ["squashfs", "ext4", "xfs", "erofs"])
 def test_overlay_flags_cmdline_has_no_dmsquash_words_in_any_layout(filesystem: str) -> None:
     description = example("flags=overlay", f"filesystem={filesystem}")
     assert description.live.flags is LiveFlags.OVERLAY
@@ -217,25 +287,23 @@ def test_overlay_flags_cmdline_has_no_dmsquash_words_in_any_layout(filesystem: s
 def test_layout_drivers_per_filesystem() -> None:
     assert live_boot.layout_drivers(example().live) == ()
     assert live_boot.layout_drivers(example("filesystem=ext4").live) == ("ext4", "dm-snapshot")
+    assert live_boot.layout_drivers(example("filesystem=xfs").live) == ("xfs", "dm-snapshot")
     assert live_boot.layout_drivers(example("filesystem=erofs").live) == ("erofs",)
     assert set(live_boot.LAYOUT_DRIVERS) == set(RootFilesystem)
+
+
+def test_layout_drivers_with_overlay_flags_are_none_for_xfs_too() -> None:
+    """liveorch's own module installs xfs for every layout: asking dracut for it again is not needed."""
+    assert live_boot.layout_drivers(example("flags=overlay", "filesystem=xfs").live) == ()
 
 
 # --- refused values, each at the <type> element's line ---------------------------------------------
 
 
-def test_xfs_is_refused_with_ext4_as_the_alternative(write_description, line) -> None:
-    path = write_description(type=iso_type('filesystem="xfs"'))
-    message = refused_at_type_line(path, line)
-    assert "filesystem='xfs'" in message
-    assert "reproducible" in message
-    assert message.endswith("use ext4")
-
-
 def test_an_unknown_filesystem_is_refused_with_the_choices(write_description, line) -> None:
     path = write_description(type=iso_type('filesystem="btrfs"'))
     message = refused_at_type_line(path, line)
-    assert "filesystem='btrfs' must be one of squashfs, ext4, erofs" in message
+    assert "filesystem='btrfs' must be one of squashfs, ext4, xfs, erofs" in message
 
 
 def test_an_unknown_erofs_compressor_is_refused(write_description, line) -> None:
@@ -300,7 +368,7 @@ def test_check_kernel_support_ignores_layouts_without_erofs() -> None:
 # --- erofscompression where it does nothing ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("filesystem", ["", 'filesystem="squashfs"', 'filesystem="ext4"'])
+@pytest.mark.parametrize("filesystem", ["", 'filesystem="squashfs"', 'filesystem="ext4"', 'filesystem="xfs"'])
 def test_erofscompression_on_a_non_erofs_layout_is_a_warning_at_the_type_line(write_description, line,
                                                                               filesystem: str) -> None:
     path = write_description(type=iso_type(f'{filesystem} erofscompression="lzma"'))
@@ -326,7 +394,7 @@ def test_erofscompression_on_a_non_erofs_layout_is_ignored_once_not_also_as_unkn
 # --- network boot -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("filesystem", ["ext4", "erofs"])
+@pytest.mark.parametrize("filesystem", ["ext4", "xfs", "erofs"])
 def test_pxe_url_is_refused_for_a_non_squashfs_layout(filesystem: str) -> None:
     description = example(f"filesystem={filesystem}")
     with pytest.raises(DescriptionError) as caught:
@@ -366,10 +434,14 @@ def test_validate_prints_the_default_live_root() -> None:
     assert "live root: root directly in LiveOS/squashfs.img, made writable by overlayfs" in result.stdout
 
 
-def test_validate_refuses_xfs_without_a_traceback(write_description, line) -> None:
+def test_validate_prints_the_xfs_live_root_before_ok(write_description) -> None:
+    """xfs used to end validate with exit 2; now it is planned and described like ext4."""
     path = write_description(type=iso_type('filesystem="xfs"'))
     result = CliRunner().invoke(app, ["validate", str(path)])
-    assert result.exit_code == 2
-    assert f"liveorch: error: {path}:{line(path, '<type ')}: filesystem='xfs'" in result.stderr
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert lines[0] == ("live root: xfs root image LiveOS/rootfs.img inside LiveOS/squashfs.img, "
+                        "made writable by a device-mapper snapshot (dracut's dmsquash-live)")
+    assert lines[1].startswith(f"{path}: ok: ")
+    assert len(lines) == 2

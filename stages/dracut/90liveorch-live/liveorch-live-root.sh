@@ -6,6 +6,8 @@
 # ISO data of a USB stick (or a cow file beside an ISO found by iso-scan). When
 # persistence cannot be had, the system boots anyway and the console says why.
 #
+# With liveorch's verity module (verity_blocks) the root image is read through dm-verity.
+#
 # Kernel parameters (KIWI's names): root=live:CDLABEL=|LABEL=|UUID=|/dev/...|http(s)://..., rd.live.dir,
 # rd.live.squashimg, rd.live.overlay.size, rd.live.overlay.persistent,
 # rd.live.overlay.cowfs, rd.live.cowfile.mbsize, mediacheck (or rd.live.check),
@@ -365,7 +367,11 @@ if [ ! -f "$squashfs" ] && [ -z "$image" ] && [ -f "$RUN/medium/${dir:-LiveOS}/r
 fi
 [ -f "$squashfs" ] || fail "no ${dir:-LiveOS}/${image:-squashfs.img} (or rootfs.img) on the live medium $device"
 
-if getargbool 0 rd.live.ram; then
+if [ -f /etc/liveorch/verity.conf ]; then
+    # verity_blocks: every read of the root image is checked against the ISO's root hash.
+    getargbool 0 rd.live.ram && say "rd.live.ram is not used with verity_blocks: the root stays on the medium"
+    squashfs=$(liveorch-verity open "$RUN/medium") || fail "the live root image cannot be opened through dm-verity"
+elif getargbool 0 rd.live.ram; then
     copy_to_ram "$squashfs" || fail "not enough memory to copy the live image into RAM"
     squashfs="$RUN/ram/$(basename "$squashfs")"
     umount "$RUN/medium"
