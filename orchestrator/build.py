@@ -135,7 +135,7 @@ class Build:
                                     update_lock=self.options.update_lock)
             self.shared = SharedStore(self.store, self._remote_cache(), self.say)
             loop = StageLoop(self.plan.options, context_hash, self.shared, self._run_with(runner), self.progress,
-                             log, settings)
+                             log, settings, cancel=runner.cancel)
             try:
                 with engine_errors():
                     reports = loop.run(until)

@@ -85,6 +85,14 @@ class StageRunner:
         self.client, self.store, self.log, self.progress = client, store, log, progress
         self.limits, self.keep_work = limits, keep_work
         self.kept: str | None = None  # the scratch volume a failed stage left (--keep-work)
+        self.cancelled: set[str] = set()  # stages stopped because a sibling failed (or Ctrl-C)
+
+    def cancel(self, stage: str) -> None:
+        """Stops a stage that runs in another thread: its container goes (a running one is
+        killed with it), so its run fails and cleans up; one not made yet is never started."""
+        self.cancelled.add(stage)
+        with contextlib.suppress(docker.errors.APIError):
+            self.client.containers.get(f"liveorch-{self.store.build_id}-{stage}").remove(force=True)
 
     def scratch_name(self, stage: str) -> str:
         return f"liveorch-work-{self.store.build_id}-{stage}"
@@ -100,6 +108,8 @@ class StageRunner:
                 LABEL: "scratch", f"{LABEL}.build": self.store.build_id, f"{LABEL}.stage": spec.name,
                 f"{LABEL}.store": self.store.name, f"{LABEL}.keep": "1" if self.keep_work else "0"})
             container = self._create(image, spec, scratch, network)
+            if spec.name in self.cancelled:
+                raise Interrupted(f"the {spec.name} stage was cancelled")
             privileges = container_privileges(container.attrs)
             self._prepare(container, spec, request, files)
             self._execute(container, spec)
@@ -111,7 +121,7 @@ class StageRunner:
             self._discard(scratch, container, keep=False)
             raise Interrupted(f"interrupted during the {spec.name} stage; finished stages stay cached") from None
         except BaseException:
-            self._discard(scratch, container, keep=self.keep_work)
+            self._discard(scratch, container, keep=self.keep_work and spec.name not in self.cancelled)
             raise
         self._discard(scratch, None, keep=False)
         return StageRun(record, privileges, published)

@@ -5,16 +5,22 @@ cached, leases those entries (so `cache prune` leaves them alone) and has the st
 hash them all in one go; an entry that no longer matches its record is dropped with a note
 and its stage runs again. A stage whose key is known only once an earlier stage has run
 (its inputs were rebuilt, with the same bytes or not) is looked up and verified then.
+
+Stages run as soon as their inputs are there: stages whose inputs are ready together
+(squashfs and initrd, which both need only the root) run at the same time. When one of
+them fails, or Ctrl-C comes, the others are cancelled (their containers stopped and
+removed) before the error is reported.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
-from liveorch.orchestrator.errors import LiveorchError
+from liveorch.orchestrator.errors import Interrupted, LiveorchError
 from liveorch.orchestrator.keys import stage_key
 from liveorch.orchestrator.progress import Progress
 from liveorch.orchestrator.stage_specs import spec_of, stage_names
@@ -70,11 +76,24 @@ def _epoch_of(record: Record) -> int:
     return value
 
 
+def _wait_for_first_error(futures: dict[Future[StageReport], str]) -> set[Future[StageReport]]:
+    """Waits in short steps: a Ctrl-C may reach any thread, and the main thread acts on it
+    only between steps, never while blocked in one long wait."""
+    while True:
+        done, running = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
+        if not running or any(future.exception() is not None for future in done):
+            return done
+
+
 class StageLoop:
+    """`cancel(stage)` stops a stage that is running in another thread (its runner then
+    raises); without it, stages run one at a time."""
+
     def __init__(self, options: dict[str, Any], code: Callable[[str], str], store: StoreView, runner: Runner,
-                 progress: Progress, log: IO[str], settings: LoopSettings) -> None:
+                 progress: Progress, log: IO[str], settings: LoopSettings,
+                 cancel: Callable[[str], None] | None = None) -> None:
         self.options, self.code, self.store, self.runner = options, code, store, runner
-        self.progress, self.log, self.settings = progress, log, settings
+        self.progress, self.log, self.settings, self.cancel = progress, log, settings, cancel
 
     def key(self, stage: str, epoch: int, records: dict[str, Record]) -> str:
         inputs = {name: records[name] for name in spec_of(stage).inputs}
@@ -122,15 +141,55 @@ class StageLoop:
         stages = names[: names.index(until) + 1] if until else names
         hits = self.verified_hits(stages)
         reports: dict[str, StageReport] = {}
-        records: dict[str, Record] = {}
         epoch = self.settings.epoch
+        pending = list(stages)
+        while pending:
+            ready = [stage for stage in pending if all(name in reports for name in spec_of(stage).inputs)]
+            records = {name: report.record for name, report in reports.items()}
+            keys = {stage: self.key(stage, epoch, records) for stage in ready}
+            cached = {stage: self._cached(stage, keys[stage], hits) for stage in ready}
+            reports |= {stage: report for stage, report in cached.items() if report is not None}
+            reports |= self._run_together([stage for stage in ready if cached[stage] is None], keys, epoch, reports)
+            pending = [stage for stage in pending if stage not in ready]
+            if "resolve" in ready:
+                epoch = _epoch_of(reports["resolve"].record)
+        return {stage: reports[stage] for stage in stages}
+
+    def _run_together(self, stages: list[str], keys: dict[str, str], epoch: int,
+                      reports: dict[str, StageReport]) -> dict[str, StageReport]:
+        """Runs stages whose inputs are all there, at the same time when it can cancel them."""
+        if len(stages) < 2 or self.cancel is None:
+            return {stage: self._share(self._run(stage, keys[stage], epoch, reports)) for stage in stages}
+        futures: dict[Future[StageReport], str] = {}
+        with ThreadPoolExecutor(max_workers=len(stages), thread_name_prefix="stage") as pool:
+            try:
+                for stage in stages:
+                    futures[pool.submit(self._run, stage, keys[stage], epoch, reports)] = stage
+                done = _wait_for_first_error(futures)
+            except KeyboardInterrupt:
+                self._cancel_all(stages, futures)
+                raise Interrupted(f"interrupted during the {' and '.join(stages)} stages; finished stages "
+                                  "stay cached") from None
+            failed = [future for future in done if future.exception() is not None]
+            if failed:
+                self._cancel_all(stages, futures)
+                raise failed[0].exception()  # type: ignore[misc]
+        return {futures[future]: self._share(future.result()) for future in futures}
+
+    def _cancel_all(self, stages: list[str], futures: dict[Future[StageReport], str]) -> None:
+        """Stops every stage that has not finished, by name: a Ctrl-C during submit can
+        leave a started stage without its future here. The pool's exit then waits until
+        each runner has cleaned up after itself."""
+        assert self.cancel is not None
+        finished = {stage for future, stage in futures.items() if future.done()}
         for stage in stages:
-            key = self.key(stage, epoch, records)
-            report = self._cached(stage, key, hits) or self._run(stage, key, epoch, reports)
-            reports[stage], records[stage] = report, report.record
-            if stage == "resolve":
-                epoch = _epoch_of(report.record)
-        return reports
+            if stage not in finished:
+                self.cancel(stage)
+
+    def _share(self, report: StageReport) -> StageReport:
+        """Offers a new entry to the shared store, from the main thread."""
+        self.store.share(report.stage, report.key, report.record)
+        return report
 
     def _cached(self, stage: str, key: str, hits: dict[Entry, Record]) -> StageReport | None:
         record = hits.get((stage, key))
@@ -160,5 +219,4 @@ class StageLoop:
             raise
         seconds = time.monotonic() - began
         self.progress.stage(stage, "done", seconds)
-        self.store.share(stage, key, record)
         return StageReport(stage, key, False, seconds, record, container, published)

@@ -4,6 +4,8 @@ from the request: which stages run, which are cached, what a failed verification
 from __future__ import annotations
 
 import io
+import signal
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 
 from liveorch.orchestrator.description import parse_description
+from liveorch.orchestrator.errors import Interrupted, StageFailed
 from liveorch.orchestrator.keys import stage_key
 from liveorch.orchestrator.pipeline import Entry, LoopSettings, StageLoop
 from liveorch.orchestrator.plan import make_plan
@@ -200,3 +203,66 @@ def test_a_shared_store_fills_an_empty_local_one(options: dict[str, Any]) -> Non
     assert runner.ran == [] and all(r.cached for r in second.values())
     assert second_host.fetched == [(s, first[s].key) for s in stage_names()]
     assert second["checksum"].record == first["checksum"].record
+
+
+# --- stages whose inputs are ready together run together -----------------------------------
+
+class GatedRunner(ContentRunner):
+    """squashfs and initrd meet at a barrier: a loop that ran them one after the other would
+    time out there. `fail` makes one stage raise; `cancelled` records what the loop stopped."""
+
+    def __init__(self, store: MemoryStore, fail: str | None = None, interrupt: bool = False) -> None:
+        super().__init__(store)
+        self.barrier = threading.Barrier(2, timeout=10)
+        self.fail, self.interrupt = fail, interrupt
+        self.cancelled: list[str] = []
+        self.stopped = threading.Event()
+
+    def __call__(self, spec: StageSpec, request: StageRequest) -> tuple[Record, dict[str, object] | None, bool]:
+        if spec.name in ("squashfs", "initrd"):
+            self.barrier.wait()
+            if self.interrupt and spec.name == "initrd":
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+            if spec.name == self.fail:
+                raise StageFailed(f"the {spec.name} stage failed")
+            if self.fail or self.interrupt:
+                # a long stage: it ends only when the loop cancels it
+                if not self.stopped.wait(timeout=10):
+                    raise AssertionError(f"{spec.name} was never cancelled")
+                raise StageFailed(f"{spec.name}: killed")
+        return super().__call__(spec, request)
+
+    def cancel(self, stage: str) -> None:
+        self.cancelled.append(stage)
+        self.stopped.set()
+
+
+def gated_loop(options: dict[str, Any], store: MemoryStore, runner: GatedRunner) -> StageLoop:
+    return StageLoop(options, lambda stage: "code-" + stage, store, runner, PlainProgress(write=lambda _: None),
+                     io.StringIO(), LoopSettings(epoch=0), cancel=runner.cancel)
+
+
+def test_squashfs_and_initrd_run_at_the_same_time(options: dict[str, Any]) -> None:
+    store = MemoryStore()
+    runner = GatedRunner(store)
+    reports = gated_loop(options, store, runner).run()
+    assert set(runner.ran) == set(stage_names()) and runner.ran[-2:] == ["iso", "checksum"]
+    assert list(reports) == list(stage_names()), "reports stay in running order"
+    assert runner.cancelled == []
+
+
+def test_a_failing_branch_cancels_the_other_and_reports_its_own_error(options: dict[str, Any]) -> None:
+    store = MemoryStore()
+    runner = GatedRunner(store, fail="initrd")
+    with pytest.raises(StageFailed, match="the initrd stage failed"):
+        gated_loop(options, store, runner).run()
+    assert runner.cancelled == ["squashfs"]
+    assert "iso" not in runner.ran
+
+
+def test_ctrl_c_during_parallel_stages_cancels_both(options: dict[str, Any]) -> None:
+    store = MemoryStore()
+    runner = GatedRunner(store, interrupt=True)
+    with pytest.raises(Interrupted, match="squashfs and initrd"):
+        gated_loop(options, store, runner).run()
+    assert sorted(runner.cancelled) == ["initrd", "squashfs"]
