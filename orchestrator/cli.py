@@ -125,11 +125,13 @@ AddPackageOpt = Annotated[list[str], typer.Option(help="Install one more package
 DeletePackageOpt = Annotated[list[str], typer.Option(help="Remove a package after config.sh (repeatable).")]
 SetTypeAttrOpt = Annotated[list[str], typer.Option(help='Set an attribute of <type image="iso">, ATTR=VALUE '
                                                         "(repeatable).")]
-# name -> (type, default) of each description change, in kiwi-ng's order.
+FastOpt = Annotated[bool, typer.Option("--fast", help="Development preset: lz4 for the root image (squashfs, "
+                                                    "or erofs); a bigger ISO made faster.")]
+# name -> (type, default) of each description change, in kiwi-ng's order (--fast is ours).
 DESCRIPTION_CHANGES: dict[str, tuple[Any, Any]] = {
     "set_repo": (SetRepoOpt, None), "add_repo": (AddRepoOpt, []), "ignore_repos": (IgnoreReposOpt, False),
     "add_package": (AddPackageOpt, []), "delete_package": (DeletePackageOpt, []),
-    "set_type_attr": (SetTypeAttrOpt, []),
+    "set_type_attr": (SetTypeAttrOpt, []), "fast": (FastOpt, False),
 }
 
 
@@ -145,7 +147,8 @@ def with_description_changes(verb: Callable[..., None]) -> Callable[..., None]:
     def verb_with_changes(**values: Any) -> None:
         changes = Overrides(set_repo=values.pop("set_repo"), add_repos=values.pop("add_repo"),
                             ignore_repos=values.pop("ignore_repos"), add_packages=values.pop("add_package"),
-                            delete_packages=values.pop("delete_package"), type_attrs=values.pop("set_type_attr"))
+                            delete_packages=values.pop("delete_package"), type_attrs=values.pop("set_type_attr"),
+                            fast=values.pop("fast"))
         verb(changes=changes, **values)
 
     verb_with_changes.__signature__ = inspect.Signature([*own, *added])  # type: ignore[attr-defined]

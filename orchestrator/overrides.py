@@ -92,6 +92,12 @@ def _signing_keys(option: str, spec: str, field_value: str) -> list[str]:
     return keys
 
 
+# --fast: the cheapest compressor KIWI's attributes name, for images built to be tried and
+# thrown away (a bigger ISO, made much faster); it wins over the description and
+# --set-type-attr. The erofs one applies only where the layout is erofs.
+FAST_ATTRIBUTES = {"squashfscompression": "lz4", "erofscompression": "lz4"}
+
+
 @dataclass
 class Overrides:
     set_repo: str | None = None
@@ -100,6 +106,7 @@ class Overrides:
     add_packages: list[str] = field(default_factory=list)
     delete_packages: list[str] = field(default_factory=list)
     type_attrs: list[str] = field(default_factory=list)
+    fast: bool = False  # the development preset: lz4 for the root image (FAST_ATTRIBUTES)
 
     def apply(self, root: etree._Element, path: Path) -> None:
         try:
@@ -144,3 +151,8 @@ class Overrides:
                 raise DescriptionError('--set-type-attr: the description has no <type image="iso">')
             for element in types:
                 element.set(name, value)
+        if self.fast:
+            for element in types:
+                for name, value in FAST_ATTRIBUTES.items():
+                    if name != "erofscompression" or element.get("filesystem") == "erofs":
+                        element.set(name, value)

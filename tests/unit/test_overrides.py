@@ -325,3 +325,18 @@ def test_set_type_attr_typo_is_reported_like_in_xml(write_description) -> None:
 def test_no_overrides_changes_nothing(write_description) -> None:
     path = write_description(repositories=TWO_REPOSITORIES)
     assert parse_description(path, overrides=Overrides()) == parse_description(path)
+
+
+def test_fast_picks_lz4_over_the_description_and_set_type_attr(write_description) -> None:
+    """--fast is the development preset: it wins over what the description and --set-type-attr say."""
+    path = write_description(type='<type image="iso" squashfscompression="xz"/>')
+    description = parse_description(path, overrides=Overrides(type_attrs=["squashfscompression=zstd"], fast=True))
+    assert description.live.squashfscompression == "lz4"
+    assert description.live.layout.erofs is None
+    assert not [w for w in description.warnings if "erofscompression" in w], "no erofs warning for a squashfs root"
+
+
+def test_fast_gives_an_erofs_root_lz4_too(write_description) -> None:
+    path = write_description(type='<type image="iso" filesystem="erofs" erofscompression="lz4hc,12"/>')
+    assert str(parse_description(path, overrides=Overrides(fast=True)).live.layout.erofs) == "lz4"
+    assert str(parse_description(path).live.layout.erofs) == "lz4hc,12"
