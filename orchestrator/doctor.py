@@ -202,7 +202,7 @@ def check_kvm(device: Path = Path("/dev/kvm")) -> Check:
     except OSError as error:
         return Check("kvm", WARN, f"{device} does not open ({error.strerror}): boot tests emulate the CPU",
                      f"sudo usermod -aG kvm {_user()} (then log in again), or sudo chmod 0666 {device}")
-    return Check("kvm", OK, f"{device} opens: `liveorch test/boot --kvm` may use it")
+    return Check("kvm", OK, f"{device} opens: `liveorch boot --kvm` may use it")
 
 
 def _user() -> str:
