@@ -439,3 +439,17 @@ def test_the_iso_stage_without_verity_has_no_verity_files(example_plan, workspac
     assert not [path for path in grafts if path.endswith(".verity")]
     assert "cryptsetup-bin" not in outcome.tools
     assert not (workspace.tmp / "grub/verity.cpio").exists()
+
+
+VERITY_SCRIPT = Path(__file__).resolve().parents[2] / "stages/dracut/90liveorch-verity/liveorch-verity.sh"
+
+
+@pytest.mark.parametrize(("root", "code"), [("live:CDLABEL=LIVE", 0), ("live:/dev/mapper/live-verity", 1)])
+def test_the_initqueue_hook_leaves_other_roots_alone(root: str, code: int) -> None:
+    """The hook runs in every initrd that has the module: without the verity initramfs a
+    root that is not the verity device must boot as before, while the verity root stops."""
+    harness = (f"getarg() {{ echo '{root}'; }}; getargbool() {{ return 1; }}; set -- settled; "
+               f". '{VERITY_SCRIPT}'")
+    completed = subprocess.run(["sh", "-c", harness], capture_output=True, text=True)
+    assert completed.returncode == code, completed.stderr
+    assert ("verity initramfs was not loaded" in completed.stderr) == bool(code)

@@ -22,12 +22,17 @@ say() {
     echo "<3>liveorch-verity: $*" > /dev/kmsg 2> /dev/null
 }
 
-[ -f "$CONF" ] || {
-    say "no $CONF: the ISO's verity initramfs was not loaded (boot it from its own menu)"
-    exit 1
-}
-. "$CONF"
+VERITY_DEVICE=live-verity # the conf names it too
 DEVICE=/dev/mapper/$VERITY_DEVICE
+
+load_conf() {
+    [ -f "$CONF" ] || {
+        say "no $CONF: the ISO's verity initramfs was not loaded (boot it from its own menu)"
+        return 1
+    }
+    . "$CONF"
+    DEVICE=/dev/mapper/$VERITY_DEVICE
+}
 
 table() {
     _sectors=$((VERITY_DATA_BLOCKS * VERITY_BLOCK / 512))
@@ -49,6 +54,7 @@ full_check() {
 }
 
 open_device() {
+    load_conf || return 1
     if [ ! -e "$DEVICE" ]; then
         [ -f "$1/$VERITY_IMAGE" ] && [ -f "$1/$VERITY_TREE" ] || {
             say "the medium has no $VERITY_IMAGE or $VERITY_TREE"
@@ -71,8 +77,11 @@ open_device() {
 }
 
 settled() {
+    # Only dmsquash-live's verity root is this hook's business (liveorch's live module
+    # calls `open` itself): any other root boots as if the module were not there.
     [ "$(getarg root=)" = "live:$DEVICE" ] || return 0
     [ -e "$DEVICE" ] && return 0
+    load_conf || return 1
     _label=$(echo "$VERITY_MEDIUM_LABEL" | sed 's,/,\\x2f,g;s, ,\\x20,g')
     [ -b "/dev/disk/by-label/$_label" ] || return 0 # not yet: the initqueue calls again
     mkdir -p "$MEDIUM"
