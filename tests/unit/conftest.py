@@ -11,6 +11,9 @@ from string import Template
 
 import pytest
 
+from liveorch.orchestrator.description import parse_description
+from liveorch.orchestrator.errors import DescriptionError
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "bookworm-live" / "config.xml"
 CORPUS = REPO / "tests" / "descriptions"
@@ -104,6 +107,20 @@ def write_description(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture
 def line() -> Callable[[Path, str], int]:
     return line_of
+
+
+@pytest.fixture
+def refused_at_type_line() -> Callable[[Path], str]:
+    """refused_at_type_line(path): parses path, expects a DescriptionError at path:<the
+    <type> line> with exit code 2, returns its message."""
+    def refused(path: Path) -> str:
+        with pytest.raises(DescriptionError) as caught:
+            parse_description(path)
+        message = str(caught.value)
+        assert message.startswith(f"{path}:{line_of(path, '<type ')}: "), message
+        assert caught.value.exit_code == 2
+        return message
+    return refused
 
 
 @pytest.fixture
