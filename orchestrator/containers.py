@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import IO
@@ -217,5 +218,16 @@ class StageRunner:
             self.kept = scratch
             self.log.write(f"work kept: volume {scratch}\n")
             return
-        with contextlib.suppress(docker.errors.APIError):
-            self.client.volumes.get(scratch).remove(force=True)
+        self._remove_volume(scratch)
+
+    def _remove_volume(self, scratch: str) -> None:
+        """The engine may still be removing the volume's container (a cancelled stage's is
+        removed from another thread): "in use" is retried for a few seconds."""
+        for _ in range(40):
+            try:
+                self.client.volumes.get(scratch).remove(force=True)
+                return
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError:
+                time.sleep(0.25)

@@ -169,6 +169,7 @@ def test_interrupt_stops_the_stage_and_the_next_run_resumes(sig: signal.Signals,
     if sig is signal.SIGINT:
         assert "interrupted during the squashfs and initrd stages" in err and "Traceback" not in err, err
     _no_containers_of(docker_client, test_volume)
+    assert not _leftovers(docker_client, test_volume), "the cancelled stages' scratch volumes must go too"
 
 
 @pytest.mark.slow
