@@ -1,9 +1,8 @@
 # store: the store keeper, the only writer of the store. It publishes a stage's outputs
 # (hashing them itself), verifies cache entries and prunes; it never runs user code.
-FROM debian:bookworm-slim
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 \
- && rm -rf /var/lib/apt/lists/*
+# A thin layer on liveorch/base, which has the tools (Dockerfiles/base.packages).
+ARG BASE=liveorch/base:latest
+FROM ${BASE}
 ENV PYTHONPATH=/opt/liveorch PYTHONDONTWRITEBYTECODE=1 LC_ALL=C.UTF-8
 COPY stages/ /opt/liveorch/liveorch/stages/
 COPY orchestrator/ /opt/liveorch/liveorch/orchestrator/

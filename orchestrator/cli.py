@@ -6,6 +6,7 @@ import errno
 import inspect
 import signal
 import sys
+import threading
 import typing
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -44,12 +45,14 @@ app.add_typer(cache_app, name="cache")
 _debug = False
 
 
+_SAY_LOCK = threading.Lock()
+
+
 def _say(message: str) -> None:
-    if sys.stdout.isatty():
-        print(message, flush=True)
-    else:
-        stamp = datetime.now(UTC).strftime("%H:%M:%S")
-        print(f"{stamp} {message}", flush=True)
+    """One whole line per message, even from the threads that build images or run stages side by side."""
+    line = message if sys.stdout.isatty() else f"{datetime.now(UTC).strftime('%H:%M:%S')} {message}"
+    with _SAY_LOCK:
+        print(line, flush=True)
 
 
 def _fail(error: LiveorchError) -> None:

@@ -23,7 +23,7 @@ import requests
 from liveorch.orchestrator.boot import OVMF_CANDIDATES, OVMF_SECURE_BOOT
 from liveorch.orchestrator.engine import connect
 from liveorch.orchestrator.errors import EngineError
-from liveorch.orchestrator.images import BASE_IMAGE, content_tag, image_names
+from liveorch.orchestrator.images import BASE, content_tag, debian_base, image_names
 
 # A build keeps the stage images (~2 GB), the artifact volume's cache (~3 GB for the
 # example) and the results (~0.5 GB): below this, disk-full failures become likely.
@@ -112,7 +112,7 @@ def engine_facts(client: docker.DockerClient, host: str | None) -> EngineFacts:
     if storage and _is_local(host):
         measured = free_space(Path(storage))
         storage_free = measured[1] if measured else None
-    has_base = _image_present(client, BASE_IMAGE)
+    has_base = _image_present(client, content_tag(BASE)) or _image_present(client, debian_base())
     has_stages = all(_image_present(client, content_tag(name)) for name in image_names())
     return EngineFacts(product=product, version=str(version.get("Version", "?")),
                        api_version=str(version.get("ApiVersion", "?")), rootless=rootless, storage=storage,
@@ -236,11 +236,11 @@ def check_ovmf_secure_boot(files: Iterable[Path] = OVMF_SECURE_BOOT) -> Check:
 def check_mmdebstrap(facts: EngineFacts | None, which: Callable[[str], str | None] = shutil.which) -> Check:
     """mmdebstrap makes the base image when it is missing and no registry answers."""
     if facts is not None and (facts.has_stage_images or facts.has_base_image):
-        have = "the stage images" if facts.has_stage_images else BASE_IMAGE
+        have = "the stage images" if facts.has_stage_images else "the base image"
         return Check("mmdebstrap", OK, f"not needed: the engine has {have}")
     if which("mmdebstrap"):
-        return Check("mmdebstrap", OK, f"can make {BASE_IMAGE} if it cannot be pulled")
-    return Check("mmdebstrap", WARN, f"not installed: {BASE_IMAGE} is missing and must then be pullable",
+        return Check("mmdebstrap", OK, f"can make liveorch's base image if {debian_base()} cannot be pulled")
+    return Check("mmdebstrap", WARN, f"not installed: {debian_base()} is missing and must then be pullable",
                  "sudo apt-get install mmdebstrap")
 
 

@@ -1,11 +1,14 @@
 """The images liveorch runs: one per stage, and the store keeper (the trusted publisher).
 
-Each image is built from its Dockerfile and exactly the code it runs (for a stage, the
-files orchestrator/stage_code.py finds), and tagged liveorch/<name>:<context hash>: two
-checkouts with different code on one engine never run each other's images, and the same
-hash is what the stage's cache key covers. When the Debian base image is missing and no
-registry answers, it is made locally with mmdebstrap and imported under its usual name,
-so the Dockerfiles stay standard.
+All of them are thin layers (their code and entry point) on one base image, liveorch/base,
+which holds every stage's tools (Dockerfiles/base.packages): the tools are installed once,
+and the seven thin images build side by side in seconds. Each image is tagged
+liveorch/<name>:<context hash>, where the hash covers its Dockerfile, exactly the code it runs
+(for a stage, the files orchestrator/stage_code.py finds) and the base's own hash: two
+checkouts with different code on one engine never run each other's images, and the same hash
+is what the stage's cache key covers. When the Debian image the base starts from is missing
+and no registry serves it, the base is made directly with mmdebstrap from the same package
+list, so the Dockerfiles stay standard.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -29,12 +33,16 @@ from liveorch.orchestrator.errors import EngineError, ImageBuildError
 from liveorch.orchestrator.stage_code import STAGES_DIR, code_files
 from liveorch.orchestrator.stage_specs import stage_specs
 
-BASE_IMAGE = "debian:bookworm-slim"  # most stage images' base; a Dockerfile's FROM names its own
 IMAGE_REPOSITORY = "liveorch"
 CONTEXT_LABEL = "org.liveorch.context"
+# The image every other one is a thin layer on: the tools of all stages.
+BASE = "base"
+BASE_PACKAGES = "Dockerfiles/base.packages"
 # The store keeper's image: publishes, verifies and removes store entries; runs no user code.
 STORE_IMAGE = "store"
 ORCHESTRATOR_DIR = Path(__file__).resolve().parent
+# Left out of a base made with mmdebstrap, as the -slim images leave them out.
+_UNUSED_PATHS = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")
 
 
 def image_names() -> tuple[str, ...]:
@@ -76,11 +84,18 @@ def _store_keeper_files() -> dict[str, Path]:
             "stages/contract.py": STAGES_DIR / "contract.py"}
 
 
+def _dockerfiles_file(name: str) -> bytes:
+    return resources.files("liveorch.orchestrator.dockerfiles").joinpath(name).read_bytes()
+
+
 @functools.cache
 def context_files(name: str) -> dict[str, bytes]:
-    """The build context: Dockerfiles/<name>.Dockerfile and the code that image runs."""
-    files = {dockerfile_name(name): resources.files("liveorch.orchestrator.dockerfiles")
-             .joinpath(f"{name}.Dockerfile").read_bytes()}
+    """The build context: Dockerfiles/<name>.Dockerfile and the code (for the base, the
+    package list) that image holds."""
+    files = {dockerfile_name(name): _dockerfiles_file(f"{name}.Dockerfile")}
+    if name == BASE:
+        files[BASE_PACKAGES] = _dockerfiles_file(Path(BASE_PACKAGES).name)
+        return files
     if name == STORE_IMAGE:
         sources = _store_keeper_files()
     else:
@@ -91,11 +106,28 @@ def context_files(name: str) -> dict[str, bytes]:
 
 @functools.cache
 def context_hash(name: str) -> str:
+    """The hash of an image's context; a thin image's also covers the base it is built on."""
     files = context_files(name)
     digest = hashlib.sha256()
+    if name != BASE:
+        digest.update(b"FROM\0" + context_hash(BASE).encode())
     for relative in sorted(files):
         digest.update(relative.encode() + b"\0" + hashlib.sha256(files[relative]).digest())
     return digest.hexdigest()
+
+
+def base_packages() -> list[str]:
+    """The base image's Debian packages: base.packages without its comments."""
+    text = context_files(BASE)[BASE_PACKAGES].decode()
+    return [word for line in text.splitlines() for word in line.split("#", 1)[0].split()]
+
+
+def debian_base() -> str:
+    """The Debian image the base starts from (its FROM line)."""
+    for line in context_files(BASE)[dockerfile_name(BASE)].decode().splitlines():
+        if line.startswith("FROM "):
+            return line.split()[1]
+    raise ImageBuildError(f"{dockerfile_path(BASE)} has no FROM line")
 
 
 def _context_tar(files: dict[str, bytes]) -> io.BytesIO:
@@ -110,42 +142,42 @@ def _context_tar(files: dict[str, bytes]) -> io.BytesIO:
     return buffer
 
 
-def base_image(name: str) -> str | None:
-    """The image's FROM (debian:<suite>-slim): the squashfs stage needs trixie's mke2fs and
-    mkfs.erofs, which read a tar; the others stay on bookworm. None when there is no FROM
-    line: the engine's build then says what is wrong with the Dockerfile."""
-    for line in context_files(name)[dockerfile_name(name)].decode().splitlines():
-        if line.startswith("FROM "):
-            return line.split()[1]
-    return None
-
-
-def ensure_base_image(client: docker.DockerClient, base: str, say: Callable[[str], None]) -> None:
+def _debian_base_available(client: docker.DockerClient, say: Callable[[str], None]) -> bool:
+    base = debian_base()
     try:
         client.images.get(base)
-        return
+        return True
     except docker.errors.ImageNotFound:
         pass
     say(f"pulling {base}")
     try:
         client.images.pull(base)
-        return
+        return True
     except docker.errors.APIError:
-        say(f"no registry reachable: making {base} locally with mmdebstrap")
+        return False
+
+
+def _make_base_with_mmdebstrap(client: docker.DockerClient, tag: str, say: Callable[[str], None]) -> None:
+    """The base without a registry: mmdebstrap installs base.packages into a minimal Debian
+    of the Dockerfile's suite, and the tarball is imported under the base's content tag."""
+    say(f"no registry serves {debian_base()}: making {tag} with mmdebstrap")
     if shutil.which("mmdebstrap") is None:
-        raise EngineError(f"the base image {base} is missing and cannot be pulled",
-                          hint="install mmdebstrap (apt-get install mmdebstrap) so liveorch can make it")
-    suite = base.removeprefix("debian:").removesuffix("-slim")
+        raise EngineError(f"{debian_base()} is missing and cannot be pulled",
+                          hint="install mmdebstrap (apt-get install mmdebstrap) so liveorch can make its base image")
+    suite = debian_base().removeprefix("debian:").removesuffix("-slim")
+    excludes = [f"--dpkgopt=path-exclude={path}" for path in _UNUSED_PATHS]
     with tempfile.TemporaryDirectory(prefix="liveorch-base-") as tmp:
         tarball = Path(tmp) / "base.tar"
-        completed = subprocess.run(["mmdebstrap", "--variant=minbase", "--quiet", suite, str(tarball)],
+        completed = subprocess.run(["mmdebstrap", "--variant=minbase", "--quiet", *excludes,
+                                    f"--include={','.join(base_packages())}", suite, str(tarball)],
                                    capture_output=True, text=True)
         if completed.returncode != 0:
             last = (completed.stderr.strip().splitlines() or ["?"])[-1]
-            raise EngineError(f"mmdebstrap could not make the base image {base}: {last}")
+            raise EngineError(f"mmdebstrap could not make the base image {tag}: {last}")
         # The whole reference as `repo`: Podman's Docker API ignores the separate `tag`
-        # parameter of an import (the image would be named debian:latest).
-        client.api.import_image_from_file(str(tarball), repository=base, changes=['CMD ["bash"]'])
+        # parameter of an import (the image would be named ...:latest).
+        client.api.import_image_from_file(str(tarball), repository=tag, changes=[
+            'CMD ["bash"]', f"LABEL {CONTEXT_LABEL}={context_hash(BASE)}"])
 
 
 def _present(client: docker.DockerClient, name: str) -> StageImage | None:
@@ -161,13 +193,14 @@ def _present(client: docker.DockerClient, name: str) -> StageImage | None:
 
 def _build(client: docker.DockerClient, name: str, tag: str) -> None:
     # One line that names the image and the Dockerfile; build errors can span lines.
-    failed = f"the {name} stage image ({tag}) does not build from {dockerfile_path(name)}"
+    failed = f"the {name} image ({tag}) does not build from {dockerfile_path(name)}"
     last_lines: list[str] = []
+    arguments = {} if name == BASE else {"BASE": content_tag(BASE)}
     try:
         # forcerm: no intermediate container stays behind, even when a step fails.
         for chunk in client.api.build(fileobj=_context_tar(context_files(name)), custom_context=True, tag=tag,
                                       dockerfile=dockerfile_name(name), labels={CONTEXT_LABEL: context_hash(name)},
-                                      rm=True, forcerm=True, decode=True):
+                                      buildargs=arguments, rm=True, forcerm=True, decode=True):
             if "error" in chunk:
                 raise ImageBuildError(f"{failed}: {' '.join(chunk['error'].split())[:300]}",
                                       hint="\n".join(last_lines[-10:]) or None)
@@ -179,20 +212,40 @@ def _build(client: docker.DockerClient, name: str, tag: str) -> None:
         raise ImageBuildError(f"{failed}: {reason}") from None
 
 
+def _finish(client: docker.DockerClient, name: str) -> StageImage:
+    tag = content_tag(name)
+    image = client.images.get(tag)
+    image.tag(f"{IMAGE_REPOSITORY}/{name}", "latest")
+    return StageImage(name, tag, image.id, context_hash(name))
+
+
+def ensure_base(client: docker.DockerClient, say: Callable[[str], None], force: bool = False) -> StageImage:
+    """liveorch/base: present, built from base.Dockerfile, or made with mmdebstrap."""
+    present = None if force else _present(client, BASE)
+    if present is not None:
+        return present
+    tag = content_tag(BASE)
+    if _debian_base_available(client, say):
+        say(f"building the base image {tag}")
+        _build(client, BASE, tag)
+    else:
+        _make_base_with_mmdebstrap(client, tag, say)
+    return _finish(client, BASE)
+
+
+def _build_thin(client: docker.DockerClient, name: str, say: Callable[[str], None]) -> StageImage:
+    say(f"building stage image {content_tag(name)}")
+    _build(client, name, content_tag(name))
+    return _finish(client, name)
+
+
 def ensure_image(client: docker.DockerClient, name: str, say: Callable[[str], None],
                  force: bool = False) -> StageImage:
     present = None if force else _present(client, name)
     if present is not None:
         return present
-    base = base_image(name)
-    if base is not None:
-        ensure_base_image(client, base, say)
-    tag = content_tag(name)
-    say(f"building stage image {tag}")
-    _build(client, name, tag)
-    image = client.images.get(tag)
-    image.tag(f"{IMAGE_REPOSITORY}/{name}", "latest")
-    return StageImage(name, tag, image.id, context_hash(name))
+    ensure_base(client, say, force)
+    return _build_thin(client, name, say)
 
 
 def registry_reference(registry: str, name: str) -> tuple[str, str]:
@@ -235,14 +288,21 @@ def pull_image(client: docker.DockerClient, name: str, registry: str, say: Calla
 
 def ensure_images(client: docker.DockerClient, say: Callable[[str], None], force: bool = False,
                   registry: str | None = None) -> dict[str, StageImage]:
-    """Every stage's image and the store keeper's: present, pulled from `registry`, or built."""
-    images = {}
+    """Every stage's image and the store keeper's: present, pulled from `registry`, or built
+    (the base once, then the thin images side by side)."""
+    images: dict[str, StageImage] = {}
     for name in image_names():
         present = None if force else _present(client, name)
         if present is None and registry and not force:
             present = pull_image(client, name, registry, say)
-        images[name] = present or ensure_image(client, name, say, force)
-    return images
+        if present is not None:
+            images[name] = present
+    missing = [name for name in image_names() if name not in images]
+    if missing:
+        ensure_base(client, say, force)
+        with ThreadPoolExecutor(max_workers=len(missing)) as pool:
+            images.update(zip(missing, pool.map(lambda name: _build_thin(client, name, say), missing), strict=True))
+    return {name: images[name] for name in image_names()}
 
 
 def push_images(client: docker.DockerClient, registry: str, say: Callable[[str], None]) -> dict[str, StageImage]:
@@ -262,7 +322,7 @@ def push_images(client: docker.DockerClient, registry: str, say: Callable[[str],
 def describe_images(client: docker.DockerClient) -> list[tuple[str, str, str | None, float | None]]:
     """(name, content tag, short id or None when not built, size in MB) for `images ls`."""
     rows = []
-    for name in image_names():
+    for name in (BASE, *image_names()):
         present = _present(client, name)
         if present is None:
             rows.append((name, content_tag(name), None, None))

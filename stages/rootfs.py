@@ -34,9 +34,11 @@ from liveorch.stages.tools import StageError, capture, fresh_dir, log, package_v
 EMPTY_DIRS = ("dev", "proc", "sys", "run", "tmp")
 
 
-def flat_repository(lock: Lock, debs: Path, repo: Path) -> None:
+def flat_repository(lock: Lock, debs: Path, repo: Path, suite: str) -> None:
     """A copy:// repository of exactly the locked .debs, each checked against the lock's
-    sha256 first: apt installs from it as trusted, so nothing unchecked may be in it."""
+    sha256 first: apt installs from it as trusted, so nothing unchecked may be in it. Its
+    Release names the description's suite: mmdebstrap (1.4 and later) takes the essential
+    set only from an archive whose suite or codename is the one it is asked for."""
     fresh_dir(repo)
     for package in lock.packages:
         deb = debs / deb_name(package)
@@ -46,8 +48,8 @@ def flat_repository(lock: Lock, debs: Path, repo: Path) -> None:
     with (repo / "Packages").open("w") as packages:
         run(["apt-ftparchive", "packages", "."], cwd=repo, stdout=packages, what="apt-ftparchive packages")
     with (repo / "Release").open("w") as release:
-        run(["apt-ftparchive", "-o", "APT::FTPArchive::Release::Suite=liveorch",
-             "-o", "APT::FTPArchive::Release::Codename=liveorch", "release", "."],
+        run(["apt-ftparchive", "-o", f"APT::FTPArchive::Release::Suite={suite}",
+             "-o", f"APT::FTPArchive::Release::Codename={suite}", "release", "."],
             cwd=repo, stdout=release, what="apt-ftparchive release")
 
 
@@ -177,7 +179,7 @@ def execute(request: StageRequest, workspace: Workspace) -> Outcome:
     lock = decode(Lock, json.loads((resolve / LOCK).read_text()), "lock")
     root, repo, out = workspace.tmp / "root", workspace.tmp / "repo", workspace.out
     epoch = request.source_date_epoch
-    flat_repository(lock, resolve / DEBS, repo)
+    flat_repository(lock, resolve / DEBS, repo, options.suite)
     shutil.rmtree(root, ignore_errors=True)
     run(mmdebstrap_argv(lock, options.suite, root, repo), what="mmdebstrap",
         env={**os.environ, "INITRD": "No", "DEBIAN_FRONTEND": "noninteractive"})

@@ -42,7 +42,7 @@ def debs(tmp_path: Path) -> Path:
 
 def test_flat_repository_links_the_checked_debs_and_indexes_them(tmp_path, lock, debs, commands) -> None:
     repo = tmp_path / "repo"
-    flat_repository(lock, debs, repo)
+    flat_repository(lock, debs, repo, "bookworm")
 
     assert sorted(p.name for p in repo.iterdir()) == [
         "Packages", "Release", "base-files_12.4+deb12u5_amd64.deb", "hello_2.10-3_amd64.deb"]
@@ -50,8 +50,8 @@ def test_flat_repository_links_the_checked_debs_and_indexes_them(tmp_path, lock,
     assert (repo / "hello_2.10-3_amd64.deb").resolve() == debs / "hello_2.10-3_amd64.deb"
     assert commands.argvs == [
         ["apt-ftparchive", "packages", "."],
-        ["apt-ftparchive", "-o", "APT::FTPArchive::Release::Suite=liveorch",
-         "-o", "APT::FTPArchive::Release::Codename=liveorch", "release", "."],
+        ["apt-ftparchive", "-o", "APT::FTPArchive::Release::Suite=bookworm",
+         "-o", "APT::FTPArchive::Release::Codename=bookworm", "release", "."],
     ]
     assert [call.cwd for call in commands.calls] == [repo, repo]
     assert [call.stdout_name for call in commands.calls] == [str(repo / "Packages"), str(repo / "Release")]
@@ -62,7 +62,7 @@ def test_flat_repository_starts_from_an_empty_folder(tmp_path, lock, debs, comma
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "stray_1.0_amd64.deb").write_bytes(b"not locked")
-    flat_repository(lock, debs, repo)
+    flat_repository(lock, debs, repo, "bookworm")
     assert not (repo / "stray_1.0_amd64.deb").exists()
 
 
@@ -71,7 +71,7 @@ def test_flat_repository_refuses_a_deb_that_does_not_match_the_lock(tmp_path, lo
     repo = tmp_path / "repo"
 
     with pytest.raises(StageError) as error:
-        flat_repository(lock, debs, repo)
+        flat_repository(lock, debs, repo, "bookworm")
     assert str(error.value) == (f"hello_2.10-3_amd64.deb does not match the lock's sha256 "
                                 f"{hashlib.sha256(HELLO).hexdigest()}")
     assert commands.calls == []
@@ -82,7 +82,7 @@ def test_flat_repository_refuses_a_deb_that_does_not_match_the_lock(tmp_path, lo
 def test_flat_repository_refuses_a_missing_deb(tmp_path, lock, debs, commands) -> None:
     (debs / "base-files_12.4+deb12u5_amd64.deb").unlink()
     with pytest.raises(StageError, match=r"^base-files_12\.4\+deb12u5_amd64\.deb does not match"):
-        flat_repository(lock, debs, tmp_path / "repo")
+        flat_repository(lock, debs, tmp_path / "repo", "bookworm")
     assert commands.calls == []
 
 

@@ -9,7 +9,16 @@ import yaml
 
 from liveorch.orchestrator.compose_file import compose_text
 from liveorch.orchestrator.engine import DOCKER_DEFAULT_CAPS
-from liveorch.orchestrator.images import STORE_IMAGE, dockerfile_name, image_names, image_tag
+from liveorch.orchestrator.images import (
+    BASE,
+    STORE_IMAGE,
+    base_packages,
+    context_hash,
+    debian_base,
+    dockerfile_name,
+    image_names,
+    image_tag,
+)
 from liveorch.orchestrator.stage_specs import stage_specs
 from liveorch.orchestrator.store import DEFAULT_STORE
 from liveorch.stages.contract import STORE_MOUNT
@@ -19,7 +28,7 @@ COMPOSE = yaml.safe_load((REPO / "compose.yaml").read_text())
 
 
 def test_compose_declares_exactly_the_images() -> None:
-    assert list(COMPOSE["services"]) == list(image_names())
+    assert list(COMPOSE["services"]) == [BASE, *image_names()]
 
 
 def test_each_stage_service_matches_its_contract() -> None:
@@ -51,8 +60,25 @@ def test_every_dockerfile_has_a_python_entrypoint_for_its_stage() -> None:
     for stage in stage_specs():
         text = (REPO / dockerfile_name(stage)).read_text()
         assert f'ENTRYPOINT ["python3", "-m", "liveorch.stages", "{stage}"]' in text
-        assert text.startswith("#") and re.search(r"^FROM debian:(bookworm|trixie)-slim$", text, re.M)
+        assert text.startswith("#") and re.search(r"^ARG BASE=liveorch/base:latest\nFROM \$\{BASE\}$", text, re.M)
         assert "USER" not in text, "the contract declares the user; the engine applies it"
+        assert "apt-get" not in text, "tools belong in Dockerfiles/base.packages"
+
+
+def test_the_base_installs_its_package_list() -> None:
+    text = (REPO / dockerfile_name(BASE)).read_text()
+    assert re.search(r"^FROM debian:trixie-slim$", text, re.M) and debian_base() == "debian:trixie-slim"
+    assert "COPY Dockerfiles/base.packages" in text and "apt-get install" in text
+    packages = base_packages()
+    assert {"python3", "squashfs-tools-ng", "xorriso", "mmdebstrap", "isomd5sum"} <= set(packages)
+    assert not any("#" in name or " " in name for name in packages)
+
+
+def test_every_image_hash_covers_the_base() -> None:
+    """A change to the base's packages must give every thin image a new content tag."""
+    for name in image_names():
+        assert context_hash(name) != context_hash(BASE)
+    assert COMPOSE["services"][BASE]["build"] == {"context": ".", "dockerfile": dockerfile_name(BASE)}
 
 
 def test_compose_yaml_is_generated_from_the_contracts() -> None:
