@@ -1,9 +1,9 @@
-# base: the tools of every stage, installed once; each stage image is this plus its code.
-# trixie: its mke2fs (1.47.2) and mkfs.erofs (1.8) read a tar directly. When no registry serves
-# debian:trixie-slim, `images build` makes this image with mmdebstrap from base.packages instead.
-FROM debian:trixie-slim
-COPY Dockerfiles/base.packages /tmp/base.packages
+# base: the tools of every stage but squashfs, installed once; each stage image on it is this plus its code.
+# When no registry serves debian:bookworm-slim, `images build` makes this image with mmdebstrap from
+# base.packages instead.
+FROM debian:bookworm-slim
+COPY Dockerfiles/base.packages /tmp/packages
 RUN apt-get update \
- && sed -e 's/#.*//' /tmp/base.packages | xargs env DEBIAN_FRONTEND=noninteractive \
+ && sed -e 's/#.*//' /tmp/packages | xargs env DEBIAN_FRONTEND=noninteractive \
       apt-get install -y --no-install-recommends \
- && rm -rf /var/lib/apt/lists/* /tmp/base.packages
+ && rm -rf /var/lib/apt/lists/* /tmp/packages

@@ -21,7 +21,7 @@ from typing import IO
 from liveorch.orchestrator import pxe
 from liveorch.orchestrator.containers import StageLimits, StageRunner
 from liveorch.orchestrator.description import parse_description
-from liveorch.orchestrator.engine import connect, engine_errors
+from liveorch.orchestrator.engine import connect, engine_cpus, engine_errors
 from liveorch.orchestrator.errors import LiveorchError, TargetError, UsageError
 from liveorch.orchestrator.export import export_files, export_iso, export_names
 from liveorch.orchestrator.images import context_hash, ensure_images
@@ -132,7 +132,7 @@ class Build:
             runner = StageRunner(self.client, self.store, log, self.progress, self.options.limits,
                                  self.options.keep_work)
             settings = LoopSettings(epoch=self._epoch(), no_cache=self.options.no_cache,
-                                    update_lock=self.options.update_lock)
+                                    update_lock=self.options.update_lock, cpus=engine_cpus(self.client))
             self.shared = SharedStore(self.store, self._remote_cache(), self.say)
             loop = StageLoop(self.plan.options, context_hash, self.shared, self._run_with(runner), self.progress,
                              log, settings, cancel=runner.cancel)

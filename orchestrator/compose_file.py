@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from liveorch.orchestrator.engine import DOCKER_DEFAULT_CAPS
-from liveorch.orchestrator.images import BASE, STORE_IMAGE, dockerfile_name, image_tag
+from liveorch.orchestrator.images import BASES, STORE_IMAGE, dockerfile_name, image_tag
 from liveorch.orchestrator.stage_specs import stage_specs
 from liveorch.orchestrator.store import DEFAULT_STORE
 from liveorch.stages.contract import STORE_MOUNT, StageSpec
@@ -19,9 +19,9 @@ from liveorch.stages.contract import STORE_MOUNT, StageSpec
 HEADER = """\
 # Generated from the stage contracts by `python -m liveorch.orchestrator.compose_file`; do not edit.
 # The stage images, the store keeper's image and the store volume, as liveorch builds and runs them.
-# `docker compose build base && docker compose build` builds images like the ones `liveorch run` builds
+# `docker compose build base base-trixie && docker compose build` builds images like the ones `liveorch run` builds
 # on first use (liveorch's own build context holds only the files each stage runs); every image is a thin
-# layer on liveorch/base, so the base comes first. The services are not
+# layer on a base (liveorch/base, or base-trixie for squashfs), so the bases come first. The services are not
 # meant to be started by compose: liveorch runs each stage with a request and a scratch volume of its own
 # at /work (see docs/architecture.md).
 """
@@ -39,14 +39,16 @@ def _stage_service(spec: StageSpec) -> list[str]:
     return _service(spec.name, spec.user, spec.network, dropped, f"artifacts:{STORE_MOUNT}:ro")
 
 
-def _base_service() -> list[str]:
-    """The base is only built on, never run: no user, network or volume to declare."""
-    return [f"  {BASE}:", f"    image: {image_tag(BASE)}", "    build:", "      context: .",
-            f"      dockerfile: {dockerfile_name(BASE)}", "    profiles: [stages]"]
+def _base_service(base: str) -> list[str]:
+    """A base is only built on, never run: no user, network or volume to declare."""
+    return [f"  {base}:", f"    image: {image_tag(base)}", "    build:", "      context: .",
+            f"      dockerfile: {dockerfile_name(base)}", "    profiles: [stages]"]
 
 
 def compose_text() -> str:
-    lines = ["services:", *_base_service()]
+    lines = ["services:"]
+    for base in BASES:
+        lines += _base_service(base)
     for spec in stage_specs().values():
         lines += _stage_service(spec)
     lines += _service(STORE_IMAGE, 0, False, ["ALL"], f"artifacts:{STORE_MOUNT}")

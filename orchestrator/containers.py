@@ -25,7 +25,16 @@ from liveorch.orchestrator.images import StageImage
 from liveorch.orchestrator.progress import Progress
 from liveorch.orchestrator.store import Store
 from liveorch.orchestrator.volume_io import Entry, write_tree
-from liveorch.stages.contract import CLAIMS_FILE, REQUEST_FILE, STORE_MOUNT, WORK_MOUNT, Record, StageRequest, StageSpec
+from liveorch.stages.contract import (
+    CLAIMS_FILE,
+    REQUEST_FILE,
+    STORE_MOUNT,
+    WORK_MOUNT,
+    Record,
+    StageRequest,
+    StageSpec,
+    parse_progress,
+)
 
 TAIL_LINES = 30
 
@@ -189,7 +198,11 @@ class StageRunner:
                 self.log.write(f"[{stage}] {line}\n")
                 tail.append(line)
                 del tail[:-200]
-                self.progress.line(stage, line)
+                step = parse_progress(line)
+                if step is not None:
+                    self.progress.advance(stage, *step)
+                else:
+                    self.progress.line(stage, line)
         self.log.flush()
 
     def _keep_log(self, container: docker.models.containers.Container, tail: list[str]) -> None:

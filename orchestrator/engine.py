@@ -37,6 +37,16 @@ def connect(host: str | None = None) -> docker.DockerClient:
     return client
 
 
+def engine_cpus(client: docker.DockerClient) -> int:
+    """The cores the engine's containers can use (Docker's and Podman's /info both say NCPU),
+    which the stages share as thread budgets; this host's count when the engine does not say."""
+    with contextlib.suppress(docker.errors.APIError, requests.RequestException, TypeError, ValueError):
+        cpus = int(client.info().get("NCPU") or 0)
+        if cpus > 0:
+            return cpus
+    return len(os.sched_getaffinity(0))
+
+
 def as_engine_error(error: Exception) -> EngineError:
     """One line for an engine failure: the engine's own explanation where it gave one."""
     if isinstance(error, docker.errors.APIError):

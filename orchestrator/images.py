@@ -1,14 +1,15 @@
 """The images liveorch runs: one per stage, and the store keeper (the trusted publisher).
 
-All of them are thin layers (their code and entry point) on one base image, liveorch/base,
-which holds every stage's tools (Dockerfiles/base.packages): the tools are installed once,
-and the seven thin images build side by side in seconds. Each image is tagged
+All of them are thin layers (their code and entry point) on a base image that holds the
+tools: liveorch/base (bookworm, Dockerfiles/base.packages) for all but squashfs, whose tools
+must come from trixie (liveorch/base-trixie). The tools are installed once, the bases side by
+side, and then the seven thin images side by side, in seconds. Each image is tagged
 liveorch/<name>:<context hash>, where the hash covers its Dockerfile, exactly the code it runs
-(for a stage, the files orchestrator/stage_code.py finds) and the base's own hash: two
+(for a stage, the files orchestrator/stage_code.py finds) and its base's own hash: two
 checkouts with different code on one engine never run each other's images, and the same hash
-is what the stage's cache key covers. When the Debian image the base starts from is missing
-and no registry serves it, the base is made directly with mmdebstrap from the same package
-list, so the Dockerfiles stay standard.
+is what the stage's cache key covers. When the Debian image a base starts from is missing and
+no registry serves it, the base is made directly with mmdebstrap from the same package list,
+so the Dockerfiles stay standard.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import os
 import shutil
 import subprocess
 import tarfile
@@ -35,9 +37,10 @@ from liveorch.orchestrator.stage_specs import stage_specs
 
 IMAGE_REPOSITORY = "liveorch"
 CONTEXT_LABEL = "org.liveorch.context"
-# The image every other one is a thin layer on: the tools of all stages.
+# The images the others are thin layers on: the tools, by Debian suite. A thin image names
+# its base in its Dockerfile (ARG BASE=liveorch/<base>:latest).
 BASE = "base"
-BASE_PACKAGES = "Dockerfiles/base.packages"
+BASES = (BASE, "base-trixie")
 # The store keeper's image: publishes, verifies and removes store entries; runs no user code.
 STORE_IMAGE = "store"
 ORCHESTRATOR_DIR = Path(__file__).resolve().parent
@@ -88,13 +91,17 @@ def _dockerfiles_file(name: str) -> bytes:
     return resources.files("liveorch.orchestrator.dockerfiles").joinpath(name).read_bytes()
 
 
+def packages_name(base: str) -> str:
+    return f"Dockerfiles/{base}.packages"
+
+
 @functools.cache
 def context_files(name: str) -> dict[str, bytes]:
-    """The build context: Dockerfiles/<name>.Dockerfile and the code (for the base, the
+    """The build context: Dockerfiles/<name>.Dockerfile and the code (for a base, the
     package list) that image holds."""
     files = {dockerfile_name(name): _dockerfiles_file(f"{name}.Dockerfile")}
-    if name == BASE:
-        files[BASE_PACKAGES] = _dockerfiles_file(Path(BASE_PACKAGES).name)
+    if name in BASES:
+        files[packages_name(name)] = _dockerfiles_file(f"{name}.packages")
         return files
     if name == STORE_IMAGE:
         sources = _store_keeper_files()
@@ -105,29 +112,41 @@ def context_files(name: str) -> dict[str, bytes]:
 
 
 @functools.cache
+def base_of(name: str) -> str:
+    """The base a thin image is built on, from its Dockerfile's `ARG BASE=liveorch/<base>:latest`."""
+    for line in context_files(name)[dockerfile_name(name)].decode().splitlines():
+        if line.startswith("ARG BASE="):
+            base = line.removeprefix(f"ARG BASE={IMAGE_REPOSITORY}/").removesuffix(":latest")
+            if base in BASES:
+                return base
+    raise ImageBuildError(f"{dockerfile_path(name)} does not start from one of liveorch's bases "
+                          f"(ARG BASE={IMAGE_REPOSITORY}/<{'|'.join(BASES)}>:latest, then FROM ${{BASE}})")
+
+
+@functools.cache
 def context_hash(name: str) -> str:
     """The hash of an image's context; a thin image's also covers the base it is built on."""
     files = context_files(name)
     digest = hashlib.sha256()
-    if name != BASE:
-        digest.update(b"FROM\0" + context_hash(BASE).encode())
+    if name not in BASES:
+        digest.update(b"FROM\0" + context_hash(base_of(name)).encode())
     for relative in sorted(files):
         digest.update(relative.encode() + b"\0" + hashlib.sha256(files[relative]).digest())
     return digest.hexdigest()
 
 
-def base_packages() -> list[str]:
-    """The base image's Debian packages: base.packages without its comments."""
-    text = context_files(BASE)[BASE_PACKAGES].decode()
+def base_packages(base: str = BASE) -> list[str]:
+    """A base image's Debian packages: its .packages file without the comments."""
+    text = context_files(base)[packages_name(base)].decode()
     return [word for line in text.splitlines() for word in line.split("#", 1)[0].split()]
 
 
-def debian_base() -> str:
-    """The Debian image the base starts from (its FROM line)."""
-    for line in context_files(BASE)[dockerfile_name(BASE)].decode().splitlines():
+def debian_base(base: str = BASE) -> str:
+    """The Debian image a base starts from (its FROM line)."""
+    for line in context_files(base)[dockerfile_name(base)].decode().splitlines():
         if line.startswith("FROM "):
             return line.split()[1]
-    raise ImageBuildError(f"{dockerfile_path(BASE)} has no FROM line")
+    raise ImageBuildError(f"{dockerfile_path(base)} has no FROM line")
 
 
 def _context_tar(files: dict[str, bytes]) -> io.BytesIO:
@@ -142,8 +161,8 @@ def _context_tar(files: dict[str, bytes]) -> io.BytesIO:
     return buffer
 
 
-def _debian_base_available(client: docker.DockerClient, say: Callable[[str], None]) -> bool:
-    base = debian_base()
+def _debian_base_available(client: docker.DockerClient, debian: str, say: Callable[[str], None]) -> bool:
+    base = debian
     try:
         client.images.get(base)
         return True
@@ -157,27 +176,41 @@ def _debian_base_available(client: docker.DockerClient, say: Callable[[str], Non
         return False
 
 
-def _make_base_with_mmdebstrap(client: docker.DockerClient, tag: str, say: Callable[[str], None]) -> None:
-    """The base without a registry: mmdebstrap installs base.packages into a minimal Debian
-    of the Dockerfile's suite, and the tarball is imported under the base's content tag."""
-    say(f"no registry serves {debian_base()}: making {tag} with mmdebstrap")
+def _fast_scratch() -> str | None:
+    """A RAM-backed directory for mmdebstrap's tree and tarball when there is room (2 GiB):
+    unpacking a few hundred packages there takes a quarter less time than on disk."""
+    shm = Path("/dev/shm")
+    try:
+        usage = shutil.disk_usage(shm)
+    except OSError:
+        return None
+    return str(shm) if usage.free >= 2 << 30 and os.access(shm, os.W_OK) else None
+
+
+def _make_base_with_mmdebstrap(client: docker.DockerClient, base: str, say: Callable[[str], None]) -> None:
+    """A base without a registry: mmdebstrap installs its packages into the essential set of
+    the Dockerfile's suite (what they depend on comes with them, apt included where a stage
+    needs it), and the tarball is imported under the base's content tag."""
+    tag, debian = content_tag(base), debian_base(base)
+    say(f"no registry serves {debian}: making {tag} with mmdebstrap")
     if shutil.which("mmdebstrap") is None:
-        raise EngineError(f"{debian_base()} is missing and cannot be pulled",
-                          hint="install mmdebstrap (apt-get install mmdebstrap) so liveorch can make its base image")
-    suite = debian_base().removeprefix("debian:").removesuffix("-slim")
+        raise EngineError(f"{debian} is missing and cannot be pulled",
+                          hint="install mmdebstrap (apt-get install mmdebstrap) so liveorch can make its base images")
+    suite = debian.removeprefix("debian:").removesuffix("-slim")
     excludes = [f"--dpkgopt=path-exclude={path}" for path in _UNUSED_PATHS]
-    with tempfile.TemporaryDirectory(prefix="liveorch-base-") as tmp:
+    scratch = _fast_scratch()
+    with tempfile.TemporaryDirectory(prefix="liveorch-base-", dir=scratch) as tmp:
         tarball = Path(tmp) / "base.tar"
-        completed = subprocess.run(["mmdebstrap", "--variant=minbase", "--quiet", *excludes,
-                                    f"--include={','.join(base_packages())}", suite, str(tarball)],
-                                   capture_output=True, text=True)
+        completed = subprocess.run(["mmdebstrap", "--variant=essential", "--quiet", *excludes,
+                                    f"--include={','.join(base_packages(base))}", suite, str(tarball)],
+                                   capture_output=True, text=True, env={**os.environ, "TMPDIR": tmp})
         if completed.returncode != 0:
             last = (completed.stderr.strip().splitlines() or ["?"])[-1]
             raise EngineError(f"mmdebstrap could not make the base image {tag}: {last}")
         # The whole reference as `repo`: Podman's Docker API ignores the separate `tag`
         # parameter of an import (the image would be named ...:latest).
         client.api.import_image_from_file(str(tarball), repository=tag, changes=[
-            'CMD ["bash"]', f"LABEL {CONTEXT_LABEL}={context_hash(BASE)}"])
+            'CMD ["bash"]', f"LABEL {CONTEXT_LABEL}={context_hash(base)}"])
 
 
 def _present(client: docker.DockerClient, name: str) -> StageImage | None:
@@ -195,7 +228,7 @@ def _build(client: docker.DockerClient, name: str, tag: str) -> None:
     # One line that names the image and the Dockerfile; build errors can span lines.
     failed = f"the {name} image ({tag}) does not build from {dockerfile_path(name)}"
     last_lines: list[str] = []
-    arguments = {} if name == BASE else {"BASE": content_tag(BASE)}
+    arguments = {} if name in BASES else {"BASE": content_tag(base_of(name))}
     try:
         # forcerm: no intermediate container stays behind, even when a step fails.
         for chunk in client.api.build(fileobj=_context_tar(context_files(name)), custom_context=True, tag=tag,
@@ -219,18 +252,19 @@ def _finish(client: docker.DockerClient, name: str) -> StageImage:
     return StageImage(name, tag, image.id, context_hash(name))
 
 
-def ensure_base(client: docker.DockerClient, say: Callable[[str], None], force: bool = False) -> StageImage:
-    """liveorch/base: present, built from base.Dockerfile, or made with mmdebstrap."""
-    present = None if force else _present(client, BASE)
+def ensure_base(client: docker.DockerClient, base: str, say: Callable[[str], None], force: bool = False
+                ) -> StageImage:
+    """A base image: present, built from its Dockerfile, or made with mmdebstrap."""
+    present = None if force else _present(client, base)
     if present is not None:
         return present
-    tag = content_tag(BASE)
-    if _debian_base_available(client, say):
+    tag = content_tag(base)
+    if _debian_base_available(client, debian_base(base), say):
         say(f"building the base image {tag}")
-        _build(client, BASE, tag)
+        _build(client, base, tag)
     else:
-        _make_base_with_mmdebstrap(client, tag, say)
-    return _finish(client, BASE)
+        _make_base_with_mmdebstrap(client, base, say)
+    return _finish(client, base)
 
 
 def _build_thin(client: docker.DockerClient, name: str, say: Callable[[str], None]) -> StageImage:
@@ -244,7 +278,7 @@ def ensure_image(client: docker.DockerClient, name: str, say: Callable[[str], No
     present = None if force else _present(client, name)
     if present is not None:
         return present
-    ensure_base(client, say, force)
+    ensure_base(client, base_of(name), say, force)
     return _build_thin(client, name, say)
 
 
@@ -299,8 +333,9 @@ def ensure_images(client: docker.DockerClient, say: Callable[[str], None], force
             images[name] = present
     missing = [name for name in image_names() if name not in images]
     if missing:
-        ensure_base(client, say, force)
+        bases = sorted({base_of(name) for name in missing})
         with ThreadPoolExecutor(max_workers=len(missing)) as pool:
+            list(pool.map(lambda base: ensure_base(client, base, say, force), bases))
             images.update(zip(missing, pool.map(lambda name: _build_thin(client, name, say), missing), strict=True))
     return {name: images[name] for name in image_names()}
 
@@ -322,7 +357,7 @@ def push_images(client: docker.DockerClient, registry: str, say: Callable[[str],
 def describe_images(client: docker.DockerClient) -> list[tuple[str, str, str | None, float | None]]:
     """(name, content tag, short id or None when not built, size in MB) for `images ls`."""
     rows = []
-    for name in (BASE, *image_names()):
+    for name in (*BASES, *image_names()):
         present = _present(client, name)
         if present is None:
             rows.append((name, content_tag(name), None, None))

@@ -27,6 +27,8 @@ class Progress(Protocol):
 
     def line(self, stage: str, text: str) -> None: ...
 
+    def advance(self, stage: str, percent: float, detail: str) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -42,6 +44,7 @@ class PlainProgress:
         self.verbose = verbose
         self.timestamps = timestamps
         self.write = write or (lambda text: print(text, flush=True))
+        self.tenths: dict[str, int] = {}
 
     def _emit(self, text: str) -> None:
         self.write(f"{_stamp()} {text}" if self.timestamps else text)
@@ -56,6 +59,13 @@ class PlainProgress:
     def line(self, stage: str, text: str) -> None:
         if self.verbose:
             self._emit(f"[{stage}] {text}")
+
+    def advance(self, stage: str, percent: float, detail: str) -> None:
+        """A line at each tenth, so a CI log shows a long stage moving without flooding."""
+        tenth = int(percent // 10)
+        if tenth > self.tenths.get(stage, 0) or self.verbose:
+            self.tenths[stage] = tenth
+            self._emit(f"[{stage}] {percent:.0f}% {detail}")
 
     def close(self) -> None:
         pass
@@ -82,6 +92,9 @@ class JsonProgress:
     def line(self, stage: str, text: str) -> None:
         if self.verbose:
             self._emit("log", stage=stage, line=text)
+
+    def advance(self, stage: str, percent: float, detail: str) -> None:
+        self._emit("progress", stage=stage, percent=round(percent, 1), detail=detail)
 
     def close(self) -> None:
         pass
@@ -143,6 +156,9 @@ class LiveProgress:
             self.current[stage] = text.strip()[:120]
         if self.verbose:
             self.live.console.print(f"[{stage}] {text}", highlight=False, markup=False)
+
+    def advance(self, stage: str, percent: float, detail: str) -> None:
+        self.current[stage] = f"{percent:3.0f}% {detail}"[:120]
 
     def close(self) -> None:
         self.live.stop()

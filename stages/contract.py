@@ -179,6 +179,9 @@ class StageSpec:
     network: bool = False
     pooled: str | None = None
     data: tuple[str, ...] = ()
+    # Its claim on the CPU when it runs beside other stages: the heaviest one present gets a
+    # thread for every core, the others a share by weight (StageRequest.threads).
+    cpu_weight: int = 1
 
     def output(self, name: str) -> Output:
         return next(o for o in self.outputs if o.name == name)
@@ -193,15 +196,42 @@ class StageSpec:
 
 # --- request, claims and record ---------------------------------------------------------
 
+# How a stage reports how far it is inside a long step: a log line
+# "liveorch-progress: <percent> <what>", which the orchestrator shows as the stage's progress.
+PROGRESS_PREFIX = "liveorch-progress: "
+
+
+def progress_line(percent: float, detail: str) -> str:
+    return f"{PROGRESS_PREFIX}{min(max(percent, 0.0), 100.0):.0f} {detail}"
+
+
+def parse_progress(line: str) -> tuple[float, str] | None:
+    """(percent, what) from a progress line; None for any other line or a malformed one."""
+    if not line.startswith(PROGRESS_PREFIX):
+        return None
+    number, _, detail = line[len(PROGRESS_PREFIX):].partition(" ")
+    try:
+        percent = float(number)
+    except ValueError:
+        return None
+    return (percent, detail.strip()) if 0.0 <= percent <= 100.0 else None
+
+
 @dataclass(frozen=True)
 class StageRequest:
-    """What a stage is asked to do: its typed options, and the keys of its inputs' entries."""
+    """What a stage is asked to do: its typed options, and the keys of its inputs' entries.
+
+    `threads` is the stage's CPU budget for this run (the cores the engine has, shared with
+    the stages running beside it). It is not an input: the cache key leaves it out, so a stage
+    may use it only where the thread count cannot change the bytes (tar2sqfs's block
+    processor writes the same image with any number of jobs)."""
 
     stage: str
     key: str
     source_date_epoch: int
     inputs: dict[str, str]
     options: Any
+    threads: int = 1
 
     def to_json(self) -> str:
         return json.dumps(encode(self), indent=2, sort_keys=True) + "\n"
@@ -219,9 +249,12 @@ class StageRequest:
         inputs = decode(dict[str, str], data.get("inputs"), "request.inputs")
         if sorted(inputs) != sorted(spec.inputs):
             raise ContractError(f"request.inputs: expected {', '.join(spec.inputs) or 'none'}")
+        threads = decode(int, data.get("threads"), "request.threads")
+        if threads < 1:
+            raise ContractError(f"request.threads: expected at least 1, got {threads}")
         return cls(stage=spec.name, key=decode(str, data.get("key"), "request.key"),
                    source_date_epoch=decode(int, data.get("source_date_epoch"), "request.source_date_epoch"),
-                   inputs=inputs, options=decode(spec.options, data.get("options"), "options"))
+                   inputs=inputs, options=decode(spec.options, data.get("options"), "options"), threads=threads)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import IO
 
 from liveorch.stages.contract import Outcome, StageRequest, Workspace
 from liveorch.stages.contracts.rootfs import ROOT_TAR
@@ -35,7 +34,7 @@ from liveorch.stages.root_image import (
     mke2fs_argv,
     volume_uuid,
 )
-from liveorch.stages.tools import fresh_dir, log, package_version, run
+from liveorch.stages.tools import Metered, fresh_dir, log, package_version, run
 from liveorch.stages.xfs_image import (
     PROFILES,
     frozen_env,
@@ -68,8 +67,9 @@ def pack_file(ext4: Path) -> str:
     return f"dir /LiveOS 0755 0 0\nfile /{ROOT_IMAGE} 0644 0 0 {ext4}\n"
 
 
-def _squash(stream: IO[bytes], compression: Compression, epoch: int, image: Path) -> None:
-    run(tar2sqfs_argv(compression, epoch, image, os.cpu_count() or 1), stdin=stream, what="tar2sqfs")
+def _squash(root_tar: Path, compression: Compression, epoch: int, image: Path, threads: int) -> None:
+    with Metered(root_tar, "tar2sqfs") as tar:
+        run(tar2sqfs_argv(compression, epoch, image, threads), stdin=tar, what="tar2sqfs")
 
 
 def _ext4(root_tar: Path, epoch: int, volume: str, image: Path) -> None:
@@ -98,18 +98,19 @@ def _xfs(root_tar: Path, epoch: int, volume: str, image: Path, input_key: str) -
 
 
 def _image_in_squashfs(root_tar: Path, options: SquashfsOptions, epoch: int, volume: str, workspace: Workspace,
-                       input_key: str) -> Path:
+                       request: StageRequest) -> Path:
     """filesystem="ext4" or "xfs": the filesystem image, then a squashfs holding it."""
     inner = workspace.tmp / "rootfs.img"
+    threads = request.threads
     if options.filesystem is RootFilesystem.XFS:
-        _xfs(root_tar, epoch, volume, inner, input_key)
+        _xfs(root_tar, epoch, volume, inner, request.inputs["rootfs"])
     else:
         _ext4(root_tar, epoch, volume, inner)
     image = workspace.out / SQUASHFS_IMAGE
     fresh_dir(image.parent)
     listing = workspace.tmp / "pack.txt"
     listing.write_text(pack_file(inner))
-    run(gensquashfs_argv(options.compression, epoch, listing, image, os.cpu_count() or 1), what="gensquashfs")
+    run(gensquashfs_argv(options.compression, epoch, listing, image, threads), what="gensquashfs")
     inner.unlink()
     return image
 
@@ -129,14 +130,13 @@ def execute(request: StageRequest, workspace: Workspace) -> Outcome:
     root_tar = workspace.input(request, "rootfs") / ROOT_TAR
     volume = volume_uuid(request.inputs["rootfs"], options.filesystem.value)
     if options.filesystem.in_squashfs:
-        image = _image_in_squashfs(root_tar, options, epoch, volume, workspace, request.inputs["rootfs"])
+        image = _image_in_squashfs(root_tar, options, epoch, volume, workspace, request)
     elif options.filesystem is RootFilesystem.EROFS:
         image = _erofs(root_tar, options, epoch, volume, workspace)
     else:
         image = workspace.out / SQUASHFS_IMAGE
         fresh_dir(image.parent)
-        with root_tar.open("rb") as tar:
-            _squash(tar, options.compression, epoch, image)
+        _squash(root_tar, options.compression, epoch, image, request.threads)
     compressed = options.erofs if options.filesystem is RootFilesystem.EROFS else options.compression.value
     log(f"{image.name} ({options.filesystem.value}, {compressed}): {image.stat().st_size // (1 << 20)} MiB")
     return Outcome(tools=package_version("squashfs-tools-ng", "e2fsprogs", "erofs-utils", "xfsprogs", "faketime"),

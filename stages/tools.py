@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shlex
 import shutil
@@ -11,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from liveorch.stages.contract import progress_line
+
 
 class StageError(Exception):
     """A failure the user can act on; its message is shown as the stage's one-line error."""
@@ -18,6 +21,53 @@ class StageError(Exception):
 
 def log(message: str) -> None:
     print(message, flush=True)
+
+
+def report_progress(percent: float, detail: str) -> None:
+    """A progress line for the orchestrator's view (contract.PROGRESS_PREFIX)."""
+    print(progress_line(percent, detail), flush=True)
+
+
+class Metered:
+    """A file fed to a tool's stdin that reports how much of it has been read: for a tool that
+    works as it reads (tar2sqfs), that is the stage's progress. `run` copies it through a pipe."""
+
+    def __init__(self, path: Path, what: str, step: float = 2.0) -> None:
+        self.name, self.what, self.step = str(path), what, step
+        self.total = path.stat().st_size
+        self.done, self.shown = 0, -step
+        self.handle = path.open("rb")
+
+    def __enter__(self) -> Metered:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.handle.close()
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.handle.read(size)
+        self.done += len(chunk)
+        percent = 100.0 * self.done / self.total if self.total else 100.0
+        if chunk and (percent - self.shown >= self.step or self.done == self.total):
+            self.shown = percent
+            gib = 1 << 30
+            report_progress(percent, f"{self.what}: {self.done / gib:.2f} of {self.total / gib:.2f} GiB read")
+        return chunk
+
+
+def _run_metered(args: list[str], env: Mapping[str, str] | None, cwd: Path | None, stdin: Metered,
+                 stdout: Any) -> int:
+    with subprocess.Popen(args, env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=stdout or sys.stdout,
+                          stderr=sys.stderr) as process:
+        assert process.stdin is not None
+        try:
+            shutil.copyfileobj(stdin, process.stdin, 1 << 20)  # type: ignore[misc]
+        except BrokenPipeError:
+            pass  # the tool stopped reading: its exit code and message say why
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.close()
+    return process.returncode
 
 
 def run(
@@ -32,9 +82,13 @@ def run(
     """Run a tool, streaming its output into the stage log; fail with a short message."""
     args = [str(a) for a in argv]
     log("+ " + shlex.join(args))
-    completed = subprocess.run(args, env=env, cwd=cwd, stdin=stdin, stdout=stdout or sys.stdout, stderr=sys.stderr)
-    if completed.returncode != 0:
-        raise StageError(f"{what or args[0]} failed with exit code {completed.returncode}")
+    if isinstance(stdin, Metered):
+        code = _run_metered(args, env, cwd, stdin, stdout)
+    else:
+        code = subprocess.run(args, env=env, cwd=cwd, stdin=stdin, stdout=stdout or sys.stdout,
+                              stderr=sys.stderr).returncode
+    if code != 0:
+        raise StageError(f"{what or args[0]} failed with exit code {code}")
 
 
 def capture(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None) -> str:

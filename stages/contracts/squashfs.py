@@ -82,4 +82,6 @@ SPEC = StageSpec(
     outputs=(Output(SQUASHFS_IMAGE, optional=True), Output(ROOT_IMAGE, optional=True)),
     capabilities=(),
     user=UNPRIVILEGED_UID,
+    # The longest stage after the root, beside initrd: it gets every core.
+    cpu_weight=4,
 )

@@ -192,9 +192,9 @@ def publish(workspace: Workspace) -> Callable[..., Path]:
 
 
 def stage_request(stage: str, options: Any, inputs: dict[str, str] | None = None, epoch: int = EPOCH,
-                  key: str | None = None) -> StageRequest:
+                  key: str | None = None, threads: int = 1) -> StageRequest:
     return StageRequest(stage=stage, key=key or f"{stage}-key", source_date_epoch=epoch,
-                        inputs=dict(inputs or {}), options=options)
+                        inputs=dict(inputs or {}), options=options, threads=threads)
 
 
 @pytest.fixture

@@ -61,8 +61,7 @@ def test_volume_uuid_follows_the_input_and_the_layout() -> None:
     assert ext4[14] == "4"  # a version-4 UUID, as mke2fs and mkfs.erofs expect
 
 
-def test_ext4_layout_packs_the_image_into_squashfs(workspace, publish, make_request, commands, monkeypatch) -> None:
-    monkeypatch.setattr("liveorch.stages.squashfs.os.cpu_count", lambda: 2)
+def test_ext4_layout_packs_the_image_into_squashfs(workspace, publish, make_request, commands) -> None:
     entry = publish("rootfs", {"root.tar": root_tar({"./etc/hostname": b"live\n"})})
     packs: list[str] = []
     commands.on("mke2fs", lambda call, _: Path(call.argv[-2]).write_bytes(b"fake ext4\n"))
@@ -70,7 +69,7 @@ def test_ext4_layout_packs_the_image_into_squashfs(workspace, publish, make_requ
                                                 Path(call.argv[-1]).write_bytes(b"hsqs\n")))
     options = SquashfsOptions(filesystem=RootFilesystem.EXT4, compression=Compression.ZSTD, erofs=None)
 
-    outcome = squashfs.execute(make_request("squashfs", options, {"rootfs": "rootfs-key"}), workspace)
+    outcome = squashfs.execute(make_request("squashfs", options, {"rootfs": "rootfs-key"}, threads=2), workspace)
 
     mke2fs, gensquashfs = commands.calls
     volume = volume_uuid("rootfs-key", "ext4")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from liveorch.stages import squashfs
+from liveorch.stages.contract import parse_progress
 from liveorch.stages.contracts.squashfs import Compression, RootFilesystem, SquashfsOptions
 
 ROOT_TAR = b"./etc/hostname fake tar bytes\n" * 3
@@ -19,11 +20,10 @@ def flat(compression: Compression) -> SquashfsOptions:
 @pytest.mark.parametrize(("compression", "name"), [(Compression.XZ, "xz"), (Compression.ZSTD, "zstd"),
                                                    (Compression.LZ4, "lz4"), (Compression.GZIP, "gzip"),
                                                    (Compression.LZO, "lzo")])
-def test_tar2sqfs_argv_and_stdin(workspace, publish, make_request, commands, epoch, monkeypatch, compression,
-                                 name) -> None:
-    monkeypatch.setattr("liveorch.stages.squashfs.os.cpu_count", lambda: 3)
+def test_tar2sqfs_argv_and_stdin(workspace, publish, make_request, commands, epoch, compression, name,
+                                 capsys) -> None:
     entry = publish("rootfs", {"root.tar": ROOT_TAR})
-    request = make_request("squashfs", flat(compression), {"rootfs": "rootfs-key"})
+    request = make_request("squashfs", flat(compression), {"rootfs": "rootfs-key"}, threads=3)
 
     outcome = squashfs.execute(request, workspace)
 
@@ -45,14 +45,14 @@ def test_tar2sqfs_argv_and_stdin(workspace, publish, make_request, commands, epo
     assert outcome.tools == {name: commands.version
                              for name in ("squashfs-tools-ng", "e2fsprogs", "erofs-utils", "xfsprogs", "faketime")}
     assert outcome.facts["filesystem"] == "squashfs"
+    # reading the tar is the stage's progress, reported up to the whole tar
+    progress = [parse_progress(line) for line in capsys.readouterr().out.splitlines()]
+    assert [step for step in progress if step] == [(100.0, "tar2sqfs: 0.00 of 0.00 GiB read")]
 
 
-def test_num_jobs_falls_back_to_one_without_a_cpu_count(workspace, publish, make_request, commands,
-                                                        monkeypatch) -> None:
-    monkeypatch.setattr("liveorch.stages.squashfs.os.cpu_count", lambda: None)
+def test_num_jobs_is_the_requests_thread_budget(workspace, publish, make_request, commands) -> None:
     publish("rootfs", {"root.tar": ROOT_TAR})
-    request = make_request("squashfs", flat(Compression.XZ), {"rootfs": "rootfs-key"},
-                           epoch=86400)
+    request = make_request("squashfs", flat(Compression.XZ), {"rootfs": "rootfs-key"}, epoch=86400)
 
     squashfs.execute(request, workspace)
 

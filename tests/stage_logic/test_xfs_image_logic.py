@@ -497,7 +497,6 @@ def run_xfs(publish: Callable[..., Path], make_request: Callable[..., StageReque
 
 def test_xfs_layout_runs_mkfs_xfs_then_xfs_db_then_gensquashfs(workspace, publish, make_request, commands, profiles,
                                                                  monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr("liveorch.stages.squashfs.os.cpu_count", lambda: 2)
     seen = Seen()
     record_xfs(commands, seen)
 

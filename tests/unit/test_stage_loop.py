@@ -15,7 +15,7 @@ import pytest
 from liveorch.orchestrator.description import parse_description
 from liveorch.orchestrator.errors import Interrupted, StageFailed
 from liveorch.orchestrator.keys import stage_key
-from liveorch.orchestrator.pipeline import Entry, LoopSettings, StageLoop
+from liveorch.orchestrator.pipeline import Entry, LoopSettings, StageLoop, thread_budgets
 from liveorch.orchestrator.plan import make_plan
 from liveorch.orchestrator.progress import PlainProgress
 from liveorch.orchestrator.stage_specs import stage_names
@@ -237,9 +237,9 @@ class GatedRunner(ContentRunner):
         self.stopped.set()
 
 
-def gated_loop(options: dict[str, Any], store: MemoryStore, runner: GatedRunner) -> StageLoop:
+def gated_loop(options: dict[str, Any], store: MemoryStore, runner: GatedRunner, cpus: int = 1) -> StageLoop:
     return StageLoop(options, lambda stage: "code-" + stage, store, runner, PlainProgress(write=lambda _: None),
-                     io.StringIO(), LoopSettings(epoch=0), cancel=runner.cancel)
+                     io.StringIO(), LoopSettings(epoch=0, cpus=cpus), cancel=runner.cancel)
 
 
 def test_squashfs_and_initrd_run_at_the_same_time(options: dict[str, Any]) -> None:
@@ -249,6 +249,29 @@ def test_squashfs_and_initrd_run_at_the_same_time(options: dict[str, Any]) -> No
     assert set(runner.ran) == set(stage_names()) and runner.ran[-2:] == ["iso", "checksum"]
     assert list(reports) == list(stage_names()), "reports stay in running order"
     assert runner.cancelled == []
+
+
+@pytest.mark.parametrize(("cpus", "squashfs", "initrd"), [(1, 1, 1), (2, 2, 1), (16, 16, 3)])
+def test_stages_side_by_side_share_the_cores(options: dict[str, Any], cpus: int, squashfs: int, initrd: int) -> None:
+    """squashfs, the longer of the two, gets every core; initrd its weight's share; a stage
+    that runs alone gets them all."""
+    store = MemoryStore()
+    threads: dict[str, int] = {}
+
+    class Recording(GatedRunner):
+        def __call__(self, spec: StageSpec, request: StageRequest) -> tuple[Record, dict[str, object] | None, bool]:
+            threads[spec.name] = request.threads
+            return super().__call__(spec, request)
+
+    gated_loop(options, store, Recording(store), cpus=cpus).run()
+    assert threads == {**dict.fromkeys(stage_names(), cpus), "squashfs": squashfs, "initrd": initrd}
+
+
+def test_thread_budgets_follow_the_contracts_weights() -> None:
+    assert thread_budgets([], 8) == {}
+    assert thread_budgets(["initrd"], 8) == {"initrd": 8}
+    assert thread_budgets(["initrd", "squashfs"], 8) == {"squashfs": 8, "initrd": 1}
+    assert thread_budgets(["iso", "checksum"], 4) == {"iso": 4, "checksum": 2}, "equal weights: the first gets all"
 
 
 def test_a_failing_branch_cancels_the_other_and_reports_its_own_error(options: dict[str, Any]) -> None:
