@@ -45,11 +45,18 @@ from liveorch.stages.xfs_image import (
     xfs_tree,
 )
 
+# KIWI's block size (mksquashfs -b 1M). With xz, 1 MiB blocks at level 2 made the example's
+# root 4 % smaller than 128 KiB blocks at xz's default level 6, in 38 % of the time (24.5 s
+# against 64.7 s on two cores); level 6 at 1 MiB was smaller still but took 92 s.
+BLOCK_SIZE = 1 << 20
+XZ_LEVEL = 2
+
 
 def _packer_options(compression: Compression, epoch: int, image: Path, jobs: int) -> list[str | Path]:
     """What tar2sqfs and gensquashfs (both squashfs-tools-ng) share."""
-    return ["--compressor", compression.value, "--num-jobs", str(jobs), "--defaults", f"mtime={epoch}",
-            "--quiet", "--force", image]
+    extra = ["--comp-extra", f"level={XZ_LEVEL}"] if compression is Compression.XZ else []
+    return ["--compressor", compression.value, *extra, "--block-size", str(BLOCK_SIZE), "--num-jobs", str(jobs),
+            "--defaults", f"mtime={epoch}", "--quiet", "--force", image]
 
 
 def tar2sqfs_argv(compression: Compression, epoch: int, image: Path, jobs: int) -> list[str | Path]:
