@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,8 @@ from liveorch.orchestrator.images import content_tag
 from liveorch.orchestrator.plan import make_plan
 from liveorch.orchestrator.report import BuildReport
 from liveorch.stages.contracts.rootfs import ROOT_TAR
+from liveorch.stages.contracts.squashfs import Compression
+from liveorch.stages.squashfs import tar2sqfs_argv
 
 # KIWI's log lines that open each of its phases, in order: (phase, what the line contains).
 KIWI_PHASES = (("bootstrap", "Setting up new root system"), ("install", "Installing system"),
@@ -66,11 +69,11 @@ def _liveorch(config: Path, profiles: tuple[str, ...], target: Path, volume: str
 
 
 def _floor(volume: str, report: BuildReport, compression: str, threads: int) -> float:
-    """tar2sqfs of the root tar alone, in the squashfs stage's image: the least any builder
-    must spend turning this root into a squashfs at this compression."""
+    """tar2sqfs of the root tar alone, with the squashfs stage's own options, in its image:
+    the least any builder must spend turning this root into a squashfs at this compression."""
     rootfs = next(r for r in report.stages if r.stage == "rootfs")
-    script = (f"tar2sqfs --compressor {compression} --num-jobs {threads} --quiet --force /tmp/floor.img "
-              f"< /store/rootfs/{rootfs.key}/{ROOT_TAR}")
+    argv = tar2sqfs_argv(Compression(compression), 0, Path("/tmp/floor.img"), threads)
+    script = f"{shlex.join(str(a) for a in argv)} < /store/rootfs/{rootfs.key}/{ROOT_TAR}"
     began = time.monotonic()
     connect().containers.run(content_tag("squashfs"), entrypoint=["sh", "-c", script], remove=True,
                              volumes={volume: {"bind": "/store", "mode": "ro"}}, network_mode="none")
@@ -104,23 +107,25 @@ def _kiwi(config: Path, profiles: tuple[str, ...], target: Path) -> Entrant:
     completed = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seconds = time.monotonic() - began
     if completed.returncode != 0:
-        raise SystemExit(f"kiwi-ng failed ({completed.returncode}); see {target / 'kiwi.log'}: "
+        kept = Path(tempfile.gettempdir()) / "liveorch-race-kiwi.log"
+        shutil.copyfile(target / "kiwi.log", kept)
+        raise SystemExit(f"kiwi-ng failed ({completed.returncode}); its log: {kept}: "
                          f"{completed.stderr.strip()[-300:]}")
     iso = next((target / "out").glob("*.iso"), None)
     return Entrant("kiwi-ng", seconds, iso, _kiwi_phases(target / "kiwi.log"))
 
 
-def _print(entrants: list[Entrant], floor: float, cpus: int, load: tuple[float, float, float]) -> None:
-    print(f"{'builder':<10}{'wall s':>9}{'ISO MiB':>10}  phases (s)")
-    for entrant in entrants:
-        phases = ", ".join(f"{name} {seconds:.0f}" for name, seconds in entrant.phases.items())
-        print(f"{entrant.name:<10}{entrant.seconds:>9.1f}{entrant.mib:>10.1f}  {phases}")
-    print(f"{'floor':<10}{floor:>9.1f}{'':>10}  tar2sqfs of liveorch's root tar alone")
-    kiwi = next((e for e in entrants if e.name == "kiwi-ng"), None)
-    if kiwi is not None:
-        print(f"\nratio liveorch/kiwi-ng: {entrants[0].seconds / kiwi.seconds:.2f}")
+def _row(entrant: Entrant) -> str:
+    phases = ", ".join(f"{name} {seconds:.0f}" for name, seconds in entrant.phases.items())
+    return f"{entrant.name:<10}{entrant.seconds:>9.1f}{entrant.mib:>10.1f}  {phases}"
+
+
+def _print_ours(ours: Entrant, floor: float, cpus: int, load: tuple[float, float, float]) -> None:
     print(f"{cpus} cores, load average before the race {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"{'builder':<10}{'wall s':>9}{'ISO MiB':>10}  phases (s)")
+    print(_row(ours))
+    print(f"{'floor':<10}{floor:>9.1f}{'':>10}  tar2sqfs of liveorch's root tar alone", flush=True)
 
 
 def main() -> int:
@@ -149,11 +154,12 @@ def main() -> int:
                 print(f"bit-identical: {again.sha256 == report.sha256} ({report.sha256[:16]})")
         finally:
             remove_volume(connect(), volume)
-        entrants = [ours]
+        _print_ours(ours, floor, cpus, load)
         if run_kiwi:
             print("running: kiwi-ng, cold", file=sys.stderr, flush=True)
-            entrants.append(_kiwi(args.config, profiles, Path(tmp) / "kiwi"))
-        _print(entrants, floor, cpus, load)
+            kiwi = _kiwi(args.config, profiles, Path(tmp) / "kiwi")
+            print(_row(kiwi))
+            print(f"\nratio liveorch/kiwi-ng: {ours.seconds / kiwi.seconds:.2f}")
     return 0
 
 

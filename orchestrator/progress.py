@@ -113,6 +113,7 @@ class LiveProgress:
         self.started: dict[str, float] = {}
         self.seconds: dict[str, float] = {}
         self.current: dict[str, str] = {}
+        self.spinners: dict[str, Any] = {}
         self.live = Live(self._render(), console=self.console, refresh_per_second=8, transient=False,
                          get_renderable=self._render)
         self.live.start()
@@ -130,7 +131,8 @@ class LiveProgress:
         table.add_column(overflow="ellipsis", no_wrap=True, max_width=70)
         for stage in stage_names():
             state = self.states[stage]
-            icon: Any = Spinner("dots") if state == "running" else Text(
+            # One Spinner per stage, kept across renders: a new one each time never turns.
+            icon: Any = self.spinners.setdefault(stage, Spinner("dots")) if state == "running" else Text(
                 {"pending": "·", "cached": "↺", "done": "✓", "failed": "✗"}[state])
             running = state == "running"
             elapsed = time.monotonic() - self.started[stage] if running else self.seconds.get(stage, 0.0)

@@ -61,3 +61,20 @@ def test_a_tool_that_stops_reading_fails_with_its_own_exit_code(tmp_path: Path) 
     source.write_bytes(b"\0" * (8 << 20))
     with Metered(source, "head") as metered, pytest.raises(StageError, match="head failed with exit code 3"):
         run(["sh", "-c", "head -c 10 >/dev/null; exit 3"], stdin=metered, what="head")
+
+
+def test_the_live_view_keeps_one_spinner_per_running_stage_and_shows_its_progress() -> None:
+    """A Spinner made afresh on every render would always show its first frame."""
+    from liveorch.orchestrator.progress import LiveProgress
+
+    view = LiveProgress()
+    try:
+        view.stage("squashfs", "running")
+        view._render()
+        spinner = view.spinners["squashfs"]
+        view._render()
+        assert view.spinners["squashfs"] is spinner
+        view.advance("squashfs", 42.0, "tar2sqfs: 0.28 of 0.67 GiB read")
+        assert view.current["squashfs"] == " 42% tar2sqfs: 0.28 of 0.67 GiB read"
+    finally:
+        view.close()
