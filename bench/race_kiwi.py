@@ -159,7 +159,7 @@ def main() -> int:
             print("running: kiwi-ng, cold", file=sys.stderr, flush=True)
             kiwi = _kiwi(args.config, profiles, Path(tmp) / "kiwi")
             print(_row(kiwi))
-            print(f"\nratio liveorch/kiwi-ng: {ours.seconds / kiwi.seconds:.2f}")
+            print(f"\nratio liveorch/kiwi-ng: {ours.seconds / kiwi.seconds:.3f}")
     return 0
 
 
