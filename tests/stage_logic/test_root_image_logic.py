@@ -81,7 +81,8 @@ def test_ext4_layout_packs_the_image_into_squashfs(workspace, publish, make_requ
     assert mke2fs.env is not None and mke2fs.env["SOURCE_DATE_EPOCH"] == "1700000000"
     image = workspace.out / "LiveOS/squashfs.img"
     assert gensquashfs.argv == ["gensquashfs", "--pack-file", str(workspace.tmp / "pack.txt"), "--compressor", "zstd",
-                                "--block-size", "1048576", "--num-jobs", "2", "--defaults", "mtime=1700000000", "--quiet", "--force", str(image)]
+                                "--block-size", "1048576", "--num-jobs", "2", "--defaults", "mtime=1700000000",
+                                "--quiet", "--force", str(image)]
     assert packs == [f"dir /LiveOS 0755 0 0\nfile /LiveOS/rootfs.img 0644 0 0 {ext4}\n"]
     assert not ext4.exists()  # only the squashfs is an output
     assert sorted(p.name for p in (workspace.out / "LiveOS").iterdir()) == ["squashfs.img"]
