@@ -226,7 +226,8 @@ def _present(client: docker.DockerClient, name: str) -> StageImage | None:
 
 def _build(client: docker.DockerClient, name: str, tag: str) -> None:
     # One line that names the image and the Dockerfile; build errors can span lines.
-    failed = f"the {name} image ({tag}) does not build from {dockerfile_path(name)}"
+    kind = "base image" if name in BASES else "stage image"
+    failed = f"the {name} {kind} ({tag}) does not build from {dockerfile_path(name)}"
     last_lines: list[str] = []
     arguments = {} if name in BASES else {"BASE": content_tag(base_of(name))}
     try:

@@ -273,8 +273,10 @@ def _checkout_with_broken(tmp_path: Path, stage: str, breakage: str, marker: str
         shutil.copytree(REPO / name, checkout / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     dockerfile = checkout / "Dockerfiles" / f"{stage}.Dockerfile"
     text = dockerfile.read_text()
+    assert "\nENV " in text and "\nFROM " in text, text
     if breakage == "failing-step":
-        text = text.replace("\nRUN ", f"\nRUN echo {marker} && exit 7\nRUN ", 1)
+        # a stage image is a thin layer (ARG, FROM, ENV, COPY): the failing step goes before its ENV
+        text = text.replace("\nENV ", f"\nRUN echo {marker} && exit 7\nENV ", 1)
     else:
         text = text.replace("\nFROM ", f"\n# {marker}\nFORM ", 1)
     dockerfile.write_text(text)
