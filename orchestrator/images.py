@@ -162,15 +162,14 @@ def _context_tar(files: dict[str, bytes]) -> io.BytesIO:
 
 
 def _debian_base_available(client: docker.DockerClient, debian: str, say: Callable[[str], None]) -> bool:
-    base = debian
     try:
-        client.images.get(base)
+        client.images.get(debian)
         return True
     except docker.errors.ImageNotFound:
         pass
-    say(f"pulling {base}")
+    say(f"pulling {debian}")
     try:
-        client.images.pull(base)
+        client.images.pull(debian)
         return True
     except docker.errors.APIError:
         return False
@@ -324,7 +323,7 @@ def pull_image(client: docker.DockerClient, name: str, registry: str, say: Calla
 def ensure_images(client: docker.DockerClient, say: Callable[[str], None], force: bool = False,
                   registry: str | None = None) -> dict[str, StageImage]:
     """Every stage's image and the store keeper's: present, pulled from `registry`, or built
-    (the base once, then the thin images side by side)."""
+    (the bases they need side by side, then the thin images side by side)."""
     images: dict[str, StageImage] = {}
     for name in image_names():
         present = None if force else _present(client, name)
