@@ -3,8 +3,10 @@
 dracut runs inside the unpacked root (chroot), so the initramfs is built from exactly the
 kernel, modules, systemd and dracut modules of the image itself. `--reproducible` with
 SOURCE_DATE_EPOCH makes the cpio repeatable; `--no-hostonly` because the build
-container is not the machine the ISO will boot on. With `secure_boot` it also hands on the
-image's signed shim and GRUB (stages/signed_chain.py), for the iso stage's EFI image.
+container is not the machine the ISO will boot on. dracut leaves the cpio uncompressed: the
+stage compresses it with its own zstd and all its threads (stages/initramfs_compress.py).
+With `secure_boot` it also hands on the image's signed shim and GRUB (stages/signed_chain.py),
+for the iso stage's EFI image.
 """
 
 from __future__ import annotations
@@ -17,12 +19,18 @@ from liveorch.stages import signed_chain
 from liveorch.stages.contract import Outcome, StageRequest, Workspace
 from liveorch.stages.contracts.initrd import INITRD, KERNEL, OWN_MODULE_DIRS, InitrdOptions
 from liveorch.stages.contracts.rootfs import ROOT_TAR
+from liveorch.stages.initramfs_compress import InitramfsCompression, choose, compress
+from liveorch.stages.kernel_config import parse_kernel_config
 from liveorch.stages.tools import StageError, fresh_dir, log, package_version, run
 
 # Nodes dracut's scripts expect; created when the engine allows mknod, else skipped.
 DEVICE_NODES = {"null": (1, 3), "zero": (1, 5), "random": (1, 8), "urandom": (1, 9)}
 # Where fakeroot's preload library goes inside the root (never into the initramfs).
 FAKEROOT_INSIDE = "/tmp/liveorch-libfakeroot.so"
+# dracut's uncompressed cpio, inside the root.
+UNCOMPRESSED = "tmp/initrd.cpio"
+COMPRESSOR_PACKAGES = {InitramfsCompression.ZSTD: "zstd", InitramfsCompression.XZ: "xz-utils",
+                       InitramfsCompression.GZIP: "gzip"}
 FAKEROOT_CONF = "etc/dracut.conf.d/zz-liveorch-fakeroot.conf"
 # The stage's own files (liveorch's dracut modules) sit beside this module in the image.
 STAGE_FILES = Path(__file__).parent
@@ -88,14 +96,16 @@ def _kernel_version(root: Path) -> str:
     return versions[0]
 
 
-def _compressor(root: Path) -> str:
-    for tool, flag in (("zstd", "--zstd"), ("xz", "--xz")):
-        if (root / "usr/bin" / tool).exists():
-            return flag
-    return "--gzip"
+def _kernel_compression(root: Path, kver: str) -> InitramfsCompression:
+    config = root / "boot" / f"config-{kver}"
+    text = config.read_text(errors="replace") if config.is_file() else ""
+    compression = choose(parse_kernel_config(text))
+    log(f"initramfs compression: {compression.value} ({'from ' + config.name if text else 'no kernel config'})")
+    return compression
 
 
-def dracut_argv(root: Path, options: InitrdOptions, kver: str, compressor: str) -> list[str | Path]:
+def dracut_argv(root: Path, options: InitrdOptions, kver: str) -> list[str | Path]:
+    """dracut writes the cpio uncompressed: the stage compresses it (initramfs_compress)."""
     drivers = ["--add-drivers", " ".join(options.drivers)] if options.drivers else []
     return [
         "chroot", root,
@@ -104,7 +114,7 @@ def dracut_argv(root: Path, options: InitrdOptions, kver: str, compressor: str) 
         "--no-hostonly",
         "--no-hostonly-cmdline",
         "--force",
-        compressor,
+        "--no-compress",
         "--add", " ".join(options.dracut_modules),
         *drivers,
         # Debian's dracut-network adds ifcfg (Red Hat's ifcfg files) to every initrd, which pulls in
@@ -113,7 +123,7 @@ def dracut_argv(root: Path, options: InitrdOptions, kver: str, compressor: str) 
         # when asked for (network-legacy for run --pxe).
         "--omit", "ifcfg",
         "--kver", kver,
-        "/tmp/initrd.img",
+        f"/{UNCOMPRESSED}",
     ]
 
 
@@ -132,13 +142,15 @@ def execute(request: StageRequest, workspace: Workspace) -> Outcome:
     signed = signed_chain.collect(root, out) if options.secure_boot else {}
     install_own_modules(root, options.dracut_modules)
     prefix = [] if can_mknod else _fake_device_nodes(root)
-    run([*prefix, *dracut_argv(root, options, kver, _compressor(root))],
+    run([*prefix, *dracut_argv(root, options, kver)],
         env={**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, what="dracut")
-    shutil.copyfile(root / "tmp/initrd.img", out / INITRD)
+    compression = _kernel_compression(root, kver)
+    compress(root / UNCOMPRESSED, out / INITRD, compression, request.threads)
     shutil.copyfile(root / "boot" / f"vmlinuz-{kver}", out / KERNEL)
     for name in (INITRD, KERNEL):
         (out / name).chmod(0o644)
     log(f"kernel {kver}, initrd {(out / INITRD).stat().st_size // (1 << 20)} MiB")
-    tools = {**package_version("tar"), "dracut (image)": _dracut_version(root), **signed}
+    tools = {**package_version("tar", COMPRESSOR_PACKAGES[compression]),
+             "dracut (image)": _dracut_version(root), **signed}
     shutil.rmtree(root, ignore_errors=True)
     return Outcome(tools=tools, facts={"kernel": kver})

@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 from liveorch.stages.contracts.squashfs import ErofsAlgorithm, ErofsCompression
+from liveorch.stages.kernel_config import parse_kernel_config
 from liveorch.stages.tools import StageError
 
 BLOCK = 4096
@@ -85,7 +86,7 @@ def kernel_config(root_tar: Path) -> dict[str, str]:
             name = member.name.removeprefix("./")
             if name.startswith("boot/config-") and member.isfile():
                 text = tar.extractfile(member).read().decode(errors="replace")  # type: ignore[union-attr]
-                return dict(line.split("=", 1) for line in text.splitlines() if line.startswith("CONFIG_"))
+                return parse_kernel_config(text)
     raise StageError("the root has no /boot/config-*: cannot tell whether its kernel reads EROFS")
 
 

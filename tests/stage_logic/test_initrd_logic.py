@@ -60,7 +60,7 @@ def test_install_own_modules_leaves_the_images_own_modules_alone(tmp_path) -> No
 
 def test_dracut_argv(tmp_path) -> None:
     options = InitrdOptions(("liveorch-live", "network-legacy"), ("erofs",), False)
-    argv = dracut_argv(tmp_path, options, KVER, "--zstd")
+    argv = dracut_argv(tmp_path, options, KVER)
     assert [str(a) for a in argv] == [
         "chroot", str(tmp_path),
         "dracut",
@@ -68,19 +68,20 @@ def test_dracut_argv(tmp_path) -> None:
         "--no-hostonly",
         "--no-hostonly-cmdline",
         "--force",
-        "--zstd",
+        "--no-compress",
         "--add", "liveorch-live network-legacy",
         "--add-drivers", "erofs",
         "--omit", "ifcfg",
         "--kver", KVER,
-        "/tmp/initrd.img",
+        "/tmp/initrd.cpio",
     ]
 
 
 # --- the whole stage on a fake root -----------------------------------------------------------
 
 def fake_unpack(kernels: tuple[str, ...] = (KVER,), dracut: bool = True):
-    """What `tar --extract` of a root with dracut, zstd and these kernels leaves."""
+    """What `tar --extract` of a root with dracut and these kernels (built to unpack a zstd
+    initramfs) leaves."""
 
     def handler(call, _stdout) -> None:
         root = Path(call.argv[call.argv.index("--directory") + 1])
@@ -93,6 +94,7 @@ def fake_unpack(kernels: tuple[str, ...] = (KVER,), dracut: bool = True):
             (root / "lib/modules" / kver).mkdir(parents=True)
             (root / "boot").mkdir(exist_ok=True)
             (root / "boot" / f"vmlinuz-{kver}").write_bytes(f"kernel {kver}\n".encode())
+            (root / "boot" / f"config-{kver}").write_text("CONFIG_RD_GZIP=y\nCONFIG_RD_ZSTD=y\n")
         (root / "var/lib/dpkg/status").write_text(
             "Package: dracut\nVersion: 1\n\nPackage: dracut-core\nStatus: install ok installed\nVersion: 059-4\n\n")
 
@@ -116,9 +118,10 @@ def test_execute_runs_the_images_dracut_on_the_unpacked_root(workspace, publish,
     def dracut(call, stdout) -> None:
         modules = Path(call.argv[1]) / "usr/lib/dracut/modules.d"
         seen_modules.append(sorted(p.name for p in modules.iterdir()) if modules.is_dir() else [])
-        (Path(call.argv[1]) / "tmp/initrd.img").write_bytes(b"fake initramfs\n")
+        (Path(call.argv[1]) / "tmp/initrd.cpio").write_bytes(b"fake initramfs\n")
 
     commands.on("dracut", dracut)
+    commands.on("zstd", lambda call, stdout: stdout.write(b"zstd of " + (call.stdin or b"")))
     monkeypatch.setenv("PATH", "/host/bin")
     monkeypatch.setenv("LIVEORCH_TEST_KEPT", "kept")
     options = InitrdOptions(dracut_modules=("liveorch-live",), drivers=(), secure_boot=False)
@@ -129,18 +132,20 @@ def test_execute_runs_the_images_dracut_on_the_unpacked_root(workspace, publish,
     assert commands.argvs == [
         ["tar", "--extract", "--file", str(entry / "root.tar"), "--directory", str(root), "--numeric-owner",
          "--preserve-permissions", "--xattrs", "--xattrs-include=*"],
-        [str(a) for a in dracut_argv(root, options, KVER, "--zstd")],
+        [str(a) for a in dracut_argv(root, options, KVER)],
+        ["zstd", "-9", "-T1", "--quiet", "--stdout"],
     ]
+    assert commands.calls[2].stdin == b"fake initramfs\n"  # dracut's cpio, compressed by the stage
     dracut_env = commands.calls[1].env
     assert dracut_env["PATH"] == "/usr/sbin:/usr/bin:/sbin:/bin"  # the image's tools, not the container's
     assert dracut_env["LIVEORCH_TEST_KEPT"] == "kept"
     assert seen_modules == [["90liveorch-live"]]  # installed before dracut ran
     assert sorted(mknod) == ["null", "random", "urandom", "zero"]
-    assert (workspace.out / "initrd.img").read_bytes() == b"fake initramfs\n"
+    assert (workspace.out / "initrd.img").read_bytes() == b"zstd of fake initramfs\n"
     assert (workspace.out / "vmlinuz").read_bytes() == f"kernel {KVER}\n".encode()
     assert {(workspace.out / n).stat().st_mode & 0o777 for n in ("initrd.img", "vmlinuz")} == {0o644}
     assert outcome.facts == {"kernel": KVER}
-    assert outcome.tools == {"tar": commands.version, "dracut (image)": "059-4"}
+    assert outcome.tools == {"tar": commands.version, "zstd": commands.version, "dracut (image)": "059-4"}
     assert not root.exists()
 
 

@@ -80,10 +80,10 @@ def run_stage(docker_client: docker.DockerClient, store: Store, example_reports:
     """Run `stage` with `options` on the example's entries of its inputs."""
     epoch = int(example_reports["resolve"].record.facts["source_date_epoch"])
 
-    def run(stage: str, options: Any) -> StageOutcome:
+    def run(stage: str, options: Any, threads: int = 1) -> StageOutcome:
         spec = spec_of(stage)
         key = f"test-{uuid.uuid4().hex}"
-        request = StageRequest(stage=stage, key=key, source_date_epoch=epoch,
+        request = StageRequest(stage=stage, key=key, source_date_epoch=epoch, threads=threads,
                                inputs={name: example_reports[name].key for name in spec.inputs}, options=options)
         scratch = f"liveorch-test-work-{uuid.uuid4().hex[:8]}"
         docker_client.volumes.create(scratch, labels={LABEL: "test"})
