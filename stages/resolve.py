@@ -33,6 +33,7 @@ from liveorch.stages.contracts.resolve import (
     ResolveOptions,
     deb_name,
 )
+from liveorch.stages.download_progress import DownloadProgress
 from liveorch.stages.tools import StageError, capture, copy_checked, fresh_dir, log, package_version, run, sha256_file
 
 DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -251,8 +252,9 @@ def fetch(packages: list[LockedPackage], env: dict[str, str], download: Path, po
         names = ", ".join(deb_name(p) for p in wanted[:5])
         raise StageError(f"offline, and {len(wanted)} locked package(s) are not in the package cache: {names}")
     if wanted:
-        run(["apt-get", "-q", "download", *[spec_of(p) for p in wanted]], env=env, cwd=download,
-            what="downloading packages")
+        with DownloadProgress(download, sum(p.size for p in wanted), len(wanted)):
+            run(["apt-get", "-q", "download", *[spec_of(p) for p in wanted]], env=env, cwd=download,
+                what="downloading packages")
         by_name = {p.name: p for p in wanted}
         for file in download.glob("*.deb"):
             package = by_name[file.name.split("_", 1)[0]]
