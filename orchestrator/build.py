@@ -139,9 +139,14 @@ class Build:
             try:
                 with engine_errors():
                     reports = loop.run(until)
+                    self.shared.finish()
             except LiveorchError as error:
+                self.shared.finish(cancel=True)
                 error.hint = "\n".join(filter(None, [error.hint, f"full log: {self.log_path}",
                                                      *_kept_hint(runner)]))
+                raise
+            except BaseException:
+                self.shared.finish(cancel=True)
                 raise
         self.say(f"full log: {self.log_path}")
         return reports

@@ -1,13 +1,15 @@
 """The store the stage loop sees: the local store, with a registry behind it when the build
 was given one (--cache). A local miss is looked up in the registry; an entry found there is
 pulled, checked and published into the local store before it counts; with --cache-push,
-what this build ran or found locally goes up to the registry when the registry lacks it.
+what this build ran or found locally goes up to the registry when the registry lacks it, in
+the background while later stages run (`finish` waits for it).
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from liveorch.orchestrator.errors import StageFailed
@@ -30,6 +32,8 @@ class SharedStore:
     def __init__(self, store: Store, remote: RemoteCache | None, say: Callable[[str], None]) -> None:
         self.store, self.remote, self.say = store, remote, say
         self.traffic = Traffic()
+        self.pushes: ThreadPoolExecutor | None = None
+        self.pending: list[Future[None]] = []
 
     def summary(self) -> dict[str, object]:
         """For report.json: the registry, and what went up and down."""
@@ -78,11 +82,33 @@ class SharedStore:
         return published
 
     def share(self, stage: str, key: str, record: Record) -> None:
-        """With --cache-push, an entry the registry lacks goes up."""
-        if self.remote is None or not self.remote.push_enabled or self.remote.has(stage, key):
+        """With --cache-push, an entry the registry lacks goes up in the background, one at a
+        time and in the order the stages finished, while the next stages run."""
+        if self.remote is None or not self.remote.push_enabled:
+            return
+        if self.pushes is None:
+            self.pushes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="push")
+        self.pending.append(self.pushes.submit(self._push, stage, key, record))
+
+    def _push(self, stage: str, key: str, record: Record) -> None:
+        assert self.remote is not None
+        if not self.remote.enabled or self.remote.has(stage, key):
             return
         sent = self.remote.push(record, lambda name: self.store.open_output(stage, key, name,
                                                                           record.outputs[name].sha256))
         if self.remote.enabled:
             self.traffic.pushed += sent
             self.say(f"[{stage}] pushed to {self.remote.ref} ({sent / 1e6:.1f} MB new)")
+
+    def finish(self, cancel: bool = False) -> None:
+        """Waits for the pushes; raises what one of them raised. With `cancel` (the build
+        failed or was stopped), pushes not started yet are dropped and only the one under
+        way is waited for, so no keeper container is left behind."""
+        if self.pushes is None:
+            return
+        self.pushes.shutdown(wait=True, cancel_futures=cancel)
+        self.pushes = None
+        pending, self.pending = self.pending, []
+        if not cancel:
+            for future in pending:
+                future.result()
