@@ -19,9 +19,10 @@ from liveorch.stages import signed_chain
 from liveorch.stages.contract import Outcome, StageRequest, Workspace
 from liveorch.stages.contracts.initrd import INITRD, KERNEL, OWN_MODULE_DIRS, InitrdOptions
 from liveorch.stages.contracts.rootfs import ROOT_TAR
+from liveorch.stages.dracut_steps import COMPRESSING, UNPACKED, DracutSteps
 from liveorch.stages.initramfs_compress import InitramfsCompression, choose, compress
 from liveorch.stages.kernel_config import parse_kernel_config
-from liveorch.stages.tools import StageError, fresh_dir, log, package_version, run
+from liveorch.stages.tools import StageError, fresh_dir, log, package_version, report_progress, run
 
 # Nodes dracut's scripts expect; created when the engine allows mknod, else skipped.
 DEVICE_NODES = {"null": (1, 3), "zero": (1, 5), "random": (1, 8), "urandom": (1, 9)}
@@ -142,9 +143,11 @@ def execute(request: StageRequest, workspace: Workspace) -> Outcome:
     signed = signed_chain.collect(root, out) if options.secure_boot else {}
     install_own_modules(root, options.dracut_modules)
     prefix = [] if can_mknod else _fake_device_nodes(root)
+    report_progress(UNPACKED, "root unpacked")
     run([*prefix, *dracut_argv(root, options, kver)],
-        env={**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, what="dracut")
+        env={**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, what="dracut", watch=DracutSteps())
     compression = _kernel_compression(root, kver)
+    report_progress(COMPRESSING, f"compressing the initramfs ({compression.value})")
     compress(root / UNCOMPRESSED, out / INITRD, compression, request.threads)
     shutil.copyfile(root / "boot" / f"vmlinuz-{kver}", out / KERNEL)
     for name in (INITRD, KERNEL):

@@ -8,7 +8,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,19 @@ def _run_metered(args: list[str], env: Mapping[str, str] | None, cwd: Path | Non
     return process.returncode
 
 
+def _run_watched(args: list[str], env: Mapping[str, str] | None, cwd: Path | None,
+                 watch: Callable[[str], None]) -> int:
+    """The tool's output (stdout and stderr) goes to the log line by line, each line also to
+    `watch`, which turns a tool's own step messages into progress lines."""
+    with subprocess.Popen(args, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, errors="replace") as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log(line.rstrip("\n"))
+            watch(line)
+    return process.returncode
+
+
 def run(
     argv: Sequence[str | Path],
     *,
@@ -78,11 +91,14 @@ def run(
     stdin: Any = None,
     stdout: Any = None,
     what: str | None = None,
+    watch: Callable[[str], None] | None = None,
 ) -> None:
     """Run a tool, streaming its output into the stage log; fail with a short message."""
     args = [str(a) for a in argv]
     log("+ " + shlex.join(args))
-    if isinstance(stdin, Metered):
+    if watch is not None:
+        code = _run_watched(args, env, cwd, watch)
+    elif isinstance(stdin, Metered):
         code = _run_metered(args, env, cwd, stdin, stdout)
     else:
         code = subprocess.run(args, env=env, cwd=cwd, stdin=stdin, stdout=stdout or sys.stdout,

@@ -114,7 +114,7 @@ class Commands:
         self.handlers[tool] = handler
 
     def __call__(self, argv: Any, *, env: Any = None, cwd: Path | None = None, stdin: Any = None,
-                 stdout: Any = None, what: str | None = None) -> None:
+                 stdout: Any = None, what: str | None = None, watch: Any = None) -> None:
         args = [str(a) for a in argv]
         data = stdin.read() if stdin is not None and hasattr(stdin, "read") else None
         call = Call(argv=args, cwd=cwd, env=dict(env) if env is not None else None, stdin=data,
