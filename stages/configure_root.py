@@ -31,6 +31,25 @@ VOLATILE = (
     "var/cache/debconf/passwords.dat-old",
 )
 VOLATILE_TREES = ("var/log", "var/cache/apt", "var/lib/apt/lists", "tmp", "var/tmp", "run")
+# The SSH host keys an image's openssh-server made at install time are dropped (they would be
+# the same on every machine booting the ISO, and they differ between builds); this unit makes
+# the missing ones at each boot before sshd starts, as Fedora's sshd-keygen does. Debian's
+# ssh.service would otherwise fail its `sshd -t` check.
+SSH_KEYGEN_UNIT = "liveorch-ssh-host-keys.service"
+SSH_KEYGEN = """\
+[Unit]
+Description=SSH host keys for this boot of the live system (liveorch)
+Before=ssh.service ssh.socket
+ConditionPathExists=/usr/sbin/sshd
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+RemainAfterExit=yes
+
+[Install]
+WantedBy=multi-user.target ssh.service
+"""
 
 
 def _set_shadow(root: Path, passwords: dict[str, str], epoch: int) -> None:
@@ -149,3 +168,16 @@ def scrub_root(root: Path, epoch: int) -> None:
                 path.unlink()
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
+    if (root / "usr/sbin/sshd").exists():
+        _ssh_host_keys_at_boot(root)
+
+
+def _ssh_host_keys_at_boot(root: Path) -> None:
+    _write(root, f"etc/systemd/system/{SSH_KEYGEN_UNIT}", SSH_KEYGEN)
+    for target in ("multi-user.target", "ssh.service"):
+        wants = root / "etc/systemd/system" / f"{target}.wants"
+        wants.mkdir(parents=True, exist_ok=True)
+        link = wants / SSH_KEYGEN_UNIT
+        if not link.is_symlink():
+            link.symlink_to(f"/etc/systemd/system/{SSH_KEYGEN_UNIT}")
+    log("openssh-server: host keys removed, made at boot by " + SSH_KEYGEN_UNIT)

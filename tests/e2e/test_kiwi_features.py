@@ -17,7 +17,11 @@ CHECKS = ("id tux; h=$(grep ^tux: /etc/shadow | cut -d: -f2); echo \"$h\" | cut 
           "cat /etc/motd /etc/liveorch/profile-seen /etc/liveorch/images-seen /opt/extra/README /run/liveorch-hello; "
           "dpkg -s less >/dev/null 2>&1 && echo LESS=present || echo LESS=absent; "
           "echo TZ=$(date +%Z); systemctl get-default; cat /etc/vconsole.conf; grep -c ^deb /etc/apt/sources.list; "
-          "ls /.kconfig /.profile /image 2>&1 | grep -c 'No such'")
+          "ls /.kconfig /.profile /image 2>&1 | grep -c 'No such'; "
+          # sshd: host keys made at this boot, and a connection to port 22 answered by sshd itself.
+          "for i in $(seq 60); do systemctl is-active -q ssh && break; sleep 1; done; "
+          "echo SSH=$(systemctl is-active ssh); ls /etc/ssh/ssh_host_ed25519_key.pub; "
+          "timeout 10 bash -c 'exec 3<>/dev/tcp/127.0.0.1/22; head -c 8 <&3'; echo")
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +60,12 @@ def test_delete_package_timezone_keytable_and_image_repositories(booted: BootRes
     assert "TZ=CET" in out or "TZ=CEST" in out
     assert "KEYMAP=de" in out
     assert "\n1\n" in out, "only the imageinclude repository stays in sources.list"
+
+
+def test_sshd_makes_its_host_keys_and_accepts_connections(booted: BootResult) -> None:
+    """openssh-server as a user installs it: the image carries no host keys, and the unit the
+    rootfs stage adds makes them at boot, so ssh.service starts and answers on port 22."""
+    out = booted.command_output.replace("\r", "")
+    assert "SSH=active" in out
+    assert "/etc/ssh/ssh_host_ed25519_key.pub" in out
+    assert "SSH-2.0-" in out

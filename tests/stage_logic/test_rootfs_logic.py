@@ -272,3 +272,22 @@ def test_scrub_root_removes_what_varies_between_builds(root, epoch) -> None:
     assert (root / "etc/passwd").read_text() == PASSWD
     # the folders stay: packages expect them
     assert (root / "var/log/apt").is_dir() and (root / "var/log/journal").is_dir() and (root / "tmp").is_dir()
+    assert not (root / "etc/systemd/system/liveorch-ssh-host-keys.service").exists()  # no sshd in this root
+
+
+def test_an_image_with_sshd_makes_its_host_keys_at_boot(root, epoch) -> None:
+    """The keys are dropped from the image (the same on every machine otherwise); a unit made
+    for this makes them before ssh.service starts, which Debian's own packaging does not."""
+    for name in ("usr/sbin/sshd", "etc/ssh/ssh_host_ed25519_key"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("x\n")
+
+    scrub_root(root, epoch)
+
+    unit = root / "etc/systemd/system/liveorch-ssh-host-keys.service"
+    assert "ExecStart=/usr/bin/ssh-keygen -A" in unit.read_text() and "Before=ssh.service" in unit.read_text()
+    assert unit.stat().st_mode & 0o777 == 0o644
+    for target in ("multi-user.target.wants", "ssh.service.wants"):
+        link = root / "etc/systemd/system" / target / unit.name
+        assert link.is_symlink() and str(link.readlink()) == "/etc/systemd/system/liveorch-ssh-host-keys.service"
+    assert not (root / "etc/ssh/ssh_host_ed25519_key").exists()
