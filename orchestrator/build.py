@@ -36,7 +36,7 @@ from liveorch.orchestrator.pxe_bundle import write_bundle
 from liveorch.orchestrator.remote_cache import RemoteCache
 from liveorch.orchestrator.report import BuildInputs, BuildReport, build_record
 from liveorch.orchestrator.shared_store import SharedStore
-from liveorch.orchestrator.store import DEFAULT_STORE, Store
+from liveorch.orchestrator.store import DEFAULT_STORE, Provenance, Store
 from liveorch.orchestrator.target_files import check_target_names, open_new_log, write_file_atomic
 from liveorch.stages.contract import Record, StageRequest, StageSpec
 from liveorch.stages.contracts.resolve import LOCK
@@ -113,7 +113,9 @@ class Build:
             try:
                 # Images first: one that does not build stops the run before the store is touched.
                 self.images = ensure_images(self.client, self.say, registry=self.options.images)
-                self.store = Store(self.client, self.options.volume, self.images["store"].tag, uuid.uuid4().hex[:12])
+                provenance = Provenance(str(self.description.path.absolute()), self.description.profiles)
+                self.store = Store(self.client, self.options.volume, self.images["store"].tag, uuid.uuid4().hex[:12],
+                                   provenance)
             except BaseException:
                 self.client.close()
                 raise

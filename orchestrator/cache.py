@@ -5,6 +5,9 @@ container, see store_keeper.py) does every change to it. A build's scratch volum
 per stage run, labelled with the build and the store) exist only while it runs, unless a
 failed stage's was kept (`run --keep-work`). A build is running while its probe container
 exists and its process is alive: prune and clean never touch what a running build uses.
+
+Each result carries its origin (the build, description and profiles that published it), kept
+by the keeper beside the entry; entries published before origins were kept have none.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
 
 import docker
 import docker.errors
@@ -26,17 +31,57 @@ from liveorch.orchestrator.store import LEASE_GRACE, run_keeper
 UNFINISHED_GRACE = 6 * 3600
 
 
+class EntryKind(StrEnum):
+    RESULT = "result"  # a finished stage's outputs
+    POOL = "pool"  # a downloaded package
+    WORK = "work"  # a running or interrupted build's scratch volume
+    KEPT = "kept"  # a failed stage's scratch volume, kept with --keep-work
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The build that published an entry, its description (absolute path) and profiles."""
+
+    build: str | None
+    description: str | None
+    profiles: tuple[str, ...] = ()
+
+    @classmethod
+    def from_keeper(cls, found: Any) -> Origin | None:
+        """What the keeper read from origins/; anything malformed is no origin at all."""
+        if not isinstance(found, dict):
+            return None
+        text = {name: value if isinstance(value, str) else None for name, value in found.items()}
+        profiles = found.get("profiles")
+        return cls(text.get("build"), text.get("description"),
+                   tuple(p for p in profiles if isinstance(p, str)) if isinstance(profiles, list) else ())
+
+
 @dataclass(frozen=True)
 class CacheEntry:
-    """result (a finished stage), pool (a package), work (a running or interrupted build's
-    scratch volume) or kept (a failed stage's scratch volume, kept with --keep-work)."""
+    """mtime: the last use (a result's or package's; a scratch volume's creation).
+    build: for scratch volumes, the build they belong to; results name theirs in origin."""
 
     stage: str
     key: str
     bytes: int
     mtime: float
-    kind: str
+    kind: EntryKind
     build: str | None = None
+    origin: Origin | None = None
+
+    @classmethod
+    def from_keeper(cls, found: dict[str, Any]) -> CacheEntry:
+        return cls(found["stage"], found["key"], int(found["bytes"]), float(found["mtime"]), EntryKind(found["kind"]),
+                   origin=Origin.from_keeper(found.get("origin")))
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What prune removed, and the bytes the store still holds (results and pool)."""
+
+    removed: list[CacheEntry]
+    remaining: int
 
 
 def _keeper(client: docker.DockerClient, volume: str, command: str, args: dict,
@@ -57,8 +102,8 @@ def _scratch_entry(scratch: docker.models.volumes.Volume) -> CacheEntry:
         mtime = datetime.strptime(created, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
     except ValueError:
         mtime = 0.0
-    return CacheEntry(labels.get(f"{LABEL}.stage", "?"), scratch.name, 0, mtime,
-                      "kept" if labels.get(f"{LABEL}.keep") == "1" else "work", labels.get(f"{LABEL}.build"))
+    kind = EntryKind.KEPT if labels.get(f"{LABEL}.keep") == "1" else EntryKind.WORK
+    return CacheEntry(labels.get(f"{LABEL}.stage", "?"), scratch.name, 0, mtime, kind, labels.get(f"{LABEL}.build"))
 
 
 def list_entries(client: docker.DockerClient, volume: str) -> list[CacheEntry]:
@@ -66,16 +111,25 @@ def list_entries(client: docker.DockerClient, volume: str) -> list[CacheEntry]:
         client.volumes.get(volume)
     except docker.errors.NotFound:
         return []
-    stored = [CacheEntry(**e) for e in _keeper(client, volume, "list", {})["entries"]]
+    stored = [CacheEntry.from_keeper(e) for e in _keeper(client, volume, "list", {})["entries"]]
     return stored + [_scratch_entry(v) for v in scratch_volumes(client, volume)]
 
 
-def prune(client: docker.DockerClient, volume: str, older_than: float | None) -> list[CacheEntry]:
-    """Remove results and pool files unused for `older_than` seconds (all when None), except
-    what a running build holds; then what ended builds left."""
+def prune(client: docker.DockerClient, volume: str, older_than: float | None,
+          max_bytes: int | None = None) -> Pruned:
+    """Remove results and pool files unused for `older_than` seconds (all when None), then the
+    least recently used until the store fits in `max_bytes`, except what a running build
+    holds; then what ended builds left. The keeper chooses, so two prunes at once agree
+    with the store rather than with a listing taken before the other one ran."""
     live = live_builds(client, volume)
-    answer = _keeper(client, volume, "prune", {"older_than": older_than, "live": sorted(live), "grace": LEASE_GRACE})
-    return [CacheEntry(**e) for e in answer["removed"]] + remove_leftovers(client, volume, live)
+    args = {"older_than": older_than, "max_bytes": max_bytes, "live": sorted(live), "grace": LEASE_GRACE}
+    try:
+        client.volumes.get(volume)
+    except docker.errors.NotFound:
+        return Pruned(remove_leftovers(client, volume, live), 0)
+    answer = _keeper(client, volume, "prune", args)
+    removed = [CacheEntry.from_keeper(e) for e in answer["removed"]]
+    return Pruned(removed + remove_leftovers(client, volume, live), int(answer["remaining"]))
 
 
 def remove_leftovers(client: docker.DockerClient, volume: str, live: set[str]) -> list[CacheEntry]:

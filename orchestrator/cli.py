@@ -524,7 +524,8 @@ def cache_ls(
     volume: Annotated[str, typer.Option(help="The store volume.")] = DEFAULT_STORE,
     engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
 ) -> None:
-    """List cached stage results, the package pool and builds' scratch volumes, with size and age."""
+    """List cached stage results (size, last use, and the build, profiles and description each came
+    from), the package pool and builds' scratch volumes."""
     from liveorch.orchestrator.cache import list_entries
     from liveorch.orchestrator.summary import print_cache_entries
 
@@ -537,17 +538,34 @@ def cache_ls(
 @cache_app.command("prune")
 def cache_prune(
     older_than_days: Annotated[float, typer.Option(help="Remove entries unused for this many days.")] = 14,
+    max_size: Annotated[str | None, typer.Option("--max-size", metavar="SIZE", help=(
+        "Then remove the least recently used entries until the store fits in SIZE (like 5G or 500M; "
+        "binary units)."))] = None,
     all_entries: Annotated[bool, typer.Option("--all", help="Remove every entry, the package pool too (not what "
                                                             "a running build uses).")] = False,
     volume: Annotated[str, typer.Option(help="The store volume.")] = DEFAULT_STORE,
     engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
 ) -> None:
-    """Remove old cache entries and what ended builds left; a running build's entries stay."""
+    """Remove old cache entries and what ended builds left; a running build's entries stay.
+
+    A cache hit counts as a use. Example: liveorch cache prune --max-size 5G
+    """
     from liveorch.orchestrator.cache import prune
+    from liveorch.orchestrator.human import count, format_size, parse_size
 
     def action() -> None:
-        removed = prune(connect(engine_host), volume, None if all_entries else older_than_days * 86400)
-        print(f"removed {len(removed)} entries, {sum(e.bytes for e in removed) / 1e6:.1f} MB")
+        if all_entries and max_size is not None:
+            raise UsageError("give --all or --max-size, not both (--all removes every entry)")
+        try:
+            max_bytes = None if max_size is None else parse_size(max_size)
+        except ValueError as error:
+            raise UsageError(f"--max-size {error}") from None
+        pruned = prune(connect(engine_host), volume, None if all_entries else older_than_days * 86400, max_bytes)
+        freed = format_size(sum(e.bytes for e in pruned.removed))
+        print(f"removed {count(len(pruned.removed), 'entry', 'entries')} ({freed}); "
+              f"{format_size(pruned.remaining)} left in {volume}")
+        if max_bytes is not None and pruned.remaining > max_bytes:
+            print(f"note: still above {format_size(max_bytes)}: what is left is held by running builds")
 
     _guarded(action)
 

@@ -7,6 +7,8 @@ trust: publishing a stage's outputs, verifying a cache entry, removing entries.
 
 A running build leases what it uses (leases/<build>/<stage>-<key>, written before the
 entry is looked up), so `cache prune` never removes an entry a running build relies on.
+What it publishes is traced to it (the build, the description, the profiles; see
+`Provenance`) so `cache ls` can say where each entry came from.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import socket
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -44,11 +47,28 @@ def keeper_failure(stage: str, reason: str, store: str) -> StageFailed:
     return StageFailed(f"{stage} stage: its outputs were refused: {reason}")
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Which description and profiles a build's entries come from, for `cache ls`. The keeper
+    keeps it beside each entry the build publishes, never in the entry or its key: a stage's
+    outputs and key depend on its inputs alone, and the same entry serves every description
+    that leads to it. Only the path and the profiles: overrides (a --set-repo URL may carry
+    credentials) stay out."""
+
+    description: str
+    profiles: tuple[str, ...] = ()
+
+    def as_args(self) -> dict[str, Any]:
+        return {"description": self.description, "profiles": list(self.profiles)}
+
+
 class Store:
     """One build's handle on the store volume: a probe for reads, the keeper for trust."""
 
-    def __init__(self, client: docker.DockerClient, name: str, keeper_image: str, build_id: str) -> None:
+    def __init__(self, client: docker.DockerClient, name: str, keeper_image: str, build_id: str,
+                 provenance: Provenance | None = None) -> None:
         self.client, self.name, self.keeper_image, self.build_id = client, name, keeper_image, build_id
+        self.provenance = provenance
         ensure_volume(client, name, {LABEL: "store"})
         self.probe = client.containers.create(
             keeper_image, entrypoint=["true"], command=[], network_mode="none",
@@ -102,7 +122,8 @@ class Store:
         """The keeper copies the outputs in, hashing them; returns the entry's record and
         whether this build published it (False: a concurrent build had already)."""
         args = {"stage": spec.name, "key": key, "build": self.build_id, "pooled": spec.pooled,
-                "outputs": [{"name": o.name, "optional": o.optional} for o in spec.outputs]}
+                "outputs": [{"name": o.name, "optional": o.optional} for o in spec.outputs],
+                "origin": self.provenance.as_args() if self.provenance else None}
         try:
             answer = self.keeper("publish", args, scratch=scratch)
         except EngineError as error:

@@ -9,11 +9,16 @@ again before it is used; `drop`, `prune`, `forget` and `list` look after the res
 
 Answers are one JSON document on stdout; a failure is one line on stderr and exit 1.
 Store layout (under /store): <stage>/<key>/ (outputs + record.json), pool/<sha256>.deb,
-leases/<build>/<stage>-<key> (what running builds use), .incoming/ and .trash/ (transient).
+leases/<build>/<stage>-<key> (what running builds use), origins/<stage>-<key>.json (which
+build, description and profiles published an entry), .incoming/ and .trash/ (transient).
+
+An entry's last use is its record's mtime (a pool file's own): publishing, and every
+verified cache hit, sets it; `prune` removes the least recently used first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -41,10 +46,12 @@ from liveorch.stages.contract import (
 )
 
 LEASES_DIR = "leases"
+ORIGINS_DIR = "origins"
 INCOMING_DIR = ".incoming"
 TRASH_DIR = ".trash"
-RESERVED = {POOL_DIR, LEASES_DIR, INCOMING_DIR, TRASH_DIR}
+RESERVED = {POOL_DIR, LEASES_DIR, ORIGINS_DIR, INCOMING_DIR, TRASH_DIR}
 CHUNK = 1 << 20
+MAX_ORIGIN_TEXT = 4096
 
 
 class KeeperError(Exception):
@@ -131,14 +138,19 @@ def _check_declared(outputs: dict[str, Artifact], declared: list[dict[str, Any]]
 
 
 def _add_to_pool(store: Path, entry: Path, outputs: dict[str, Artifact], pooled: str | None) -> None:
-    """New .debs join the package pool under their sha256, each a copy of its own."""
+    """New .debs join the package pool under their sha256, each a copy of its own; one
+    already there was used again."""
     if not pooled:
         return
     pool = store / POOL_DIR
     pool.mkdir(mode=0o755, exist_ok=True)
     for name, artifact in outputs.items():
         target = pool / f"{artifact.sha256}{Path(name).suffix}"
-        if name.startswith(pooled) and not (target.is_file() and _sha256(target) == artifact.sha256):
+        if not name.startswith(pooled):
+            continue
+        if target.is_file() and _sha256(target) == artifact.sha256:
+            os.utime(target)  # used again: least recently used is what `prune --max-size` goes by
+        else:
             partial = pool / f".{target.name}.{uuid.uuid4().hex[:8]}"
             shutil.copyfile(entry / name, partial)
             partial.chmod(0o644)
@@ -152,6 +164,47 @@ def _existing(target: Path) -> Record | None:
         return None
 
 
+def _used(target: Path, record: Record) -> dict[str, Any]:
+    """A concurrent build published the key first: this build uses that entry, which counts as a use."""
+    with contextlib.suppress(OSError):
+        os.utime(target / RECORD_FILE)
+    return {"record": json.loads(record.to_json()), "published": False}
+
+
+# --- origins: where an entry came from, beside it (never in it: its bytes and key stay the stage's) --
+
+def _origin_path(store: Path, stage: str, key: str) -> Path:
+    return store / ORIGINS_DIR / f"{stage}-{key}.json"
+
+
+def _text(value: Any) -> str | None:
+    return value[:MAX_ORIGIN_TEXT] if isinstance(value, str) else None
+
+
+def write_origin(store: Path, stage: str, key: str, build: str, origin: Any) -> None:
+    """The publishing build, its description and profiles; nothing when the host sent none.
+    Replaced atomically, so a reader sees the old origin or the new one, never half of one."""
+    if not isinstance(origin, dict):
+        return
+    profiles = origin.get("profiles")
+    document = {"build": _text(build), "description": _text(origin.get("description")),
+                "profiles": [p for p in map(_text, profiles) if p] if isinstance(profiles, list) else []}
+    folder = store / ORIGINS_DIR
+    folder.mkdir(mode=0o755, exist_ok=True)
+    partial = folder / f".{stage}-{key}.{uuid.uuid4().hex[:8]}"
+    partial.write_text(json.dumps(document))
+    os.replace(partial, _origin_path(store, stage, key))
+
+
+def read_origin(store: Path, stage: str, key: str) -> dict[str, Any] | None:
+    """None for entries published before origins were kept, or by a build that sent none."""
+    try:
+        found = json.loads(_origin_path(store, stage, key).read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def publish(store: Path, work: Path, args: dict[str, Any]) -> dict[str, Any]:
     """Copy a finished stage's outputs into the store under its key, unless an entry for
     the key is there already (a concurrent build of the same inputs published first)."""
@@ -161,7 +214,7 @@ def publish(store: Path, work: Path, args: dict[str, Any]) -> dict[str, Any]:
     target = store / stage / key
     existing = _existing(target)
     if existing is not None:
-        return {"record": json.loads(existing.to_json()), "published": False}
+        return _used(target, existing)
     claims = _claims(work)
     incoming = store / INCOMING_DIR / f"{args['build']}-{stage}-{uuid.uuid4().hex[:8]}"
     incoming.mkdir(parents=True, mode=0o755)
@@ -185,10 +238,11 @@ def publish(store: Path, work: Path, args: dict[str, Any]) -> dict[str, Any]:
             existing = _existing(target)
             if existing is None:
                 raise KeeperError(f"{stage}/{key} appeared without a record") from None
-            return {"record": json.loads(existing.to_json()), "published": False}
+            return _used(target, existing)
     except BaseException:
         shutil.rmtree(incoming, ignore_errors=True)
         raise
+    write_origin(store, stage, key, args["build"], args.get("origin"))
     return {"record": json.loads(record.to_json()), "published": True}
 
 
@@ -251,6 +305,7 @@ def drop(store: Path, args: dict[str, Any]) -> dict[str, Any]:
     for stage, key in args["entries"]:
         if stage not in RESERVED and "/" not in stage + key:
             _remove(store, store / stage / key)
+            _origin_path(store, stage, key).unlink(missing_ok=True)
     return {"dropped": len(args["entries"])}
 
 
@@ -267,11 +322,12 @@ def _entries(store: Path) -> Iterator[dict[str, Any]]:
         for entry in sorted(p for p in stage.iterdir() if p.is_dir()):
             record = entry / RECORD_FILE
             yield {"stage": stage.name, "key": entry.name, "bytes": _size(entry), "kind": "result",
-                   "mtime": (record if record.exists() else entry).stat().st_mtime}
+                   "mtime": (record if record.exists() else entry).stat().st_mtime,
+                   "origin": read_origin(store, stage.name, entry.name)}
     pool = store / POOL_DIR
     for file in sorted(pool.iterdir()) if pool.is_dir() else []:
         yield {"stage": POOL_DIR, "key": file.name, "bytes": file.stat().st_size, "kind": "pool",
-               "mtime": file.stat().st_mtime}
+               "mtime": file.stat().st_mtime, "origin": None}
 
 
 def _leased(store: Path, live: set[str], grace: float, now: float) -> tuple[set[str], list[Path]]:
@@ -290,15 +346,34 @@ def _leased(store: Path, live: set[str], grace: float, now: float) -> tuple[set[
     return held, ended
 
 
+def select(entries: list[dict[str, Any]], held: set[str], now: float, older_than: float | None,
+           max_bytes: int | None) -> list[dict[str, Any]]:
+    """What prune removes: entries unused for `older_than` seconds (all when null), then, while
+    the store is larger than `max_bytes`, the least recently used of the rest. What a running
+    build holds is never chosen, though it counts towards the size."""
+    free = [e for e in entries if f"{e['stage']}/{e['key']}" not in held]
+    doomed = [e for e in free if older_than is None or now - e["mtime"] > older_than]
+    if max_bytes is None:
+        return doomed
+    left = sum(e["bytes"] for e in entries) - sum(e["bytes"] for e in doomed)
+    chosen = {id(e) for e in doomed}
+    for entry in sorted(free, key=lambda e: (e["mtime"], e["stage"], e["key"])):
+        if left <= max_bytes:
+            break
+        if id(entry) not in chosen:
+            doomed.append(entry)
+            left -= entry["bytes"]
+    return doomed
+
+
 def prune(store: Path, args: dict[str, Any]) -> dict[str, Any]:
-    """Remove entries unused for `older_than` seconds (all when null), never one a running
-    build holds: leases are read before and after the entries move out of sight, and what
-    became leased in between is put back."""
+    """Remove what `select` chooses, never an entry a running build holds: leases are read
+    before and after the entries move out of sight, and what became leased in between is
+    put back. Two prunes at once each remove what they moved aside; the other skips it."""
     now, live = time.time(), set(args["live"])
-    older_than = args["older_than"]
     held, _ = _leased(store, live, args["grace"], now)
-    doomed = [e for e in _entries(store) if f"{e['stage']}/{e['key']}" not in held
-              and (older_than is None or now - e["mtime"] > older_than)]
+    entries = list(_entries(store))
+    doomed = select(entries, held, now, args["older_than"], args.get("max_bytes"))
     trash = store / TRASH_DIR / f"prune-{uuid.uuid4().hex[:8]}"
     trash.mkdir(parents=True, mode=0o755)
     moved = []
@@ -316,8 +391,11 @@ def prune(store: Path, args: dict[str, Any]) -> dict[str, Any]:
             os.rename(aside, store / entry["stage"] / entry["key"])
         else:
             removed.append(entry)
+            if entry["kind"] == "result" and not (store / entry["stage"] / entry["key"]).exists():
+                _origin_path(store, entry["stage"], entry["key"]).unlink(missing_ok=True)
     shutil.rmtree(trash)
-    return {"removed": removed, **forget(store, args)}
+    remaining = sum(e["bytes"] for e in entries) - sum(e["bytes"] for e in removed)
+    return {"removed": removed, "remaining": remaining, **forget(store, args)}
 
 
 def forget(store: Path, args: dict[str, Any]) -> dict[str, Any]:
@@ -333,7 +411,20 @@ def forget(store: Path, args: dict[str, Any]) -> dict[str, Any]:
             if build not in live and now - path.stat().st_mtime > args["grace"]:
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
                 stale += 1
-    return {"ended_builds": len(ended), "stale": stale}
+    return {"ended_builds": len(ended), "stale": stale + _forget_origins(store, now, args["grace"])}
+
+
+def _forget_origins(store: Path, now: float, grace: float) -> int:
+    """Origins whose entry is gone (an older keeper removed it without knowing of origins).
+    One written within the grace period stays: its entry may be moving back (prune) or in."""
+    folder = store / ORIGINS_DIR
+    gone = 0
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        stage, _, key = path.name.removesuffix(".json").partition("-")
+        if now - path.stat().st_mtime > grace and not (store / stage / key).is_dir():
+            path.unlink(missing_ok=True)
+            gone += 1
+    return gone
 
 
 def list_store(store: Path, args: dict[str, Any]) -> dict[str, Any]:

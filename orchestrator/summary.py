@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import time
 
-from liveorch.orchestrator.cache import CacheEntry
+from liveorch.orchestrator.cache import CacheEntry, EntryKind
+from liveorch.orchestrator.human import aligned, count, format_age, format_size
 from liveorch.orchestrator.report import BuildReport
 
-KIND_NOTE = {"result": "", "pool": "", "work": " (unfinished)", "kept": " (kept work)"}
+CACHE_HEADER = ["stage", "key", "size", "last used", "build", "profiles", "description"]
+SCRATCH_KEY = {EntryKind.WORK: "(unfinished)", EntryKind.KEPT: "(kept work)"}
 
 
 def print_summary(report: BuildReport) -> None:
@@ -35,17 +37,41 @@ def print_json_summary(report: BuildReport) -> None:
                                  for s in report.stages}}))
 
 
-def print_cache_entries(entries: list[CacheEntry], volume: str) -> None:
-    now = time.time()
-    results = [e for e in entries if e.kind != "pool"]
-    pool = [e for e in entries if e.kind == "pool"]
-    for e in results:
-        print(f"{e.stage:<9} {e.key[:24]:<24} {e.bytes / 1e6:10.1f} MB {(now - e.mtime) / 3600:8.1f} h"
-              f"{KIND_NOTE[e.kind]}")
+def _cache_row(entry: CacheEntry, now: float) -> list[str]:
+    """A scratch volume (a running or interrupted build's, or one kept by --keep-work) is named
+    in full, for `docker run -v`; the keeper cannot see its size. A result published before
+    origins were kept shows dashes."""
+    age = format_age(now - entry.mtime)
+    if entry.kind in SCRATCH_KEY:
+        note = " (`liveorch clean` removes it)" if entry.kind == EntryKind.KEPT else ""
+        return [entry.stage, SCRATCH_KEY[entry.kind], "-", age, entry.build or "-", "-", f"volume {entry.key}{note}"]
+    origin = entry.origin
+    if origin is None:
+        return [entry.stage, entry.key[:12], format_size(entry.bytes), age, "-", "-", "-"]
+    return [entry.stage, entry.key[:12], format_size(entry.bytes), age, origin.build or "-",
+            ",".join(origin.profiles) or "-", origin.description or "-"]
+
+
+def cache_lines(entries: list[CacheEntry], volume: str, now: float) -> list[str]:
+    """`cache ls`: one row per result (newest use first within a stage) and scratch volume,
+    the package pool as one row, then the totals."""
+    rows = [_cache_row(e, now) for e in sorted(entries, key=lambda e: (e.stage, -e.mtime)) if e.kind != EntryKind.POOL]
+    pool = [e for e in entries if e.kind == EntryKind.POOL]
     if pool:
-        print(f"{'pool':<9} {f'{len(pool)} packages':<24} {sum(e.bytes for e in pool) / 1e6:10.1f} MB")
-    total = sum(e.bytes for e in entries)
-    print(f"{len(results)} entries and {len(pool)} pooled packages, {total / 1e6:.1f} MB in volume {volume}")
+        rows.append(["pool", f"{len(pool)} packages", format_size(sum(e.bytes for e in pool)),
+                     format_age(now - max(e.mtime for e in pool)), "-", "-", "-"])
+    results = sum(e.kind == EntryKind.RESULT for e in entries)
+    scratch = len(entries) - results - len(pool)
+    counts = [count(results, "result"), *([count(scratch, "scratch volume")] if scratch else []),
+              count(len(pool), "package")]
+    total = format_size(sum(e.bytes for e in entries))
+    footer = f"{', '.join(counts)}: {total} in volume {volume}"
+    return [*aligned([CACHE_HEADER, *rows], right=frozenset({2, 3})), footer] if rows else [footer]
+
+
+def print_cache_entries(entries: list[CacheEntry], volume: str) -> None:
+    for line in cache_lines(entries, volume, time.time()):
+        print(line)
 
 
 def print_comparison(shas: list[tuple[str, str]], identical: bool, same: str, stage: str | None,

@@ -515,8 +515,9 @@ def test_clean_leaves_a_running_build_alone(tmp_path: Path, test_volume: str, do
 
 @pytest.mark.slow
 def test_prune_all_leaves_a_running_build_alone(tmp_path: Path, docker_client: docker.DockerClient) -> None:
-    """`cache prune --all` during a build removes nothing the build holds: its resolve result
-    stays, and the build ends with its own error (the hook's timeout), not a missing input."""
+    """`cache prune --all` (or `--max-size 0`) during a build removes nothing the build holds: its
+    resolve result stays, `cache ls` traces it to the build's description, and the build ends
+    with its own error (the hook's timeout), not a missing input."""
     volume = f"liveorch-test-prune-{uuid.uuid4().hex[:8]}"
     try:
         described = _with_hook(tmp_path, "#!/bin/bash\necho waiting\nsleep 600\n")
@@ -526,6 +527,13 @@ def test_prune_all_leaves_a_running_build_alone(tmp_path: Path, docker_client: d
         pruned = _liveorch("cache", "prune", "--all", "--volume", volume)
         assert pruned.returncode == 0, pruned.stderr
         assert [e.stage for e in list_entries(docker_client, volume) if e.kind == "result"] == ["resolve"]
+        fitted = _liveorch("cache", "prune", "--max-size", "0", "--volume", volume)
+        assert fitted.returncode == 0 and "held by running builds" in fitted.stdout, fitted.stdout + fitted.stderr
+        listed = _liveorch("cache", "ls", "--volume", volume)
+        lines = listed.stdout.splitlines()
+        assert lines[0].split()[:3] == ["stage", "key", "size"], listed.stdout
+        (resolve,) = [line for line in lines if line.startswith("resolve ")]
+        assert resolve.endswith(str((described / "config.xml").absolute())), listed.stdout
         code, err = run.finish(timeout=300)
         assert code == 4 and "config.sh did not finish within 20 s" in err, err
         _no_containers_of(docker_client, volume)

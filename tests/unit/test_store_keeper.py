@@ -174,3 +174,116 @@ def test_list_names_results_and_pool(store: Path, tmp_path: Path) -> None:
     publish(store, scratch(tmp_path, {"debs/a_1_amd64.deb": b"deb", "lock.json": b"{}"}), RESOLVE)
     kinds = sorted((e["stage"], e["kind"]) for e in keeper.list_store(store, {})["entries"])
     assert kinds == [("pool", "pool"), ("resolve", "result")]
+
+
+ORIGIN = {"description": "/home/me/live/config.xml", "profiles": ["efi"]}
+
+
+def test_an_origin_is_kept_beside_the_entry_never_in_it(store: Path, tmp_path: Path) -> None:
+    """Provenance must not touch a stage's bytes: the entry and its record are the same with
+    or without it, and the same entry reached from another description keeps its first origin."""
+    files = {"LiveOS/squashfs.img": b"squash"}
+    (tmp_path / "plain").mkdir()
+    plain = publish(tmp_path / "plain", scratch(tmp_path, files))
+    traced = keeper.publish(store, scratch(tmp_path, files), {
+        "stage": "squashfs", "key": KEY, "build": "b1", "pooled": None, "outputs": outputs_of(SQUASHFS),
+        "origin": ORIGIN})
+    assert traced["record"] == plain["record"]
+    entry = store / "squashfs" / KEY
+    assert sorted(p.name for p in entry.iterdir()) == sorted(p.name for p in (tmp_path / "plain/squashfs" / KEY)
+                                                             .iterdir())
+    assert keeper.verify(store, {"entries": [["squashfs", KEY]]})["bad"] == {}
+    assert keeper.read_origin(store, "squashfs", KEY) == {"build": "b1", **ORIGIN}
+    keeper.publish(store, scratch(tmp_path, files), {
+        "stage": "squashfs", "key": KEY, "build": "b2", "pooled": None, "outputs": outputs_of(SQUASHFS),
+        "origin": {"description": "/elsewhere/config.xml", "profiles": []}})
+    assert keeper.read_origin(store, "squashfs", KEY) == {"build": "b1", **ORIGIN}
+    listed = keeper.list_store(store, {})["entries"]
+    assert [e["origin"] for e in listed] == [{"build": "b1", **ORIGIN}]
+    assert [e["origin"] for e in keeper.list_store(tmp_path / "plain", {})["entries"]] == [None]
+
+
+def test_a_malformed_origin_is_cut_to_what_it_may_hold(store: Path) -> None:
+    keeper.write_origin(store, "squashfs", KEY, "b1", {"description": "d" * 5000, "profiles": ["a", 3, None],
+                                                       "password": "secret"})
+    assert keeper.read_origin(store, "squashfs", KEY) == {"build": "b1", "description": "d" * 4096,
+                                                          "profiles": ["a"]}
+    keeper.write_origin(store, "squashfs", "2" * 64, "b1", "not a dict")
+    assert keeper.read_origin(store, "squashfs", "2" * 64) is None
+
+
+def _entry_sizes(store: Path) -> dict[str, int]:
+    return {e["key"][:1]: e["bytes"] for e in keeper.list_store(store, {})["entries"]}
+
+
+def test_prune_max_size_removes_the_least_recently_used_first(store: Path, tmp_path: Path) -> None:
+    """Last used 4 h (d), 3 h (a), 2 h (b) and 1 h (c) ago; b is then used (a cache hit), d is
+    held by a running build. Fitting in b and d removes a and c: not b (used since), not d (held)."""
+    for age, key in enumerate("cbad"):
+        publish(store, scratch(tmp_path, {"LiveOS/squashfs.img": key.encode() * 1000}), key=key * 64)
+        _aged(store / "squashfs" / (key * 64) / RECORD_FILE, 3600 * (age + 1))
+    assert keeper.verify(store, {"entries": [["squashfs", "b" * 64]]})["bad"] == {}
+    (store / "leases" / "running").mkdir(parents=True)
+    (store / "leases" / "running" / f"squashfs-{'d' * 64}").write_bytes(b"")
+    sizes = _entry_sizes(store)
+    answer = keeper.prune(store, {"older_than": 14 * 86400, "max_bytes": sizes["b"] + sizes["d"], "live": ["running"],
+                                  "grace": 600})
+    assert [e["key"][:1] for e in answer["removed"]] == ["a", "c"]
+    assert sorted(p.name[:1] for p in (store / "squashfs").iterdir()) == ["b", "d"]
+    assert answer["remaining"] == sizes["b"] + sizes["d"]
+    assert keeper.read_origin(store, "squashfs", "a" * 64) is None
+
+
+def test_prune_max_size_stops_once_the_store_fits(store: Path, tmp_path: Path) -> None:
+    for age, key in enumerate("cba"):
+        publish(store, scratch(tmp_path, {"LiveOS/squashfs.img": key.encode() * 1000}), key=key * 64)
+        _aged(store / "squashfs" / (key * 64) / RECORD_FILE, 3600 * (age + 1))
+    total = sum(_entry_sizes(store).values())
+    answer = keeper.prune(store, {"older_than": 14 * 86400, "max_bytes": total - 1, "live": [], "grace": 600})
+    assert [e["key"][:1] for e in answer["removed"]] == ["a"]
+    assert answer["remaining"] == sum(_entry_sizes(store).values()) < total
+    answer = keeper.prune(store, {"older_than": 14 * 86400, "max_bytes": total, "live": [], "grace": 600})
+    assert answer["removed"] == []
+
+
+def test_prune_max_size_cannot_remove_what_running_builds_hold(store: Path, tmp_path: Path) -> None:
+    publish(store, scratch(tmp_path, {"LiveOS/squashfs.img": b"x"}))
+    (store / "leases" / "running").mkdir(parents=True)
+    (store / "leases" / "running" / f"squashfs-{KEY}").write_bytes(b"")
+    answer = keeper.prune(store, {"older_than": 14 * 86400, "max_bytes": 0, "live": ["running"], "grace": 600})
+    assert answer["removed"] == [] and answer["remaining"] == _entry_sizes(store)["1"] > 0
+
+
+def test_reuse_counts_as_use(store: Path, tmp_path: Path) -> None:
+    """A concurrent build's publish of a key that is there, and a resolve that pools a .deb
+    already pooled, both use what is there: its last use moves, so LRU keeps it."""
+    deb = {"debs/a_1_amd64.deb": b"!<arch>\n", "lock.json": b"{}"}
+    publish(store, scratch(tmp_path, deb), RESOLVE)
+    record = store / "resolve" / KEY / RECORD_FILE
+    (pooled,) = (store / "pool").iterdir()
+    _aged(record, 86400)
+    _aged(pooled, 86400)
+    assert not publish(store, scratch(tmp_path, deb), RESOLVE, build="b2")["published"]
+    publish(store, scratch(tmp_path, {**deb, "lock.json": b"{ }"}), RESOLVE, key="2" * 64)
+    assert time.time() - record.stat().st_mtime < 60
+    assert time.time() - pooled.stat().st_mtime < 60
+
+
+def test_origins_go_with_their_entries(store: Path, tmp_path: Path) -> None:
+    """drop and prune take an entry's origin with it; one an older keeper left behind goes
+    once the grace period is over."""
+    for key in ("a" * 64, "b" * 64, "c" * 64):
+        keeper.publish(store, scratch(tmp_path, {"LiveOS/squashfs.img": b"x"}), {
+            "stage": "squashfs", "key": key, "build": "b1", "pooled": None, "outputs": outputs_of(SQUASHFS),
+            "origin": ORIGIN})
+    keeper.drop(store, {"entries": [["squashfs", "a" * 64]]})
+    assert keeper.read_origin(store, "squashfs", "a" * 64) is None
+    os.rename(store / "squashfs" / ("b" * 64), store / "elsewhere")  # what an older keeper's drop did
+    keeper.forget(store, {"live": [], "grace": 600})
+    assert keeper.read_origin(store, "squashfs", "b" * 64) is not None, "within the grace period it stays"
+    _aged(store / "origins" / f"squashfs-{'b' * 64}.json", 7200)
+    assert keeper.forget(store, {"live": [], "grace": 600})["stale"] == 1
+    assert keeper.read_origin(store, "squashfs", "b" * 64) is None
+    assert keeper.read_origin(store, "squashfs", "c" * 64) is not None
+    keeper.prune(store, {"older_than": None, "live": [], "grace": 600})
+    assert not list((store / "origins").iterdir())
