@@ -22,6 +22,7 @@ from liveorch.orchestrator.description import parse_description
 from liveorch.orchestrator.engine import ENGINE_FAILURES, as_engine_error, connect
 from liveorch.orchestrator.errors import DescriptionError, LiveorchError, UsageError
 from liveorch.orchestrator.images import describe_images, ensure_images
+from liveorch.orchestrator.init_description import Suite
 from liveorch.orchestrator.overrides import Overrides
 from liveorch.orchestrator.payload import make_payload
 from liveorch.orchestrator.plan import make_plan
@@ -615,5 +616,37 @@ def doctor(
             for line in check.lines():
                 print(line)
         raise typer.Exit(exit_status(checks))
+
+    _guarded(action)
+
+
+@app.command("init")
+def init_verb(
+    directory: Annotated[Path, typer.Argument(help="Where to write config.xml (made when missing; it must be "
+                                                   "empty unless --force).")],
+    name: Annotated[str | None, typer.Option(help="The image's name, which names the ISO (default: the "
+                                                  "directory's name).")] = None,
+    suite: Annotated[Suite, typer.Option(help="The Debian release (CI builds and boots bookworm).")
+                     ] = Suite.BOOKWORM,
+    user: Annotated[str | None, typer.Option(help="Also a login NAME besides root, with the same password.")
+                    ] = None,
+    password: Annotated[str | None, typer.Option(envvar="LIVEORCH_INIT_PASSWORD", help="The logins' password, "
+                                                 "written as a SHA-512-crypt hash (default: linux, the example's).")
+                        ] = None,
+    ask_password: Annotated[bool, typer.Option("--ask-password", help="Type the password unseen, twice.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite config.xml in a directory that is not empty "
+                                                        "(other files stay).")] = False,
+) -> None:
+    """Write a commented, minimal, bootable description to start from: the bundled example with your
+    name and logins, every default it relies on stated.
+
+    Example: liveorch init my-live --user demo --ask-password
+    """
+    from liveorch.orchestrator.init_description import InitRequest, chosen_password, init_description, report_lines
+
+    def action() -> None:
+        request = InitRequest(directory=directory, name=name, suite=suite, user=user,
+                              password=chosen_password(password, ask_password), force=force)
+        print("\n".join(report_lines(init_description(request), directory)))
 
     _guarded(action)

@@ -7,6 +7,8 @@ with any container the tests left behind, so a test run leaves the engine as it 
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -28,8 +30,18 @@ from liveorch.orchestrator.report import BuildReport
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "bookworm-live" / "config.xml"
 KIWI_FEATURES = REPO / "examples" / "kiwi-features"
-# examples/kiwi-features names an obs:// repository, as KIWI users' descriptions do.
-KIWI_FEATURES_REPO = "http://deb.debian.org/debian,apt-deb,debian,,true,,,main,bookworm,true"
+
+
+def _header_set_repo(config: Path) -> str:
+    """examples/kiwi-features names an obs:// repository, as KIWI users' descriptions do; CI builds it
+    with the --set-repo of the command its header gives users (the <?liveorch run ...?> line)."""
+    line = re.search(r"<\?liveorch (.*?)\?>", config.read_text())
+    assert line, f"{config}: no <?liveorch run ...?> line"
+    command = shlex.split(line.group(1))
+    return command[command.index("--set-repo") + 1]
+
+
+KIWI_FEATURES_REPO = _header_set_repo(KIWI_FEATURES / "config.xml")
 LOADER_FILES = ["boot/x86_64/loader/linux", "boot/x86_64/loader/initrd"]
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")

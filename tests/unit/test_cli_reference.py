@@ -11,7 +11,7 @@ def test_cli_reference_is_up_to_date() -> None:
 
 def test_every_verb_is_documented_with_an_example() -> None:
     text = render()
-    for verb in ("run", "validate", "lock", "verify-repro", "test", "boot", "clean", "cache ls", "cache prune",
+    for verb in ("init", "run", "validate", "lock", "verify-repro", "test", "boot", "clean", "cache ls", "cache prune",
                  "images build", "images ls"):
         assert f"## `liveorch {verb}`" in text
     assert text.count("Example") >= 6
