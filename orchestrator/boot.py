@@ -2,9 +2,9 @@
 
 Four ways, as a user would meet the image: from CD or as a disk (a USB stick written with
 dd), each with BIOS (SeaBIOS) or UEFI (OVMF); UEFI also with Secure Boot enforced, as on a
-PC: OVMF's Secure Boot build with Microsoft's keys enrolled. KVM is used only when it
-really works; these VMs expose /dev/kvm but hang 64-bit guests in it, so the default is
-emulation.
+PC: OVMF's Secure Boot build with Microsoft's keys enrolled. KVM is used only when asked
+(--kvm) and when it really works: some VMs expose a /dev/kvm that hangs 64-bit guests or
+makes QEMU abort, so the default is emulation.
 """
 
 from __future__ import annotations
@@ -12,14 +12,25 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pexpect
 
+from liveorch.orchestrator.console import (
+    CommandResult,
+    clean_transcript,
+    command_line,
+    end_pattern,
+    new_marker,
+    parse_command_result,
+    redact,
+)
 from liveorch.orchestrator.errors import CheckFailed, LiveorchError
+from liveorch.orchestrator.target_files import write_file_atomic
 
 OVMF_CANDIDATES = ("/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd", "/usr/share/OVMF/OVMF_CODE.fd")
 # Debian's ovmf: the Secure Boot build (needs SMM) and variables with Microsoft's keys enrolled
@@ -32,7 +43,8 @@ FAILURE_MARKERS = ("Kernel panic", "emergency mode", "Entering emergency", "drac
                    "media check failed", "verity check FAILED", "Refusing to continue",
                    # UEFI: nothing the firmware would start (e.g. Secure Boot refused it), shim refused GRUB.
                    "BdsDxe: No bootable option or device was found", "Verification failed: ")
-ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
+DEFAULT_COMMAND = "cat /proc/cmdline; findmnt -n /"
+COMMAND_TIMEOUT = 300.0  # seconds for one command; `systemctl is-system-running --wait` under emulation takes a while
 
 
 @dataclass(frozen=True)
@@ -58,8 +70,9 @@ BOOT_MODES = (BootMode(False, False), BootMode(True, False), BootMode(False, Tru
 class BootResult:
     mode: str
     seconds_to_login: float
-    command_output: str
-    transcript: str
+    command_output: str  # every command's output, one after the other
+    transcript: str  # plain text: see console.clean_transcript
+    commands: list[CommandResult] = field(default_factory=list)
 
 
 def ovmf_firmware() -> Path:
@@ -92,11 +105,35 @@ def secure_boot_firmware() -> list[str]:
 def kvm_usable() -> bool:
     """Whether /dev/kvm can be opened. On some VMs it opens but hangs 64-bit guests, so
     liveorch uses it only when asked (--kvm), and says so."""
+    return kvm_problem() is None
+
+
+def kvm_problem(device: Path = Path("/dev/kvm")) -> str | None:
+    """Why KVM cannot be used here (for an error that says what to fix), or None."""
     try:
-        os.close(os.open("/dev/kvm", os.O_RDWR))
-    except OSError:
-        return False
-    return True
+        os.close(os.open(device, os.O_RDWR))
+    except OSError as error:
+        return f"{device} does not open ({error.strerror or error})"
+    return qemu_kvm_problem()
+
+
+def qemu_kvm_problem() -> str | None:
+    """On some VMs /dev/kvm opens, yet QEMU aborts setting up the virtual CPU ("failed to set
+    MSR"). A stopped guest told to quit at once shows that in a tenth of a second, before a
+    boot would end in the same abort."""
+    qemu = shutil.which("qemu-system-x86_64")
+    if qemu is None:
+        return None  # qemu_argv says what to install
+    argv = [qemu, "-enable-kvm", "-cpu", "host", "-S", "-nodefaults", "-display", "none", "-serial", "none",
+            "-monitor", "stdio", "-m", "16"]
+    try:
+        done = subprocess.run(argv, input=b"quit\n", capture_output=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        return "QEMU did not start a KVM guest within 60 s"
+    if done.returncode == 0:
+        return None
+    lines = done.stderr.decode(errors="replace").strip().splitlines() or [f"exit status {done.returncode}"]
+    return f"QEMU cannot start a KVM guest ({lines[0].removeprefix('qemu-system-x86_64: ')})"
 
 
 def qemu_argv(iso: Path, mode: BootMode, memory_mib: int = 2048, kvm: bool = False, headless: bool = True,
@@ -151,42 +188,78 @@ def pxe_nic(tftp_root: Path, bootfile: str = "boot.ipxe") -> str:
     return f"user,model=virtio-net-pci,tftp={tftp_root},bootfile={bootfile}"
 
 
-def boot_and_login(iso: Path, mode: BootMode, password: str, command: str = "cat /proc/cmdline; findmnt -n /",
+def boot_and_login(iso: Path, mode: BootMode, password: str, command: str | Sequence[str] = DEFAULT_COMMAND,
                    timeout: float = 600, user: str = "root", log: Path | None = None,
-                   script: BootScript | None = None) -> BootResult:
-    """Boot, wait for the login prompt, log in, run `command`, power off. Raises CheckFailed."""
+                   script: BootScript | None = None, kvm: bool = False,
+                   command_timeout: float = COMMAND_TIMEOUT) -> BootResult:
+    """Boot, wait for the login prompt, log in, run each command in order, power off. Raises
+    CheckFailed when the boot or the login fails; a command that fails does not stop the
+    others, its exit code is in the result. log gets the cleaned transcript, also on failure."""
     script = script or BootScript()
-    argv = qemu_argv(iso, mode, attach_iso=script.attach_iso, nic=script.nic) + list(script.qemu_extra)
+    commands = [command] if isinstance(command, str) else list(command)
+    argv = qemu_argv(iso, mode, kvm=kvm, attach_iso=script.attach_iso, nic=script.nic) + list(script.qemu_extra)
     started = time.monotonic()
     child = pexpect.spawn(argv[0], argv[1:], timeout=timeout, maxread=65536, env={**os.environ, "TERM": "dumb"})
-    transcript = bytearray()
-    child.logfile_read = _Collector(transcript)
-    marker = "LIVEORCH-DONE"
+    raw = bytearray()
+    child.logfile_read = _Collector(raw)
     try:
         if script.menu_downs:
-            _expect(child, [rb"Check installation media", rb"\(failsafe\)"], "the GRUB menu", transcript, timeout)
-            # At once: a menu timeout of one second (kiwi-features) leaves no time to wait.
-            time.sleep(0.1)
-            child.send("\x1b[B" * script.menu_downs)
-            time.sleep(0.5)
-            child.send("\r")
-        _expect(child, [rb"login: ?$", rb"login: "], "the login prompt", transcript, timeout)
+            _choose_menu_entry(child, raw, script.menu_downs, timeout)
+        _expect(child, [rb"login: ?$", rb"login: "], "the login prompt", raw, timeout)
         seconds = time.monotonic() - started
-        child.sendline(user)
-        _expect(child, [rb"[Pp]assword: ?"], "the password prompt", transcript, 60)
-        child.sendline(password)
-        _expect(child, [rb"[#$] ?$", rb"[#$] "], "a shell prompt after login", transcript, 60)
+        _log_in(child, raw, user, password)
         if script.before_command:
             script.before_command()
-        child.sendline(f"{command}; echo {marker}-$((6*7))")
-        _expect(child, [f"{marker}-42".encode()], "the command's end marker", transcript, 180)
-        output = bytes(transcript).decode(errors="replace").rsplit(f"echo {marker}", 1)[-1]
+        results = [_run(child, raw, each, command_timeout) for each in commands]
         child.sendline("systemctl poweroff --force --force")
-        return BootResult(mode.name, seconds, output, bytes(transcript).decode(errors="replace"))
+        return BootResult(mode.name, seconds, "".join(r.output for r in results), _transcript(raw, password),
+                          results)
     finally:
         child.close(force=True)
         if log:
-            log.write_bytes(bytes(transcript))
+            write_file_atomic(log, _transcript(raw, password))
+
+
+def _choose_menu_entry(child: pexpect.spawn, raw: bytearray, downs: int, timeout: float) -> None:
+    _expect(child, [rb"Check installation media", rb"\(failsafe\)"], "the GRUB menu", raw, timeout)
+    # At once: a menu timeout of one second (kiwi-features) leaves no time to wait.
+    time.sleep(0.1)
+    child.send("\x1b[B" * downs)
+    time.sleep(0.5)
+    child.send("\r")
+
+
+def _log_in(child: pexpect.spawn, raw: bytearray, user: str, password: str) -> None:
+    """The password is sent, never logged: pexpect records only what the guest writes, and
+    getty does not echo it."""
+    child.sendline(user)
+    _expect(child, [rb"[Pp]assword: ?"], "the password prompt", raw, 60)
+    child.sendline(password)
+    index = _expect(child, [rb"[#$] ?$", rb"[#$] ", rb"Login incorrect"], "a shell prompt after login", raw, 60)
+    if index == 2:
+        raise CheckFailed(f"the guest refused the login as {user!r} (Login incorrect)",
+                          hint="check --user and --password")
+
+
+def _run(child: pexpect.spawn, raw: bytearray, command: str, timeout: float) -> CommandResult:
+    """One command, framed by markers (see console.py). Boot failure markers are not watched
+    here: a command may well print "emergency mode" or "Kernel panic" (grep in a journal)."""
+    marker = new_marker()
+    child.sendline(command_line(command, marker))
+    _expect(child, [end_pattern(marker)], f"the end of the command {command!r}", raw, timeout, watch_boot=False)
+    try:
+        return parse_command_result(clean_transcript(bytes(raw)), command, marker)
+    except ValueError:
+        raise CheckFailed(f"the output of the command {command!r} could not be read from the console",
+                          hint="\n".join(_tail(raw))) from None
+
+
+def _transcript(raw: bytearray, password: str) -> str:
+    return redact(clean_transcript(bytes(raw)), password)
+
+
+def _tail(raw: bytearray) -> list[str]:
+    return clean_transcript(bytes(raw)).strip().splitlines()[-15:]
 
 
 def boot_interactive(iso: Path, mode: BootMode, memory_mib: int, kvm: bool, persistent: Path | None) -> int:
@@ -198,26 +271,30 @@ def boot_interactive(iso: Path, mode: BootMode, memory_mib: int, kvm: bool, pers
 
 
 class _Collector:
+    """Keeps the console's raw bytes: escape sequences arrive split across reads, so they are
+    removed from the whole transcript (clean_transcript), not from each read."""
+
     def __init__(self, sink: bytearray) -> None:
         self.sink = sink
 
     def write(self, data: bytes) -> None:
-        self.sink.extend(ANSI.sub(b"", data))
+        self.sink.extend(data)
 
     def flush(self) -> None:
         pass
 
 
-def _expect(child: pexpect.spawn, patterns: list[bytes], what: str, transcript: bytearray, timeout: float) -> None:
-    failures = [re.escape(m.encode()) for m in FAILURE_MARKERS]
+def _expect(child: pexpect.spawn, patterns: list[bytes], what: str, raw: bytearray, timeout: float,
+            watch_boot: bool = True) -> int:
+    """The index of the pattern that matched, or CheckFailed with the transcript's last lines."""
+    failures = [re.escape(m.encode()) for m in FAILURE_MARKERS] if watch_boot else []
     index = child.expect([*patterns, *failures, pexpect.EOF, pexpect.TIMEOUT], timeout=timeout)
     if index < len(patterns):
-        return
-    tail = bytes(transcript).decode(errors="replace").strip().splitlines()[-15:]
+        return index
     if index < len(patterns) + len(failures):
         reason = f"boot failed ({FAILURE_MARKERS[index - len(patterns)]}) before {what}"
     elif index == len(patterns) + len(failures):
         reason = f"QEMU exited before {what}"
     else:
         reason = f"timed out after {timeout:.0f} s waiting for {what}"
-    raise CheckFailed(reason, hint="\n".join(tail))
+    raise CheckFailed(reason, hint="\n".join(_tail(raw)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
@@ -22,6 +23,7 @@ from liveorch.orchestrator.kiwi_schema import unknown_markup
 from liveorch.orchestrator.overrides import Overrides
 from liveorch.orchestrator.passwords import is_crypt_hash
 from liveorch.orchestrator.root_layout import RootLayout, check_kernel_support, check_verity, parse_layout
+from liveorch.orchestrator.source_map import SourceMap
 from liveorch.stages.contracts.iso import Firmware, TimeoutStyle
 from liveorch.stages.contracts.squashfs import Compression
 
@@ -124,7 +126,11 @@ class Description:
     profiles: tuple[str, ...] = ()
     archives: list[str] = field(default_factory=list)
     bootloader_theme: str | None = None
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # Findings: unknown or ignored markup
+    # Where the image-wide settings are ("config.xml:12", or the option that made them), for
+    # the checks of what the image needs (image_checks): image, locale, keytable, timezone,
+    # packages, users.
+    origins: dict[str, str] = field(default_factory=dict)
 
     @property
     def hooks(self) -> list[str]:
@@ -158,7 +164,8 @@ def find_description(path: Path) -> Path:
     return path
 
 
-def _load(path: Path) -> etree._Element:
+def _load(path: Path) -> tuple[etree._Element, str]:
+    """The parsed tree and the text (for attribute lines: SourceMap)."""
     data = path.read_bytes()
     if len(data) > MAX_DESCRIPTION_BYTES:
         raise DescriptionError(f"description larger than {MAX_DESCRIPTION_BYTES} bytes", path)
@@ -180,31 +187,32 @@ def _load(path: Path) -> etree._Element:
     if root.tag != "image":
         raise DescriptionError(f"not a KIWI description: root element is <{root.tag}>, expected <image>",
                                path, root.sourceline)
-    return root
+    return root, data.decode("utf-8", errors="replace")
 
 
 def _bool(value: str | None) -> bool:
     return (value or "").lower() in ("true", "1", "yes")
 
 
-def _int(element: etree._Element, attribute: str, path: Path, default: int | None) -> int | None:
+def _int(element: etree._Element, attribute: str, source: SourceMap, default: int | None) -> int | None:
     value = element.get(attribute)
     if value is None or value == "":
         return default
     try:
         number = int(value)
     except ValueError:
-        raise DescriptionError(f"{attribute}={value!r} is not a number", path, element.sourceline) from None
+        raise source.error(f"{attribute}={value!r} is not a number", element, attribute) from None
     if number < 0:
-        raise DescriptionError(f"{attribute}={value!r} must not be negative", path, element.sourceline)
+        raise source.error(f"{attribute}={value!r} must not be negative", element, attribute)
     return number
 
 
-def _choice(element: etree._Element, attribute: str, kind: type[Choice], default: Choice, path: Path) -> Choice:
+def _choice(element: etree._Element, attribute: str, kind: type[Choice], default: Choice,
+            source: SourceMap) -> Choice:
     value = element.get(attribute, default.value)
     choices = [member.value for member in kind]
     if value not in choices:
-        raise DescriptionError(f"{attribute}={value!r} must be one of {', '.join(choices)}", path, element.sourceline)
+        raise source.error(f"{attribute}={value!r} must be one of {', '.join(choices)}", element, attribute)
     return kind(value)
 
 
@@ -230,7 +238,9 @@ class _Selector:
         return [e for e in root.iterfind(xpath) if self.applies(e)]
 
 
-def _live_type(types: list[etree._Element], path: Path, root: etree._Element, warnings: list[str]) -> LiveType:
+def _live_type(types: list[etree._Element], source: SourceMap, root: etree._Element,
+               warnings: list[str]) -> LiveType:
+    path = source.path
     isos = [t for t in types if t.get("image") == "iso"]
     if not isos:
         others = sorted({t.get("image", "?") for t in types})
@@ -243,31 +253,30 @@ def _live_type(types: list[etree._Element], path: Path, root: etree._Element, wa
     element = (primary or isos)[0]
     volid = element.get("volid")
     if volid is not None and not VOLID_PATTERN.fullmatch(volid):
-        raise DescriptionError(f"volid={volid!r}: use 1-32 letters, digits, '_', '-', '.' or spaces",
-                               path, element.sourceline)
+        raise source.error(f"volid={volid!r}: use 1-32 letters, digits, '_', '-', '.' or spaces", element, "volid")
     bootloader = element.find("bootloader")
     console, timeout, style = "", 10, TimeoutStyle.MENU
     if bootloader is not None:
         console = bootloader.get("output_console") or bootloader.get("console") or ""
-        timeout = _int(bootloader, "timeout", path, 10) or 0
-        style = _choice(bootloader, "timeout_style", TimeoutStyle, TimeoutStyle.MENU, path)
+        timeout = _int(bootloader, "timeout", source, 10) or 0
+        style = _choice(bootloader, "timeout_style", TimeoutStyle, TimeoutStyle.MENU, source)
     return LiveType(
-        flags=_choice(element, "flags", LiveFlags, LiveFlags.DMSQUASH, path),
-        firmware=_choice(element, "firmware", Firmware, Firmware.EFI, path),
+        flags=_choice(element, "flags", LiveFlags, LiveFlags.DMSQUASH, source),
+        firmware=_choice(element, "firmware", Firmware, Firmware.EFI, source),
         volid=volid,
         kernelcmdline=element.get("kernelcmdline", ""),
-        squashfscompression=_choice(element, "squashfscompression", Compression, Compression.XZ, path),
+        squashfscompression=_choice(element, "squashfscompression", Compression, Compression.XZ, source),
         publisher=element.get("publisher"),
         application_id=element.get("application_id"),
-        efifatimagesize=_int(element, "efifatimagesize", path, None),
+        efifatimagesize=_int(element, "efifatimagesize", source, None),
         mediacheck=_bool(element.get("mediacheck")),
         hybridpersistent=_bool(element.get("hybridpersistent")),
         hybridpersistent_filesystem=_choice(element, "hybridpersistent_filesystem", CowFilesystem, CowFilesystem.EXT4,
-                                            path),
+                                            source),
         bootloader_console=console,
         bootloader_timeout=timeout,
         bootloader_timeout_style=style,
-        layout=parse_layout(element, path, warnings),
+        layout=parse_layout(element, path, warnings, source),
     )
 
 
@@ -298,7 +307,8 @@ def _signing_key(signing: etree._Element, alias: str, path: Path) -> bytes:
     return data
 
 
-def _repository(element: etree._Element, path: Path) -> Repository:
+def _repository(element: etree._Element, origin: SourceMap) -> Repository:
+    path = origin.path
     source = element.find("source")
     if source is None or not source.get("path"):
         raise DescriptionError("<repository> needs <source path=...>", path, element.sourceline)
@@ -309,30 +319,30 @@ def _repository(element: etree._Element, path: Path) -> Repository:
     url = source.get("path", "")
     alias = element.get("alias") or url
     if not re.match(r"^(https?|file)://", url):
-        raise DescriptionError(f"repository source {url!r} is not reachable from a build (use http(s):// or file://)",
-                               path, source.sourceline, hint="replace it with --set-repo or --add-repo")
+        raise origin.error(f"repository source {url!r} is not reachable from a build (use http(s):// or file://)",
+                           source, "path", hint="replace it with --set-repo or --add-repo")
     return Repository(
         source=url,
         alias=alias,
         distribution=element.get("distribution") or "bookworm",
         components=tuple((element.get("components") or "main").split()),
         trusted=element.get("repository_gpgcheck", "true").lower() == "false" or url.startswith("file://"),
-        priority=_int(element, "priority", path, None),
+        priority=_int(element, "priority", origin, None),
         imageinclude=_bool(element.get("imageinclude")),
         signing_keys=tuple(_signing_key(s, alias, path) for s in element.iterfind("signing")),
     )
 
 
-def _user(element: etree._Element, path: Path) -> User:
+def _user(element: etree._Element, source: SourceMap) -> User:
     name = element.get("name")
     if not name:
-        raise DescriptionError("<user> needs a name", path, element.sourceline)
-    pwdformat = _choice(element, "pwdformat", PasswordFormat, PasswordFormat.ENCRYPTED, path)
+        raise source.error("<user> needs a name", element)
+    pwdformat = _choice(element, "pwdformat", PasswordFormat, PasswordFormat.ENCRYPTED, source)
     groups = tuple(g.strip() for g in (element.get("groups") or "").split(",") if g.strip())
     password = element.get("password")
     if password is not None and pwdformat is PasswordFormat.ENCRYPTED and not is_crypt_hash(password):
-        raise DescriptionError(f"user {name!r}: the password is not a crypt(3) hash; give pwdformat=\"plain\" for "
-                               "a plain password (liveorch hashes it)", path, element.sourceline)
+        raise source.error(f"user {name!r}: the password is not a crypt(3) hash; give pwdformat=\"plain\" for "
+                           "a plain password (liveorch hashes it)", element, "password")
     return User(
         name=name,
         password=password,
@@ -340,7 +350,7 @@ def _user(element: etree._Element, path: Path) -> User:
         home=element.get("home"),
         shell=element.get("shell"),
         groups=groups,
-        id=_int(element, "id", path, None),
+        id=_int(element, "id", source, None),
         realname=element.get("realname"),
     )
 
@@ -404,10 +414,13 @@ def _archives(selector: _Selector, root: etree._Element, path: Path) -> list[str
 def parse_description(path: Path, profiles: tuple[str, ...] = (), arch: str = "amd64",
                       overrides: Overrides | None = None) -> Description:
     path = find_description(path)
-    root = _load(path)
+    root, text = _load(path)
     if overrides is not None:
         overrides.apply(root, path)
-    warnings = unknown_markup(root, path)
+        source = SourceMap(path, text, overrides.made, overrides.set_attributes)
+    else:
+        source = SourceMap(path, text)
+    warnings = unknown_markup(root, path, source)
     selector = _Selector(root, path, profiles)
     name = root.get("name")
     if not name or not NAME_PATTERN.fullmatch(name):
@@ -433,11 +446,11 @@ def parse_description(path: Path, profiles: tuple[str, ...] = (), arch: str = "a
         raise DescriptionError(f"<version> {version!r} must be a plain version (letters, digits, . _ + ~ -)",
                                path, element.sourceline if element is not None else None)
     types = [t for p in preferences for t in p.iterfind("type")]
-    repositories = [_repository(r, path) for r in selector.select(root, "repository")]
+    repositories = [_repository(r, source) for r in selector.select(root, "repository")]
     if not repositories:
         raise DescriptionError("no <repository> applies to the selected profiles", path, root.sourceline)
     summary_element = root.find("description/specification")
-    live = _live_type(types, path, root, warnings)
+    live = _live_type(types, source, root, warnings)
     check_kernel_support(live.layout, repositories[0].distribution, path)
     check_verity(live.layout, live.flags is LiveFlags.DMSQUASH, path)
     return Description(
@@ -454,9 +467,27 @@ def parse_description(path: Path, profiles: tuple[str, ...] = (), arch: str = "a
         repositories=repositories,
         packages=_packages(selector, root, ("image", "bootstrap", "iso"), arch),
         delete_packages=_packages(selector, root, ("delete", "uninstall"), arch),
-        users=[_user(u, path) for block in selector.select(root, "users") for u in block.iterfind("user")],
+        users=[_user(u, source) for block in selector.select(root, "users") for u in block.iterfind("user")],
         profiles=tuple(sorted(selector.active)),
         archives=_archives(selector, root, path),
         bootloader_theme=pref("bootloader-theme") or pref("bootsplash-theme"),
         warnings=warnings,
+        origins=_origins(selector, root, source, pref_element),
     )
+
+
+def _origins(selector: _Selector, root: etree._Element, source: SourceMap,
+             pref_element: Callable[[str], etree._Element | None]) -> dict[str, str]:
+    """Where the checks of what the image needs point: the setting's own element, else the
+    first applicable block that would take the fix (<packages type="image">, <users>), else <image>."""
+    origins = {"image": source.where(root)}
+    for tag in ("locale", "keytable", "timezone"):
+        element = pref_element(tag)
+        if element is not None:
+            origins[tag] = source.where(element)
+    blocks = [b for b in selector.select(root, "packages") if b.get("type", "image") == "image"]
+    written = [b for b in blocks if source.option(b) is None]  # not one --add-package made
+    origins["packages"] = source.where(written[0]) if written else origins["image"]
+    users = selector.select(root, "users")
+    origins["users"] = source.where(users[0]) if users else origins["image"]
+    return origins

@@ -1,17 +1,23 @@
 """The part of KIWI's description schema liveorch knows, to warn about the rest.
 
 Unknown elements and attributes are not errors (KIWI descriptions carry much that a live
-ISO build does not use); each gets one warning with its file and line, so a typo in an
-attribute name does not pass silently.
+ISO build does not use); each gets one note with its file and line, and a did-you-mean when
+it is close to a known name, so a typo does not pass silently (`validate --strict` refuses
+them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from lxml import etree
 
+from liveorch.orchestrator.findings import Finding, did_you_mean
+from liveorch.orchestrator.source_map import SourceMap
+
 _ANY = frozenset({"*"})
+Where = Callable[[etree._Element, str | None], str]
 
 # element -> attributes liveorch reads or knowingly ignores; "*" accepts any attribute.
 KNOWN: dict[str, frozenset[str]] = {
@@ -61,20 +67,31 @@ KNOWN: dict[str, frozenset[str]] = {
 }
 
 
-def unknown_markup(root: etree._Element, path: Path) -> list[str]:
-    warnings = []
+def _unknown_attributes(element: etree._Element, tag: str, known: frozenset[str], where: Where) -> list[str]:
+    notes: list[str] = []
+    for attribute in element.attrib:
+        name = etree.QName(attribute).localname
+        if name not in known:
+            notes.append(Finding(where(element, name), f"unknown attribute {name}= on <{tag}> ignored",
+                                 did_you_mean(name, known, "{}=")))
+    return notes
+
+
+def unknown_markup(root: etree._Element, path: Path, source: SourceMap | None = None) -> list[str]:
+    """One Finding per unknown element or attribute, at its own line (or the option that set
+    it), with a did-you-mean when a known name is close: `timout=` is a typo, `colour=` is not."""
+    def where(element: etree._Element, attribute: str | None = None) -> str:
+        return source.where(element, attribute) if source is not None else f"{path}:{element.sourceline}"
+
+    warnings: list[str] = []
     for element in root.iter():
         if not isinstance(element.tag, str):
             continue  # comments, processing instructions
         tag = etree.QName(element).localname
         known = KNOWN.get(tag)
         if known is None:
-            warnings.append(f"{path}:{element.sourceline}: unknown element <{tag}> ignored")
-            continue
-        if known is _ANY:
-            continue
-        for attribute in element.attrib:
-            name = etree.QName(attribute).localname
-            if name not in known:
-                warnings.append(f"{path}:{element.sourceline}: unknown attribute {name}= on <{tag}> ignored")
+            warnings.append(Finding(where(element), f"unknown element <{tag}> ignored",
+                                    did_you_mean(tag, KNOWN, "<{}>")))
+        elif known is not _ANY:
+            warnings.extend(_unknown_attributes(element, tag, known, where))
     return warnings

@@ -107,8 +107,16 @@ class Overrides:
     delete_packages: list[str] = field(default_factory=list)
     type_attrs: list[str] = field(default_factory=list)
     fast: bool = False  # the development preset: lz4 for the root image (FAST_ATTRIBUTES)
+    # Filled by apply(), so that messages name the option rather than the file: the elements
+    # the options added (held, which keeps lxml's proxies and so their identity) and the
+    # <type image="iso"> attributes they set.
+    made: list[tuple[etree._Element, str]] = field(default_factory=list, init=False, repr=False,
+                                                  compare=False)
+    set_attributes: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def apply(self, root: etree._Element, path: Path) -> None:
+        self.made.clear()
+        self.set_attributes.clear()
         try:
             self._repositories(root)
             self._packages(root)
@@ -124,12 +132,15 @@ class Overrides:
             existing = []
         if self.set_repo:
             replacement = parse_repo_spec("--set-repo", self.set_repo)
+            self.made.append((replacement, f"--set-repo {self.set_repo}"))
             if existing:
                 existing[0].getparent().replace(existing[0], replacement)
             else:
                 root.append(replacement)
         for spec in self.add_repos:
-            root.append(parse_repo_spec("--add-repo", spec))
+            added = parse_repo_spec("--add-repo", spec)
+            self.made.append((added, f"--add-repo {spec}"))
+            root.append(added)
 
     def _packages(self, root: etree._Element) -> None:
         for kind, names in (("image", self.add_packages), ("delete", self.delete_packages)):
@@ -139,7 +150,8 @@ class Overrides:
                     if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", name):
                         raise DescriptionError(f"--{'add' if kind == 'image' else 'delete'}-package {name!r} "
                                                "is not a Debian package name")
-                    etree.SubElement(block, "package", name=name)
+                    package = etree.SubElement(block, "package", name=name)
+                    self.made.append((package, f"--{'add' if kind == 'image' else 'delete'}-package {name}"))
 
     def _type_attributes(self, root: etree._Element) -> None:
         types = [t for t in root.iter("type") if t.get("image") == "iso"]
@@ -151,8 +163,10 @@ class Overrides:
                 raise DescriptionError('--set-type-attr: the description has no <type image="iso">')
             for element in types:
                 element.set(name, value)
+            self.set_attributes[name] = f"--set-type-attr {setting}"
         if self.fast:
             for element in types:
                 for name, value in FAST_ATTRIBUTES.items():
                     if name != "erofscompression" or element.get("filesystem") == "erofs":
                         element.set(name, value)
+                        self.set_attributes[name] = "--fast"

@@ -46,6 +46,10 @@ KIWI_ONLY_PACKAGES = ("dracut-kiwi-live",)
 # isc-dhcp-client, a dependency of dracut-network, and needs procps' pgrep) and fetches the
 # image with curl.
 NETWORK_BOOT_PACKAGES = ("dracut-network", "procps", "curl")
+# A named time zone needs tzdata's /usr/share/zoneinfo, or the rootfs stage stops ("unknown
+# timezone"); as with dracut, the plan adds it, as a KIWI user expects. UTC needs none: without
+# /etc/localtime glibc and systemd use UTC (the rootfs stage's own exception).
+ZONES_WITHOUT_TZDATA = ("UTC", "Etc/UTC")
 
 
 @dataclass
@@ -88,6 +92,11 @@ def _packages(description: Description, notes: list[str], pxe: bool = False) -> 
                      'mediacheck="true": added {package} so the initrd can verify the medium (rd.live.check)')
     _add_missing(names, notes, _live_boot_packages(description),
                  "added {package}: the live initrd is built from the image's own tools")
+    zone = description.timezone
+    if zone and zone not in ZONES_WITHOUT_TZDATA:
+        where = description.origins.get("timezone", str(description.path))
+        _add_missing(names, notes, ("tzdata",), f"<timezone>{zone}</timezone> ({where}): added {{package}}, which "
+                     "ships /usr/share/zoneinfo (the rootfs stage links /etc/localtime there)")
     if description.live.layout.verity is not None and description.live.flags is LiveFlags.OVERLAY:
         # dmsquash's dracut-live already depends on it
         _add_missing(names, notes, ("dmsetup",), "verity_blocks: added {package} to open the root through dm-verity")

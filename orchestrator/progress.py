@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
+from liveorch.orchestrator.stage_noise import is_noise
 from liveorch.orchestrator.stage_specs import stage_names
 
 STATE_STYLE = {"pending": "dim", "running": "bold cyan", "cached": "green", "done": "bold green",
@@ -114,7 +115,9 @@ class LiveProgress:
         self.seconds: dict[str, float] = {}
         self.current: dict[str, str] = {}
         self.spinners: dict[str, Any] = {}
-        self.live = Live(self._render(), console=self.console, refresh_per_second=8, transient=False,
+        self.measured: set[str] = set()  # stages that have reported progress
+        # transient: the table goes when the build ends, and the summary shows the stages once.
+        self.live = Live(self._render(), console=self.console, refresh_per_second=8, transient=True,
                          get_renderable=self._render)
         self.live.start()
 
@@ -154,12 +157,15 @@ class LiveProgress:
         self.live.refresh()
 
     def line(self, stage: str, text: str) -> None:
-        if text.strip():
+        """The stage's latest line is its step, unless it is known noise or the stage reports
+        progress of its own (the percent is the better step); --verbose shows every line."""
+        if text.strip() and not is_noise(text) and stage not in self.measured:
             self.current[stage] = text.strip()[:120]
         if self.verbose:
             self.live.console.print(f"[{stage}] {text}", highlight=False, markup=False)
 
     def advance(self, stage: str, percent: float, detail: str) -> None:
+        self.measured.add(stage)
         self.current[stage] = f"{percent:3.0f}% {detail}"[:120]
 
     def close(self) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 from lxml import etree
 
 from liveorch.orchestrator.errors import DescriptionError
+from liveorch.orchestrator.findings import Finding
+from liveorch.orchestrator.source_map import SourceMap
 from liveorch.stages.contracts.iso import Verity
 from liveorch.stages.contracts.squashfs import ErofsAlgorithm, ErofsCompression, RootFilesystem
 
@@ -55,7 +57,7 @@ class RootLayout:
         return f"{medium}, opened through dm-verity ({covered})"
 
 
-def parse_erofs_compression(value: str, path: Path, line: int | None) -> ErofsCompression:
+def parse_erofs_compression(value: str, path: object, line: int | None) -> ErofsCompression:
     """KIWI's erofscompression: "lz4hc,12", "lzma", ..."""
     algorithm, _, level = value.partition(",")
     choices = ", ".join(a.value for a in ErofsAlgorithm)
@@ -71,7 +73,7 @@ def parse_erofs_compression(value: str, path: Path, line: int | None) -> ErofsCo
     return ErofsCompression(ErofsAlgorithm(algorithm), int(level) if level else None)
 
 
-def parse_verity(element: etree._Element, path: Path) -> Verity | None:
+def parse_verity(element: etree._Element, path: Path, source: SourceMap | None = None) -> Verity | None:
     """KIWI's verity_blocks: "all" or a positive block count."""
     value = element.get("verity_blocks")
     if value is None:
@@ -80,7 +82,7 @@ def parse_verity(element: etree._Element, path: Path) -> Verity | None:
         return Verity(None)
     if not re.fullmatch(r"[0-9]{1,15}", value) or int(value) == 0:
         raise DescriptionError(f"verity_blocks={value!r} must be \"all\" or a positive number of 4 KiB blocks",
-                               path, element.sourceline)
+                               *_at(element, "verity_blocks", path, source))
     return Verity(int(value))
 
 
@@ -93,20 +95,32 @@ def check_verity(layout: RootLayout, dmsquash: bool, path: Path) -> None:
                                path, layout.line)
 
 
-def parse_layout(element: etree._Element, path: Path, warnings: list[str]) -> RootLayout:
+def _at(element: etree._Element, attribute: str, path: Path, source: SourceMap | None) -> tuple[object, int | None]:
+    """A DescriptionError's (path, line): the attribute's own line, or the option that set it."""
+    if source is None:
+        return path, element.sourceline
+    return source.where(element, attribute), None
+
+
+def parse_layout(element: etree._Element, path: Path, warnings: list[str],
+                 source: SourceMap | None = None) -> RootLayout:
     value = element.get("filesystem", DEFAULT_FILESYSTEM.value)
     line = element.sourceline
     choices = [f.value for f in RootFilesystem]
     if value not in choices:
-        raise DescriptionError(f"filesystem={value!r} must be one of {', '.join(choices)}", path, line)
+        raise DescriptionError(f"filesystem={value!r} must be one of {', '.join(choices)}",
+                               *_at(element, "filesystem", path, source))
     filesystem = RootFilesystem(value)
     compression = element.get("erofscompression")
-    verity = parse_verity(element, path)
+    verity = parse_verity(element, path, source)
     if filesystem is not RootFilesystem.EROFS:
         if compression is not None:
-            warnings.append(f"{path}:{line}: erofscompression= applies to filesystem=\"erofs\" only; ignored")
+            where = source.where(element, "erofscompression") if source else f"{path}:{line}"
+            warnings.append(Finding(where, "erofscompression= applies to filesystem=\"erofs\" only; ignored",
+                                    "remove it, or set filesystem=\"erofs\""))
         return RootLayout(filesystem, None, line, verity)
-    erofs = parse_erofs_compression(compression, path, line) if compression else DEFAULT_EROFS
+    erofs = parse_erofs_compression(compression, *_at(element, "erofscompression", path, source)) if compression \
+        else DEFAULT_EROFS
     return RootLayout(filesystem, erofs, line, verity)
 
 

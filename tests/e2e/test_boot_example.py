@@ -19,6 +19,8 @@ PROBE = ("cat /proc/cmdline; findmnt -n -o FSTYPE /; id -un; "
          "test -d /sys/firmware/efi && echo FIRMWARE=uefi || echo FIRMWARE=bios; "
          f"printf 'SECUREBOOT=%s\\n' \"$(od -An -t u1 -j4 -N1 {SECURE_BOOT_EFIVAR} 2>/dev/null | tr -d ' ')\"; "
          "dmesg | grep -o 'Secure boot enabled'; cat /sys/kernel/security/lockdown")
+# A second command, as `liveorch test --command` runs it: its own exit code, read over the console.
+FAILING = "echo before-exit; exit 3"
 SECURE_BOOT_CD = BootMode(uefi=True, disk=False, secure_boot=True)
 MODES = (*BOOT_MODES, SECURE_BOOT_CD)
 
@@ -30,7 +32,7 @@ def boots(example_build: BuildReport, tmp_path_factory: pytest.TempPathFactory) 
 
     def boot(mode: BootMode) -> BootResult | Exception:
         try:
-            return boot_and_login(example_build.iso, mode, EXAMPLE_PASSWORD, command=PROBE,
+            return boot_and_login(example_build.iso, mode, EXAMPLE_PASSWORD, command=[PROBE, FAILING],
                                   log=logs / f"{mode.name}.log")
         except Exception as error:  # reported by the test of that mode
             return error
@@ -56,6 +58,9 @@ def test_example_boots_to_a_root_shell(boots: dict[str, BootResult | Exception],
     assert "\nroot" in output.replace("\r", "")
     assert f"FIRMWARE={'uefi' if mode.uefi else 'bios'}" in output
     assert ("SECUREBOOT=1" in output) == mode.secure_boot
+    probe, failing = result.commands
+    assert probe.exit_code == 0 and (failing.output, failing.exit_code) == ("before-exit\n", 3)
+    assert "\x1b" not in result.transcript and "\r" not in result.transcript, "the transcript is plain text"
 
 
 def test_example_boots_with_secure_boot_enforced(boots: dict[str, BootResult | Exception]) -> None:

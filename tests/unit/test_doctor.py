@@ -93,10 +93,21 @@ def test_kvm_that_does_not_open(tmp_path: Path) -> None:
     assert check.status == WARN and "does not open" in check.detail
 
 
-def test_kvm_that_opens(tmp_path: Path) -> None:
+def test_kvm_that_opens_and_starts_a_guest(tmp_path: Path) -> None:
     device = tmp_path / "kvm"
     device.write_bytes(b"")
-    assert check_kvm(device).status == OK
+    check = check_kvm(device, qemu_problem=lambda: None)
+    assert check.status == OK
+    assert "`liveorch test --kvm`" in check.detail, "the advice names the verb a boot test uses"
+
+
+def test_kvm_that_opens_but_qemu_cannot_use(tmp_path: Path) -> None:
+    """As on some VMs (this project's development one): /dev/kvm opens, QEMU aborts setting up the CPU."""
+    device = tmp_path / "kvm"
+    device.write_bytes(b"")
+    check = check_kvm(device, qemu_problem=lambda: "QEMU cannot start a KVM guest (error: failed to set MSR)")
+    assert check.status == WARN and "failed to set MSR" in check.detail and "leave out --kvm" in check.detail
+    assert check.fix
 
 
 def test_disk_thresholds() -> None:

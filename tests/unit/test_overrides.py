@@ -285,14 +285,16 @@ def test_set_type_attr_volid_validated_as_in_xml(write_description, line) -> Non
     xml_path = write_description(type=f'<type image="iso" volid="{long_volid}"/>', filename="written.xml")
     with pytest.raises(DescriptionError) as written:
         parse_description(xml_path)
-    # ... and given on the command line are refused with the same message and line.
+    # ... and given on the command line are refused with the same message, naming the option
+    # (the file does not hold the mistake).
     path = write_description(type='<type image="iso" volid="SHORT"/>')
     with pytest.raises(DescriptionError) as overridden:
         parse_description(path, overrides=Overrides(type_attrs=[f"volid={long_volid}"]))
     message = f"volid={long_volid!r}: use 1-32 letters"
     assert message in str(written.value)
-    assert message in str(overridden.value)
-    assert str(overridden.value).startswith(f"{path}:{line(path, '<type image=')}: ")
+    assert str(written.value).startswith(f"{xml_path}:{line(xml_path, '<type image=')}: ")
+    assert str(overridden.value).startswith(f"--set-type-attr volid={long_volid}: {message}")
+    assert str(path) not in str(overridden.value)
 
 
 def test_set_type_attr_bad_choice_validated_as_in_xml(write_description) -> None:

@@ -78,3 +78,49 @@ def test_the_live_view_keeps_one_spinner_per_running_stage_and_shows_its_progres
         assert view.current["squashfs"] == " 42% tar2sqfs: 0.28 of 0.67 GiB read"
     finally:
         view.close()
+
+
+@pytest.mark.parametrize("line", [
+    "W: skipping bind-mounting ./dev/null",
+    "W: cannot mount because CAP_SYS_ADMIN is not in the effective set",
+    "unshare: unshare failed: Operation not permitted",
+    "dracut: dracut module 'mksh' will not be installed, because command 'mksh' could not be found!",
+    "dracut: Could not find 'strip'. Not stripping the initramfs.",
+    "findmnt: can't read /proc/mounts: No such file or directory",
+    "/usr/lib/dracut/modules.d/00systemd/module-setup.sh: line 170: /dev/fd/63: No such file or directory",
+    "debconf: delaying package configuration, since apt-utils is not installed",
+])
+def test_known_noise_is_recognised(line: str) -> None:
+    from liveorch.orchestrator.stage_noise import is_noise
+
+    assert is_noise(line)
+
+
+@pytest.mark.parametrize("line", [
+    "I: running apt-get update...",
+    "dracut: *** Including module: systemd ***",
+    "liveorch-stage-error: dracut failed with exit code 1",
+    "E: Unable to locate package vimm",
+    "W: Some index files failed to download",
+])
+def test_real_messages_are_not_noise(line: str) -> None:
+    from liveorch.orchestrator.stage_noise import is_noise
+
+    assert not is_noise(line)
+
+
+def test_the_live_view_shows_neither_noise_nor_raw_lines_over_a_stages_progress() -> None:
+    from liveorch.orchestrator.progress import LiveProgress
+
+    view = LiveProgress()
+    try:
+        view.stage("rootfs", "running")
+        view.line("rootfs", "I: running apt-get update...")
+        view.line("rootfs", "W: skipping mount proc")
+        assert view.current["rootfs"] == "I: running apt-get update..."
+        view.stage("initrd", "running")
+        view.advance("initrd", 40.0, "dracut: module systemd")
+        view.line("initrd", "dracut: *** Including module: systemd ***")
+        assert view.current["initrd"] == " 40% dracut: module systemd"
+    finally:
+        view.close()

@@ -367,7 +367,7 @@ def test_erofscompression_on_a_non_erofs_layout_is_a_warning_at_the_type_line(wr
     assert description.live.layout.erofs is None
     ignored = [w for w in description.warnings if "erofscompression" in w and "only; ignored" in w]
     assert ignored == [f'{path}:{line(path, "<type ")}: erofscompression= applies to filesystem="erofs" only; '
-                       "ignored"]
+                       'ignored (fix: remove it, or set filesystem="erofs")']
 
 
 def test_erofscompression_is_not_reported_as_unknown_markup(write_description) -> None:

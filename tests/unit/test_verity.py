@@ -115,10 +115,10 @@ def test_a_bad_verity_blocks_in_a_description_is_refused_at_the_type_line(write_
     assert f"verity_blocks={value!r} must be" in message
 
 
-def test_a_bad_verity_blocks_from_set_type_attr_is_refused_at_the_example_type_line() -> None:
+def test_a_bad_verity_blocks_from_set_type_attr_is_refused_naming_the_option() -> None:
     with pytest.raises(DescriptionError) as caught:
         example("verity_blocks=0")
-    assert str(caught.value).startswith(f"{EXAMPLE}:{EXAMPLE_TYPE_LINE}: verity_blocks='0'")
+    assert str(caught.value).startswith("--set-type-attr verity_blocks=0: verity_blocks='0'")
 
 
 # --- parse_layout: verity next to every filesystem ---------------------------------------------------
@@ -152,7 +152,7 @@ def test_a_misspelt_verity_attribute_is_still_reported_as_unknown() -> None:
     root = etree.fromstring('<image><preferences><type image="iso" verity_blocks="all" verity_block="all"/>'
                             "</preferences></image>")
     assert unknown_markup(root, Path("config.xml")) == [
-        "config.xml:1: unknown attribute verity_block= on <type> ignored"]
+        "config.xml:1: unknown attribute verity_block= on <type> ignored (fix: did you mean verity_blocks=?)"]
 
 
 # --- check_verity: dmsquash-live opens a verity device holding a squashfs only -----------------------
