@@ -407,26 +407,55 @@ def serve_pxe(
 @app.command("test")
 def test_iso(
     iso: Annotated[Path, typer.Argument(help="The ISO to boot.")],
-    password: Annotated[str, typer.Option(help="Root password to log in with.")] = "linux",
+    user: Annotated[str, typer.Option(help="User to log in as on the serial console.")] = "root",
+    password: Annotated[str, typer.Option(envvar="LIVEORCH_TEST_PASSWORD",
+                                          help="Password of --user (or LIVEORCH_TEST_PASSWORD; never logged).")
+                        ] = "linux",
+    command: Annotated[list[str], typer.Option("--command", "-c", help="A shell command to run after login "
+                                               "(repeatable, run in order, each in its own subshell); its output "
+                                               "and exit code are shown and a failure fails the test. Default: "
+                                               "cat /proc/cmdline; findmnt -n /")] = [],  # noqa: B006
     uefi: Annotated[bool, typer.Option("--uefi", help="Boot with UEFI firmware (OVMF) instead of BIOS.")] = False,
     usb: Annotated[bool, typer.Option("--usb", help="Attach the ISO as a disk (a written USB stick), not a CD.")
                    ] = False,
     secure_boot: Annotated[bool, typer.Option("--secure-boot", help="UEFI with Secure Boot enforced (OVMF's Secure "
                                                                   "Boot build, Microsoft's keys enrolled).")] = False,
+    kvm: Annotated[bool, typer.Option("--kvm", help="Use KVM (-enable-kvm -cpu host) instead of emulating the CPU; "
+                                                    "refused when KVM does not work here (see `liveorch doctor`).")
+                   ] = False,
     timeout: Annotated[int, typer.Option(help="Seconds to wait for the login prompt.")] = 600,
+    command_timeout: Annotated[int, typer.Option(help="Seconds each --command may take.")] = 300,
+    transcript: Annotated[Path | None, typer.Option(help="Where to store the serial console transcript (plain "
+                                                         "text; default <ISO name>.<mode>.serial.log beside the "
+                                                         "ISO).")] = None,
 ) -> None:
-    """Boot an ISO headless in QEMU, log in on the serial console, run a command; exit 0 on success.
+    """Boot an ISO headless in QEMU, log in on the serial console, run commands; exit 0 when all succeed.
 
-    Example: liveorch test out/bookworm-live.x86_64-1.0.0.iso --uefi --usb
+    Example: liveorch test out/bookworm-live.x86_64-1.0.0.iso --uefi --usb --command 'systemctl is-system-running'
     """
-    from liveorch.orchestrator.boot import BootMode, boot_and_login
+    from liveorch.orchestrator.boot import DEFAULT_COMMAND, BootMode, boot_and_login
+    from liveorch.orchestrator.boot_check import check_iso, check_results, report_lines, require_kvm, transcript_path
+    from liveorch.orchestrator.console import check_command
+    from liveorch.orchestrator.errors import CheckFailed
 
     def action() -> None:
+        commands = [check_command(each) for each in command] or [DEFAULT_COMMAND]
+        check_iso(iso)
+        if kvm:
+            require_kvm()
         mode = BootMode(uefi=uefi or secure_boot, disk=usb, secure_boot=secure_boot)
-        _say(f"booting {iso} ({mode.name}, emulated: no KVM)")
-        result = boot_and_login(iso, mode, password, timeout=timeout)
-        print(result.command_output.strip())
-        print(f"{mode.name}: login prompt after {result.seconds_to_login:.0f} s, logged in as root")
+        log = transcript_path(iso, mode, transcript)
+        _say(f"booting {iso} ({mode.name}, {'KVM' if kvm else 'emulated: no --kvm, about a minute to login'})")
+        try:
+            result = boot_and_login(iso, mode, password, commands, timeout=timeout, user=user, log=log, kvm=kvm,
+                                    command_timeout=command_timeout)
+        except CheckFailed as failure:
+            stored = f"\nthe whole transcript: {log}" if log else ""
+            raise CheckFailed(failure.message, hint=(failure.hint or "") + stored) from None
+        print("\n".join(report_lines(result.commands)))
+        print(f"{mode.name}: login prompt after {result.seconds_to_login:.0f} s, logged in as {user}")
+        _say(f"transcript: {log}" if log else f"transcript not stored: {iso.parent} is not writable (--transcript)")
+        check_results(result.commands)
 
     _guarded(action)
 
