@@ -30,6 +30,7 @@ from liveorch.orchestrator.progress import PlainProgress, make_progress
 from liveorch.orchestrator.pxe import DEFAULT_PXE_URL
 from liveorch.orchestrator.store import DEFAULT_STORE
 from liveorch.orchestrator.summary import print_comparison, print_json_summary, print_summary
+from liveorch.orchestrator.validation import plan_notes, refuse_for_strict, validate_description
 
 app = typer.Typer(
     name="liveorch",
@@ -118,6 +119,8 @@ def main(
 
 ConfigArg = Annotated[Path, typer.Argument(help="config.xml / appliance.kiwi, or the directory holding it.")]
 ProfileOpt = Annotated[list[str], typer.Option("--profile", "-p", help="Profile to select (repeatable).")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Refuse the description on notes too (exit 2), not only on "
+                                                          "errors: for CI.")]
 
 
 RepoSpec = "SOURCE,TYPE,ALIAS,PRIORITY,IMAGEINCLUDE,PACKAGE_GPGCHECK,{KEYS},COMPONENTS,DISTRIBUTION,REPO_GPGCHECK"
@@ -246,6 +249,7 @@ def run(
     json_events: JsonOpt = False,
     pxe: PxeOpt = False,
     pxe_url: PxeUrlOpt = None,
+    strict: StrictOpt = False,
     cache: CacheOpt = None,
     cache_push: CachePushOpt = False,
     images: ImagesOpt = None,
@@ -258,6 +262,9 @@ def run(
     """
 
     def action() -> None:
+        source = config or description
+        if strict and source is not None:
+            refuse_for_strict(parse_description(source, tuple(profile), overrides=changes))
         options = BuildOptions(target_dir=target_dir, profiles=tuple(profile), lock=lock, update_lock=update_lock,
                                no_cache=no_cache, source_date_epoch=source_date_epoch, volume=volume,
                                engine_host=engine_host, verbose=verbose, offline=offline, overrides=changes,
@@ -265,7 +272,7 @@ def run(
                                pxe_url=pxe_url or (DEFAULT_PXE_URL if pxe else None),
                                limits=StageLimits(memory=parse_size(memory), pids=pids_limit, timeout=stage_timeout),
                                cache=cache, cache_push=cache_push, images=images)
-        _build_and_report(config or description, options, "json" if json_events else progress, verbose)
+        _build_and_report(source, options, "json" if json_events else progress, verbose)
 
     _guarded(action)
 
@@ -276,8 +283,10 @@ def validate(
     changes: Overrides,
     config: ConfigArg,
     profile: ProfileOpt = [],  # noqa: B006
+    strict: StrictOpt = False,
 ) -> None:
-    """Check a description without building (no container engine needed).
+    """Check a description without building (no container engine needed): one line per problem,
+    FILE:LINE: error|note: ... (fix: ...). Errors exit 2; with --strict notes do too.
 
     Example: liveorch validate examples/bookworm-live/config.xml
     """
@@ -286,10 +295,17 @@ def validate(
         description = parse_description(config, tuple(profile), overrides=changes)
         payload = make_payload(description)
         plan = make_plan(description, payload_sha256=payload.sha256 if payload else None)
+        checked = validate_description(description, strict)
         for warning in plan.warnings:
             print(f"warning: {warning}")
-        for note in plan.notes:
+        for finding in checked.passing:
+            print(finding.line())
+        for note in plan_notes(description, plan):
             print(f"note: {note}")
+        for finding in checked.failures:
+            print(finding.line(strict), file=sys.stderr)
+        if checked.failures:
+            raise typer.Exit(DescriptionError.exit_code)
         extras = [f"{len(description.hooks)} hook(s)" if description.hooks else "",
                   "root/ overlay" if description.overlay else "",
                   f"{len(description.archives)} archive(s)" if description.archives else ""]
