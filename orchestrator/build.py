@@ -35,6 +35,7 @@ from liveorch.orchestrator.progress import Progress, as_progress
 from liveorch.orchestrator.pxe_bundle import write_bundle
 from liveorch.orchestrator.remote_cache import RemoteCache
 from liveorch.orchestrator.report import BuildInputs, BuildReport, build_record
+from liveorch.orchestrator.report_html import render_report
 from liveorch.orchestrator.shared_store import SharedStore
 from liveorch.orchestrator.store import DEFAULT_STORE, Provenance, Store
 from liveorch.orchestrator.target_files import check_target_names, open_new_log, write_file_atomic
@@ -134,7 +135,8 @@ class Build:
             runner = StageRunner(self.client, self.store, log, self.progress, self.options.limits,
                                  self.options.keep_work)
             settings = LoopSettings(epoch=self._epoch(), no_cache=self.options.no_cache,
-                                    update_lock=self.options.update_lock, cpus=engine_cpus(self.client))
+                                    update_lock=self.options.update_lock, cpus=engine_cpus(self.client),
+                                    origin=self.started)
             self.shared = SharedStore(self.store, self._remote_cache(), self.say)
             loop = StageLoop(self.plan.options, context_hash, self.shared, self._run_with(runner), self.progress,
                              log, settings, cancel=runner.cancel)
@@ -182,29 +184,31 @@ class Build:
             self.store.export("resolve", resolve.key, LOCK, target, resolve.record.outputs[LOCK].sha256)
 
     def export(self, reports: dict[str, StageReport]) -> BuildReport:
-        """The results into the target directory, the ISO last, then report.json."""
+        """The results into the target directory, the ISO last, then report.json and the
+        picture of it, report.html."""
         plan, target = self.plan, self.options.target_dir
         with engine_errors():
-            sha256, packages = export_files(plan, reports, self.store, target)
+            sha256, package_info = export_files(plan, reports, self.store, target)
             pxe_record = None
             if plan.pxe is not None:
                 pxe_record = write_bundle(plan.pxe, reports, self.store, target / f"{plan.basename}.pxe")
                 self.say(f"network-boot bundle: {target / pxe_record['directory']} (image URL {plan.pxe.image_url})")
             iso = export_iso(plan, reports, self.store, target)
         lock = json.loads((target / f"{plan.image_name}.lock").read_text())
-        report = BuildReport(iso=iso, sha256=sha256, size=os.path.getsize(iso), packages=packages,
+        report = BuildReport(iso=iso, sha256=sha256, size=os.path.getsize(iso), packages=len(package_info),
                              seconds=time.monotonic() - self.started, log=self.log_path,
                              stages=list(reports.values()),
                              pxe=target / pxe_record["directory"] if pxe_record else None)
         changes = dataclasses.asdict(self.options.overrides) if self.options.overrides else {}
         inputs = BuildInputs(self.description, self.payload.sha256 if self.payload else None, plan, self.images,
                              self.options.limits, changes)
-        record = build_record(inputs, report, lock)
+        record = build_record(inputs, report, lock, package_info)
         if pxe_record:
             record["pxe"] = pxe_record
         if self.shared.remote is not None:
             record["remote_cache"] = self.shared.summary()
         write_file_atomic(target / f"{plan.basename}.report.json", json.dumps(record, indent=1) + "\n")
+        write_file_atomic(target / f"{plan.basename}.report.html", render_report(record))
         return report
 
 

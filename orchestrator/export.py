@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from liveorch.orchestrator.errors import LiveorchError
 from liveorch.orchestrator.pipeline import StageReport
@@ -44,7 +44,8 @@ def sbom_name(plan: BuildPlan) -> str:
 def export_names(plan: BuildPlan) -> list[str]:
     """Every name a build may write into the target directory (checked for planted symlinks first)."""
     names = [_name(o.export, plan) for spec in stage_specs().values() for o in spec.outputs if o.export]
-    return [*names, sbom_name(plan), f"{plan.basename}.report.json", f"{plan.basename}.pxe"]
+    return [*names, sbom_name(plan), f"{plan.basename}.report.json", f"{plan.basename}.report.html",
+            f"{plan.basename}.pxe"]
 
 
 def _name(template: str, plan: BuildPlan) -> str:
@@ -72,9 +73,9 @@ def iso_sha256(plan: BuildPlan, reports: dict[str, StageReport], exports: dict[s
 
 
 def export_files(plan: BuildPlan, reports: dict[str, StageReport], store: StoreReader, target: Path
-                 ) -> tuple[str, int]:
-    """Everything but the ISO, and the SBOM; returns the ISO's verified sha256 and how many
-    packages the image holds."""
+                 ) -> tuple[str, list[dict[str, Any]]]:
+    """Everything but the ISO, and the SBOM; returns the ISO's verified sha256 and what the
+    image's dpkg database says about its packages (package-info.json, for the report)."""
     exports = planned_exports(plan, reports)
     sha256 = iso_sha256(plan, reports, exports)
     for name, item in sorted(exports.items()):
@@ -91,11 +92,11 @@ def export_iso(plan: BuildPlan, reports: dict[str, StageReport], store: StoreRea
 
 
 def write_sbom(plan: BuildPlan, reports: dict[str, StageReport], store: StoreReader, target: Path,
-               sha256: str) -> int:
+               sha256: str) -> list[dict[str, Any]]:
     lock = json.loads((target / f"{plan.image_name}.lock").read_text())
     rootfs = reports["rootfs"]
     package_info = json.loads(store.read("rootfs", rootfs.key, PACKAGE_INFO) or b"[]")
     epoch = int(lock["source_date_epoch"])
     sbom = make_sbom(plan.image_name, plan.iso_name, sha256, epoch, package_info, lock)
     write_file_atomic(target / sbom_name(plan), json.dumps(sbom, indent=1) + "\n")
-    return len(package_info)
+    return package_info

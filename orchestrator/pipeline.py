@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
 from liveorch.orchestrator.errors import Interrupted, LiveorchError
@@ -57,6 +57,10 @@ class StageReport:
     record: Record
     container: dict[str, object] | None = None  # what the engine gave a container that ran
     published: bool = False  # this run's outputs became the entry (not a concurrent build's)
+    # Seconds since the build started (LoopSettings.origin) when the stage started and ended, for
+    # report.html's timeline: report.json only, never a key or a stage's input.
+    started: float = 0.0
+    finished: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class LoopSettings:
     no_cache: bool = False
     update_lock: bool = False
     cpus: int = 1  # the engine's cores, shared out as thread budgets (thread_budgets)
+    origin: float = field(default_factory=time.monotonic)  # the build's start, time.monotonic()
 
 
 def thread_budgets(stages: list[str], cpus: int) -> dict[str, int]:
@@ -207,7 +212,11 @@ class StageLoop:
         self.store.share(report.stage, report.key, report.record)
         return report
 
+    def _since_start(self, moment: float) -> float:
+        return moment - self.settings.origin
+
     def _cached(self, stage: str, key: str, hits: dict[Entry, Record]) -> StageReport | None:
+        began = time.monotonic()
         record = hits.get((stage, key))
         if record is None and not self.forced(stage):
             self.store.lease(stage, key)
@@ -218,7 +227,8 @@ class StageLoop:
         self.progress.stage(stage, "cached")
         self.log.write(f"[{stage}] cached: {stage}/{key}\n")
         self.store.share(stage, key, record)
-        return StageReport(stage, key, True, 0.0, record)
+        return StageReport(stage, key, True, 0.0, record, started=self._since_start(began),
+                           finished=self._since_start(time.monotonic()))
 
     def _run(self, stage: str, key: str, epoch: int, reports: dict[str, StageReport], threads: int) -> StageReport:
         spec = spec_of(stage)
@@ -233,6 +243,7 @@ class StageLoop:
         except LiveorchError:
             self.progress.stage(stage, "failed", time.monotonic() - began)
             raise
-        seconds = time.monotonic() - began
-        self.progress.stage(stage, "done", seconds)
-        return StageReport(stage, key, False, seconds, record, container, published)
+        ended = time.monotonic()
+        self.progress.stage(stage, "done", ended - began)
+        return StageReport(stage, key, False, ended - began, record, container, published,
+                           started=self._since_start(began), finished=self._since_start(ended))

@@ -1,6 +1,10 @@
 """report.json: the build's inputs and every stage's record, what users and tools read
 instead of logs. It never holds a secret: user passwords reach it only as part of a cache
-key, which hashes the crypt(3) hash the plan made."""
+key, which hashes the crypt(3) hash the plan made.
+
+It also holds what report.html draws: when each stage started and ended (seconds since the
+build started), the boot menu, the largest packages and the checks that ran. None of it feeds
+a cache key or the ISO: report.json is written after the stages and read by no stage."""
 
 from __future__ import annotations
 
@@ -15,8 +19,11 @@ from liveorch.orchestrator.description import Description
 from liveorch.orchestrator.images import StageImage
 from liveorch.orchestrator.pipeline import StageReport
 from liveorch.orchestrator.plan import BuildPlan
+from liveorch.orchestrator.report_checks import build_checks
 from liveorch.stages.contract import canonical_json
 from liveorch.stages.contracts.resolve import DEBS
+
+LARGEST_PACKAGES = 25
 
 
 @dataclass
@@ -54,15 +61,42 @@ def _stage(report: StageReport, image: StageImage) -> dict[str, Any]:
         "cached": report.cached,
         "published": report.published,
         "seconds": round(report.seconds, 2),
+        "started": round(report.started, 2),
+        "finished": round(report.finished, 2),
         "stage_seconds": report.record.seconds,
         "outputs": {name: {"size": a.size, "sha256": a.sha256} for name, a in sorted(report.record.outputs.items())
                     if not name.startswith(DEBS)},
         "tools": report.record.tools,
+        "facts": report.record.facts,
         "container": report.container,
     }
 
 
-def build_record(inputs: BuildInputs, report: BuildReport, lock: dict[str, Any]) -> dict[str, Any]:
+def boot_menu(plan: BuildPlan) -> dict[str, Any]:
+    """The menu as the plan made it for grub.cfg: the first entry boots by default."""
+    iso = plan.options["iso"]
+    menu = iso.menu
+    return {"firmware": iso.firmware.value, "terminal": menu.terminal.value, "timeout": menu.timeout,
+            "timeout_style": menu.timeout_style.value,
+            "entries": [{"title": e.title, "kernel_cmdline": e.kernel_cmdline} for e in menu.entries]}
+
+
+def installed_sizes(package_info: list[dict[str, Any]], largest: int = LARGEST_PACKAGES) -> dict[str, Any]:
+    """dpkg's Installed-Size (uncompressed) of the packages that take most of the root; None
+    for a root whose package-info.json predates the field."""
+    sized = [p for p in package_info if isinstance(p.get("installed_size"), int)]
+    ranked = sorted(sized, key=lambda p: (-p["installed_size"], p["name"]))[:largest]
+    return {"total": sum(p["installed_size"] for p in sized) if sized else None,
+            "largest": [{"name": p["name"], "version": p["version"], "size": p["installed_size"]} for p in ranked]}
+
+
+def _verified_lines(report: BuildReport, plan: BuildPlan) -> int:
+    verified = report.iso.parent / f"{plan.basename}.verified"
+    return len(verified.read_text().splitlines()) if verified.is_file() else 0
+
+
+def build_record(inputs: BuildInputs, report: BuildReport, lock: dict[str, Any],
+                 package_info: list[dict[str, Any]]) -> dict[str, Any]:
     description = inputs.description
     return {
         "liveorch": __version__,
@@ -87,5 +121,8 @@ def build_record(inputs: BuildInputs, report: BuildReport, lock: dict[str, Any])
         "stages": [_stage(s, inputs.images[s.stage]) for s in report.stages],
         "iso": {"name": report.iso.name, "size": report.size, "sha256": report.sha256},
         "packages": report.packages,
+        "installed_size": installed_sizes(package_info),
+        "boot": boot_menu(inputs.plan),
+        "checks": build_checks(inputs.plan, report.stages, lock, report.packages, _verified_lines(report, inputs.plan)),
         "seconds": round(report.seconds, 2),
     }

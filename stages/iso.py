@@ -191,8 +191,9 @@ def execute(request: StageRequest, workspace: Workspace) -> Outcome:
     _grub_image("i386-pc-eltorito", BIOS_MODULES, grub_dir / "i386-pc/eltorito.img", early)
     initrd = workspace.input(request, "initrd")
     esp = _esp_files(options, initrd, tree, work, early)
+    efi_image = grub_dir / "efi.img"
     if esp:
-        _efi_fat_image(esp, work, grub_dir / "efi.img", options.efifatimagesize, identity[:8].upper(), epoch)
+        _efi_fat_image(esp, work, efi_image, options.efifatimagesize, identity[:8].upper(), epoch)
         log(f"EFI partition: {', '.join(sorted(esp))}")
     live = workspace.input(request, "squashfs")
     grafts = {f"/{name}": live / name for name in (SQUASHFS_IMAGE, ROOT_IMAGE) if (live / name).is_file()}
@@ -204,5 +205,7 @@ def execute(request: StageRequest, workspace: Workspace) -> Outcome:
     return Outcome(
         tools=package_version("xorriso", "grub-common", "grub-pc-bin", "grub-efi-amd64-bin", "mtools", "dosfstools",
                               *(("cryptsetup-bin",) if options.verity else ())),
-        facts={"marker": marker, "secure_boot": options.firmware is Firmware.UEFI, "efi_partition": sorted(esp)},
+        # efi_image_size: the EFI partition's share of the ISO, for report.html.
+        facts={"marker": marker, "secure_boot": options.firmware is Firmware.UEFI, "efi_partition": sorted(esp),
+               "efi_image_size": efi_image.stat().st_size if esp else 0},
     )

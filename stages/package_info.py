@@ -12,7 +12,7 @@ from pathlib import Path
 
 from liveorch.stages.tools import capture
 
-FIELDS = ("Package", "Version", "Architecture", "Source", "Maintainer", "Homepage")
+FIELDS = ("Package", "Version", "Architecture", "Source", "Maintainer", "Homepage", "Installed-Size")
 DEP5_MARKER = "copyright-format"
 
 
@@ -38,6 +38,12 @@ def dep5_licenses(copyright_file: Path) -> list[str]:
     return sorted(names)
 
 
+def installed_bytes(value: str) -> int | None:
+    """dpkg's Installed-Size is an estimate in KiB, which a package may leave out; the report
+    ranks packages by it to show where an image's bytes go."""
+    return int(value) * 1024 if value.strip().isdigit() else None
+
+
 def package_info(root: Path) -> list[dict[str, object]]:
     fmt = "\\t".join("${" + f + "}" for f in FIELDS) + "\\n"
     text = capture(["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W", f"-f={fmt}"])
@@ -54,6 +60,7 @@ def package_info(root: Path) -> list[dict[str, object]]:
             "maintainer": values["Maintainer"],
             "homepage": values["Homepage"],
             "licenses": dep5_licenses(doc),
+            "installed_size": installed_bytes(values["Installed-Size"]),
         })
     return packages
 

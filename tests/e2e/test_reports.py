@@ -44,6 +44,24 @@ def test_report_records_inputs_and_every_stage(example_build: BuildReport) -> No
     assert report["trust"] == {"warnings": [], "unsigned_repositories": []}
 
 
+def test_report_html_pictures_the_build(example_build: BuildReport) -> None:
+    """report.html beside report.json, and what report.json records for it: when each stage
+    ran, the largest packages, the boot menu and the checks."""
+    target = example_build.iso.parent
+    report = json.loads((target / f"{BASENAME}.report.json").read_text())
+    assert all(0 <= s["started"] <= s["finished"] <= report["seconds"] for s in report["stages"])
+    largest = report["installed_size"]["largest"]
+    assert largest[0]["name"].startswith("linux-image-") and report["installed_size"]["total"] > largest[0]["size"]
+    assert report["boot"]["entries"] and report["boot"]["firmware"] == "uefi"
+    assert {c["check"] for c in report["checks"]} >= {"sha256", "media check", "dpkg --verify"}
+    iso_stage = next(s for s in report["stages"] if s["stage"] == "iso")
+    assert iso_stage["facts"]["efi_image_size"] > 0
+    page = (target / f"{BASENAME}.report.html").read_text()
+    for stage in stage_names():
+        assert f'data-stage="{stage}"' in page, stage
+    assert "<script" not in page and "http://" not in page and "https://" not in page
+
+
 def test_verified_file_is_written(example_build: BuildReport) -> None:
     verified = example_build.iso.parent / f"{BASENAME}.verified"
     assert verified.is_file()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import signal
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -289,3 +290,22 @@ def test_ctrl_c_during_parallel_stages_cancels_both(options: dict[str, Any]) -> 
     with pytest.raises(Interrupted, match="squashfs and initrd"):
         gated_loop(options, store, runner).run()
     assert sorted(runner.cancelled) == ["initrd", "squashfs"]
+
+
+def test_stage_times_are_offsets_from_the_build_start(options: dict[str, Any]) -> None:
+    """For report.html's timeline: stages side by side have overlapping spans, a stage starts
+    after its inputs ended, and a cached stage gets a span too; the keys do not depend on them."""
+    store = MemoryStore()
+    origin = time.monotonic() - 100
+    reports = StageLoop(options, lambda stage: "code-" + stage, store, GatedRunner(store),
+                        PlainProgress(write=lambda _: None), io.StringIO(),
+                        LoopSettings(epoch=0, origin=origin), cancel=lambda stage: None).run()
+    assert reports["resolve"].started >= 100
+    for report in reports.values():
+        assert report.started <= report.finished
+    assert reports["resolve"].finished <= reports["rootfs"].started
+    squashfs, initrd = reports["squashfs"], reports["initrd"]
+    assert squashfs.started < initrd.finished and initrd.started < squashfs.finished
+    again = loop(options, store, ContentRunner(store)).run()
+    assert all(r.cached and 0 <= r.started <= r.finished for r in again.values())
+    assert {s: r.key for s, r in again.items()} == {s: r.key for s, r in reports.items()}
