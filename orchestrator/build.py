@@ -209,6 +209,8 @@ class Build:
             record["remote_cache"] = self.shared.summary()
         write_file_atomic(target / f"{plan.basename}.report.json", json.dumps(record, indent=1) + "\n")
         write_file_atomic(target / f"{plan.basename}.report.html", render_report(record))
+        written = [target / name for name in export_names(plan)] + [target / f"{plan.image_name}.lock"]
+        report.files = sorted({path for path in written if path.exists()} | {self.log_path})
         return report
 
 

@@ -38,6 +38,7 @@ class BuildReport:
     log: Path
     stages: list[StageReport] = field(default_factory=list)
     pxe: Path | None = None  # the network-boot bundle's directory
+    files: list[Path] = field(default_factory=list)  # everything the build wrote into the target directory
 
 
 @dataclass(frozen=True)

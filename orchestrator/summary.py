@@ -4,7 +4,9 @@ cache's entries. Formatting only; nothing here talks to the engine."""
 from __future__ import annotations
 
 import json
+import shlex
 import time
+from pathlib import Path
 
 from liveorch.orchestrator.cache import CacheEntry, EntryKind
 from liveorch.orchestrator.human import aligned, count, format_age, format_size
@@ -26,6 +28,32 @@ def print_summary(report: BuildReport) -> None:
     print(f"time     {report.seconds:.1f} s")
     if report.pxe:
         print(f"PXE      {report.pxe}  (try it: liveorch serve-pxe {report.pxe.parent})")
+    if report.files:
+        print("\nwrote")
+        for path in report.files:
+            print(f"  {_shown(path)}")
+    print("\nnext")
+    for command, why in next_steps(report):
+        print(f"  {command:<60} # {why}")
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the working directory when it is below it: what the user typed."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def next_steps(report: BuildReport) -> list[tuple[str, str]]:
+    """What a user usually does after a build, with this build's own paths filled in."""
+    iso = shlex.quote(_shown(report.iso))
+    steps = [(f"liveorch test {iso}", "boot it headless in QEMU, log in, run --command"),
+             (f"qemu-system-x86_64 -m 2048 -cdrom {iso} -serial stdio", "boot it yourself")]
+    page = report.iso.with_name(report.iso.name.removesuffix(".iso") + ".report.html")
+    if page.exists():
+        steps.append((shlex.quote(_shown(page)), "where the time and the bytes went (open in a browser)"))
+    return steps
 
 
 def print_json_summary(report: BuildReport) -> None:
