@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Moves what is worth keeping between CI runs from the Docker engine into a directory that
-# actions/cache (or any CI cache) can store, and back. A volume cannot be cached directly.
+# The one recipe for keeping liveorch's cache between CI runs (the Action's `cache: actions`,
+# and .github/workflows/build.yml): a Docker volume cannot be cached as such, so this moves
+# it into a directory that actions/cache (or any CI cache) stores, and back.
 #
-#   scripts/actions-cache.sh save DIR [VOLUME]   # DIR/images.tar, DIR/pool.tar
-#   scripts/actions-cache.sh load DIR [VOLUME]   # whatever of the two DIR holds
+#   scripts/actions-cache.sh save DIR [VOLUME]   # writes DIR/images.tar and DIR/store.tar
+#   scripts/actions-cache.sh load DIR [VOLUME]   # loads whatever of the two DIR holds
 #
-# Kept: the images in use (each stage's and the store keeper's content tag, which runs use,
-# and :latest), so unchanged stages/ + Dockerfiles/ need no image build; and the store's
-# package pool (.debs by sha256), so resolving downloads only what changed (a pooled file is
-# checked against the repository index before use). Not kept: stage results. They are keyed
-# by the stages' code and a cached resolution acts as a lock, so carrying them over would pin
-# the packages until the code changes; each run resolves and builds anew.
+# Kept: the stage images in use (each stage's and the store keeper's content tag, which runs
+# use, and :latest), so unchanged stages/ + Dockerfiles/ need no image build; and the store
+# volume's content: every stage result, their origins and the package pool (.debs by sha256).
+# Not kept: the resolve stage's results (and leases, transient files). Its key does not
+# include the archive's state, so a carried-over resolution would pin the packages like a
+# lock until the description changed; instead each run resolves anew from the pool
+# (seconds), and when the archive has not moved the resolution is the same, so every later
+# stage's key is the same and hits. Pin packages on purpose with a committed lock.
+# Tar keeps the files' times, so `cache ls` ages and `cache prune` see through a round trip.
 set -euo pipefail
 action=${1:?save or load}
 dir=$(realpath -m "${2:?cache directory}")
@@ -34,17 +38,18 @@ save)
         done < <(docker images --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}' "liveorch/$image")
     done
     docker save -o "$dir/images.tar" "${refs[@]}"
-    volume_tar -C /a -cf /c/pool.tar ./pool
+    volume_tar -C /a -cf /c/store.tar --exclude=./resolve --exclude='./origins/resolve-*' \
+        --exclude=./leases --exclude=./.incoming --exclude=./.trash .
     du -sh "$dir"/*.tar
     ;;
 load)
     if [ -f "$dir/images.tar" ]; then
         docker load -q -i "$dir/images.tar"
     fi
-    if [ -f "$dir/pool.tar" ] && docker image inspect liveorch/store:latest >/dev/null 2>&1; then
+    if [ -f "$dir/store.tar" ] && docker image inspect liveorch/store:latest >/dev/null 2>&1; then
         docker volume create --label org.liveorch=store "$volume" >/dev/null
-        volume_tar -C /a -xf /c/pool.tar
-        echo "package pool restored into volume $volume"
+        volume_tar -C /a -xf /c/store.tar
+        echo "stage results and package pool restored into volume $volume"
     fi
     ;;
 *)
