@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import errno
 import inspect
 import signal
@@ -17,10 +18,11 @@ import typer
 
 from liveorch import __version__
 from liveorch.orchestrator.build import BuildOptions, run_build
+from liveorch.orchestrator.cli_help import HumanTyper
 from liveorch.orchestrator.containers import StageLimits, parse_size
 from liveorch.orchestrator.description import parse_description
 from liveorch.orchestrator.engine import ENGINE_FAILURES, as_engine_error, connect
-from liveorch.orchestrator.errors import DescriptionError, LiveorchError, UsageError
+from liveorch.orchestrator.errors import DescriptionError, LiveorchError, TargetError, UsageError
 from liveorch.orchestrator.images import describe_images, ensure_images
 from liveorch.orchestrator.init_description import Suite
 from liveorch.orchestrator.overrides import Overrides
@@ -30,18 +32,19 @@ from liveorch.orchestrator.progress import PlainProgress, make_progress
 from liveorch.orchestrator.pxe import DEFAULT_PXE_URL
 from liveorch.orchestrator.store import DEFAULT_STORE
 from liveorch.orchestrator.summary import print_comparison, print_json_summary, print_summary
+from liveorch.orchestrator.target_files import open_new_log
 from liveorch.orchestrator.validation import plan_notes, refuse_for_strict, validate_description
 
-app = typer.Typer(
+app = HumanTyper(
     name="liveorch",
     help="Build hybrid live ISOs (BIOS+UEFI, CD+USB) from KIWI descriptions in unprivileged container stages.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
 )
-images_app = typer.Typer(help="The stage images and the store keeper's image.", no_args_is_help=True)
+images_app = HumanTyper(help="The stage images and the store keeper's image.", no_args_is_help=True)
 app.add_typer(images_app, name="images")
-cache_app = typer.Typer(help="The stage cache (the artifact volume).", no_args_is_help=True)
+cache_app = HumanTyper(help="The stage cache (the artifact volume).", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 
 _debug = False
@@ -117,21 +120,40 @@ def main(
     _debug = debug
 
 
-ConfigArg = Annotated[Path, typer.Argument(help="config.xml / appliance.kiwi, or the directory holding it.")]
-ProfileOpt = Annotated[list[str], typer.Option("--profile", "-p", help="Profile to select (repeatable).")]
+ConfigArg = Annotated[Path, typer.Argument(metavar="CONFIG", help="config.xml / appliance.kiwi, or the directory "
+                                                                  "holding it.")]
+ProfileOpt = Annotated[list[str], typer.Option("--profile", "-p", metavar="PROFILE",
+                                               help="Profile to select (repeatable).")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Refuse the description on notes too (exit 2), not only on "
                                                           "errors: for CI.")]
+EngineOpt = Annotated[str | None, typer.Option(metavar="URL", help="The container engine's API, like DOCKER_HOST "
+                                               "(its default): unix://SOCKET, e.g. a rootless Podman's, or "
+                                               "tcp://HOST:PORT.")]
 
 
-RepoSpec = "SOURCE,TYPE,ALIAS,PRIORITY,IMAGEINCLUDE,PACKAGE_GPGCHECK,{KEYS},COMPONENTS,DISTRIBUTION,REPO_GPGCHECK"
+# The SPEC in full, as the epilog of the verbs that take one: an option's help column is too
+# narrow for it, and rich cuts a word that does not fit ("SOURCE,TYPE,ALIAS,PRIORITY,IMAGEI…").
+# Every line fits in 80 columns.
+REPO_SPEC_HELP = """A repository SPEC (--set-repo, --add-repo) is kiwi-ng's: ten fields
+separated by commas, in this order; an empty field keeps its default:
+
+  source,type,alias,priority,imageinclude,package_gpgcheck,
+  {signing_keys},components,distribution,repo_gpgcheck
+
+For example, Debian's archive (bookworm, main), for --set-repo:
+
+  http://deb.debian.org/debian,apt-deb,debian,,true,,,main,bookworm,true"""
 # kiwi-ng's description changes, shared by `run` and `validate`.
-SetRepoOpt = Annotated[str | None, typer.Option(help=f"Replace the first repository: {RepoSpec}.")]
-AddRepoOpt = Annotated[list[str], typer.Option(help="Add a repository (same SPEC; repeatable).")]
+SetRepoOpt = Annotated[str | None, typer.Option(metavar="SPEC", help="Replace the description's first repository "
+                                                "(SPEC: see below).")]
+AddRepoOpt = Annotated[list[str], typer.Option(metavar="SPEC", help="Add a repository (SPEC: see below; "
+                                               "repeatable).")]
 IgnoreReposOpt = Annotated[bool, typer.Option("--ignore-repos", help="Ignore the description's repositories.")]
-AddPackageOpt = Annotated[list[str], typer.Option(help="Install one more package (repeatable).")]
-DeletePackageOpt = Annotated[list[str], typer.Option(help="Remove a package after config.sh (repeatable).")]
-SetTypeAttrOpt = Annotated[list[str], typer.Option(help='Set an attribute of <type image="iso">, ATTR=VALUE '
-                                                        "(repeatable).")]
+AddPackageOpt = Annotated[list[str], typer.Option(metavar="NAME", help="Install one more package (repeatable).")]
+DeletePackageOpt = Annotated[list[str], typer.Option(metavar="NAME", help="Remove a package after config.sh "
+                                                     "(repeatable).")]
+SetTypeAttrOpt = Annotated[list[str], typer.Option(metavar="ATTR=VALUE", help='Set an attribute of <type '
+                                                   'image="iso"> (repeatable).')]
 FastOpt = Annotated[bool, typer.Option("--fast", help="Development preset: lz4 for the root image (squashfs, "
                                                     "or erofs); a bigger ISO made faster.")]
 # name -> (type, default) of each description change, in kiwi-ng's order (--fast is ours).
@@ -164,71 +186,81 @@ def with_description_changes(verb: Callable[..., None]) -> Callable[..., None]:
 
 
 # `run`'s own options (the description changes above are shared with `validate`).
-DescriptionOpt = Annotated[Path | None, typer.Option("--description", "-d", help="The description directory "
-                                                                               "(kiwi-ng's spelling).")]
-TargetOpt = Annotated[Path, typer.Option("--target-dir", "-t", help="Where the ISO and its files go.")]
-LockOpt = Annotated[Path | None, typer.Option(help="Lock file to install from (default: <name>.lock beside the "
-                                                   "description, when present).")]
+DescriptionOpt = Annotated[Path | None, typer.Option("--description", "-d", metavar="DIR",
+                                                     help="The description directory (kiwi-ng's spelling).")]
+TargetOpt = Annotated[Path, typer.Option("--target-dir", "-t", metavar="DIR", help="Where the ISO and its files go.")]
+LockOpt = Annotated[Path | None, typer.Option(metavar="FILE", help="Lock file to install from (default: <name>.lock "
+                                              "beside the description, when present).")]
 UpdateLockOpt = Annotated[bool, typer.Option("--update-lock", help="Resolve packages anew.")]
 OfflineOpt = Annotated[bool, typer.Option("--offline", help="No network at all: install the lock's packages from "
                                                            "the package cache.")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Run every stage, ignoring cached results.")]
-EpochOpt = Annotated[int | None, typer.Option(help="Timestamp for every file in the image (default: the lock's, "
-                                                   "else the newest package's).")]
-HookTimeoutOpt = Annotated[int, typer.Option(help="Seconds config.sh and images.sh may run.")]
+EpochOpt = Annotated[int | None, typer.Option(metavar="N", help="Timestamp of every file in the image, in seconds "
+                                              "since 1970 (default: the lock's, else the newest package's).")]
+HookTimeoutOpt = Annotated[int, typer.Option(metavar="SECONDS", help="Seconds config.sh and images.sh may run.")]
 KeepWorkOpt = Annotated[bool, typer.Option("--keep-work", help="Keep a failed stage's scratch volume (request, "
                                                               "partial outputs, its output as stage.log) for "
                                                               "inspection (`liveorch clean` removes it).")]
-MemoryOpt = Annotated[str, typer.Option(help="Memory limit of every stage container, e.g. 4g or 1536m.")]
-PidsOpt = Annotated[int, typer.Option(help="Process limit of every stage container.")]
-StageTimeoutOpt = Annotated[int, typer.Option(help="Seconds a stage container may run before it is stopped.")]
-VolumeOpt = Annotated[str, typer.Option(help="The store volume (the stage cache).")]
-EngineOpt = Annotated[str | None, typer.Option(help="Engine API URL, e.g. unix:///run/user/1000/podman/podman.sock "
-                                                    "(default: DOCKER_HOST).")]
+MemoryOpt = Annotated[str, typer.Option(metavar="SIZE", help="Memory limit of every stage container, e.g. 4g or "
+                                        "1536m.")]
+PidsOpt = Annotated[int, typer.Option(metavar="N", help="Process limit of every stage container.")]
+StageTimeoutOpt = Annotated[int, typer.Option(metavar="SECONDS", help="Seconds a stage container may run before it is "
+                                              "stopped.")]
+VolumeOpt = Annotated[str, typer.Option(metavar="NAME", help="The store volume (the stage cache).")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Stream the stages' own output.")]
-ProgressOpt = Annotated[str, typer.Option(help="auto (live view on a terminal, plain lines otherwise), live, "
-                                               "plain or json (one JSON event per line).")]
+
+
+class ProgressKind(enum.StrEnum):
+    """--progress's choices: a click choice, so a wrong one is a usage error (exit 2) before anything runs."""
+
+    AUTO = "auto"
+    LIVE = "live"
+    PLAIN = "plain"
+    JSON = "json"
+
+
+ProgressOpt = Annotated[ProgressKind, typer.Option(metavar="KIND", help="auto (live view on a terminal, plain lines "
+                                                   "otherwise), live, plain or json (one JSON event per line).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Same as --progress json.")]
 PxeOpt = Annotated[bool, typer.Option("--pxe", help="Also write a network-boot bundle <name>.pxe/ beside the ISO "
                                                     "(kernel, initrd with network, squashfs, iPXE/PXELINUX/GRUB "
                                                     "configs); adds dracut-network, procps and curl to the image.")]
-PxeUrlOpt = Annotated[str | None, typer.Option(help=f"Where the bundle will be served (implies --pxe; default "
-                                                    f"{DEFAULT_PXE_URL}: the host as a QEMU guest sees it, where "
-                                                    "`liveorch serve-pxe` listens).")]
-CacheOpt = Annotated[str | None, typer.Option(envvar="LIVEORCH_CACHE", help="A shared stage cache in an OCI registry, "
-                                             "REGISTRY/REPOSITORY (e.g. ghcr.io/OWNER/liveorch-cache): entries this "
-                                             "host lacks are pulled from it, each checked.")]
+PxeUrlOpt = Annotated[str | None, typer.Option(metavar="URL", help=f"Where the bundle will be served (implies --pxe; "
+                                               f"default {DEFAULT_PXE_URL}: the host as a QEMU guest sees it, where "
+                                               "`liveorch serve-pxe` listens).")]
+CacheOpt = Annotated[str | None, typer.Option(envvar="LIVEORCH_CACHE", metavar="REGISTRY/REPO",
+                                              help="A shared stage cache in an OCI registry (e.g. "
+                                                   "ghcr.io/OWNER/liveorch-cache): entries this host lacks are pulled "
+                                                   "from it, each checked.")]
 CachePushOpt = Annotated[bool, typer.Option("--cache-push", envvar="LIVEORCH_CACHE_PUSH",
                                             help="Also push what this build ran or found to --cache (for trusted "
                                                  "runners: pull requests should only pull).")]
-ImagesOpt = Annotated[str | None, typer.Option(envvar="LIVEORCH_IMAGES", help="Pull the stage images from this "
-                                               "registry (REGISTRY or REGISTRY/PREFIX, where `images push` put "
-                                               "them) instead of building them.")]
-PROGRESS_KINDS = ("auto", "live", "plain", "json")
+ImagesOpt = Annotated[str | None, typer.Option(envvar="LIVEORCH_IMAGES", metavar="REGISTRY",
+                                               help="Pull the stage images from this registry (REGISTRY or "
+                                                    "REGISTRY/PREFIX, where `images push` put them) instead of "
+                                                    "building them.")]
 
 
-def _build_and_report(source: Path | None, options: BuildOptions, kind: str, verbose: bool) -> None:
+def _build_and_report(source: Path | None, options: BuildOptions, kind: ProgressKind, verbose: bool) -> None:
     if source is None:
         raise DescriptionError("name the description: liveorch run CONFIG (or --description DIR)")
-    if kind not in PROGRESS_KINDS:
-        raise UsageError(f"--progress {kind!r}: choose {', '.join(PROGRESS_KINDS)}")
     renderer = make_progress(kind, verbose)
     try:
         report = run_build(source, options, renderer)
     finally:
         renderer.close()
-    if kind == "json":
+    if kind is ProgressKind.JSON:
         print_json_summary(report)
     else:
         print_summary(report)
 
 
-@app.command()
+@app.command(epilog=REPO_SPEC_HELP)
 @with_description_changes
 def run(
     changes: Overrides,
-    config: Annotated[Path | None, typer.Argument(help="config.xml / appliance.kiwi, or the directory holding it.")
-                      ] = None,
+    config: Annotated[Path | None, typer.Argument(metavar="CONFIG", help="config.xml / appliance.kiwi, or the "
+                                                  "directory holding it.")] = None,
     description: DescriptionOpt = None,
     target_dir: TargetOpt = Path("out"),
     profile: ProfileOpt = [],  # noqa: B006 - typer reads the default
@@ -245,7 +277,7 @@ def run(
     volume: VolumeOpt = DEFAULT_STORE,
     engine_host: EngineOpt = None,
     verbose: VerboseOpt = False,
-    progress: ProgressOpt = "auto",
+    progress: ProgressOpt = ProgressKind.AUTO,
     json_events: JsonOpt = False,
     pxe: PxeOpt = False,
     pxe_url: PxeUrlOpt = None,
@@ -272,12 +304,12 @@ def run(
                                pxe_url=pxe_url or (DEFAULT_PXE_URL if pxe else None),
                                limits=StageLimits(memory=parse_size(memory), pids=pids_limit, timeout=stage_timeout),
                                cache=cache, cache_push=cache_push, images=images)
-        _build_and_report(source, options, "json" if json_events else progress, verbose)
+        _build_and_report(source, options, ProgressKind.JSON if json_events else progress, verbose)
 
     _guarded(action)
 
 
-@app.command()
+@app.command(epilog=REPO_SPEC_HELP)
 @with_description_changes
 def validate(
     changes: Overrides,
@@ -320,7 +352,7 @@ def validate(
 @images_app.command("build")
 def images_build(
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when up to date.")] = False,
-    engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
+    engine_host: EngineOpt = None,
 ) -> None:
     """Build (or check) the stage images and the store keeper's image."""
 
@@ -334,8 +366,9 @@ def images_build(
 
 @images_app.command("push")
 def images_push(
-    registry: Annotated[str, typer.Argument(help="REGISTRY or REGISTRY/PREFIX, e.g. ghcr.io/OWNER or 127.0.0.1:5000")],
-    engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
+    registry: Annotated[str, typer.Argument(metavar="REGISTRY", help="REGISTRY or REGISTRY/PREFIX, e.g. ghcr.io/OWNER "
+                                                                     "or 127.0.0.1:5000")],
+    engine_host: EngineOpt = None,
 ) -> None:
     """Push the images this checkout runs as REGISTRY/liveorch-<name>:<content tag>, so other
     hosts run the very same tools (`run --images REGISTRY`)."""
@@ -349,7 +382,7 @@ def images_push(
 
 
 @images_app.command("ls")
-def images_ls(engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None) -> None:
+def images_ls(engine_host: EngineOpt = None) -> None:
     """List the images this checkout runs (by content tag) with their ids and sizes."""
 
     def action() -> None:
@@ -362,14 +395,15 @@ def images_ls(engine_host: Annotated[str | None, typer.Option(help="Engine API U
 
 @app.command()
 def boot(
-    iso: Annotated[Path, typer.Argument(help="The ISO to boot.")],
+    iso: Annotated[Path, typer.Argument(metavar="ISO", help="The ISO to boot.")],
     uefi: Annotated[bool, typer.Option("--uefi", help="UEFI firmware (OVMF) instead of BIOS.")] = False,
     usb: Annotated[bool, typer.Option("--usb", help="Attach the ISO as a disk (a written USB stick), not a CD.")
                    ] = False,
     secure_boot: Annotated[bool, typer.Option("--secure-boot", help="UEFI with Secure Boot enforced (OVMF's Secure "
                                                                   "Boot build, Microsoft's keys enrolled).")] = False,
-    persistent: Annotated[Path | None, typer.Option(help="A raw disk image to attach as a second disk.")] = None,
-    memory: Annotated[int, typer.Option(help="Guest memory in MiB.")] = 4096,
+    persistent: Annotated[Path | None, typer.Option(metavar="FILE",
+                                                    help="A raw disk image to attach as a second disk.")] = None,
+    memory: Annotated[int, typer.Option(metavar="MIB", help="Guest memory in MiB.")] = 4096,
     kvm: Annotated[bool, typer.Option("--kvm", help="Use KVM (off by default: on some VMs /dev/kvm hangs "
                                                     "64-bit guests).")] = False,
 ) -> None:
@@ -393,11 +427,12 @@ def boot(
 
 @app.command("serve-pxe")
 def serve_pxe(
-    target_dir: Annotated[Path, typer.Argument(help="The target directory of `run --pxe`, or the bundle "
+    target_dir: Annotated[Path, typer.Argument(metavar="DIR", help="The target directory of `run --pxe`, or the bundle "
                                                     "directory <name>.pxe itself.")],
-    address: Annotated[str, typer.Option(help="Address to listen on (a QEMU guest reaches 127.0.0.1 as "
+    address: Annotated[str, typer.Option(metavar="ADDRESS",
+                                         help="Address to listen on (a QEMU guest reaches 127.0.0.1 as "
                                               "10.0.2.2).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(metavar="PORT", help="TCP port.")] = 8000,
 ) -> None:
     """Serve a network-boot bundle over HTTP, for trying it out (Ctrl-C stops).
 
@@ -411,8 +446,8 @@ def serve_pxe(
         try:
             server = make_server(bundle, address, port)
         except OSError as error:
-            raise LiveorchError(f"cannot listen on {address}:{port}: {error.strerror}",
-                                hint="choose another --port or --address") from None
+            raise UsageError(f"cannot listen on {address}:{port}: {error.strerror}",
+                             hint="choose another --port or --address") from None
         _say(f"serving {bundle} on http://{address}:{port}/ (Ctrl-C stops)")
         with server:
             server.serve_forever()
@@ -422,12 +457,13 @@ def serve_pxe(
 
 @app.command("test")
 def test_iso(
-    iso: Annotated[Path, typer.Argument(help="The ISO to boot.")],
-    user: Annotated[str, typer.Option(help="User to log in as on the serial console.")] = "root",
-    password: Annotated[str, typer.Option(envvar="LIVEORCH_TEST_PASSWORD",
+    iso: Annotated[Path, typer.Argument(metavar="ISO", help="The ISO to boot.")],
+    user: Annotated[str, typer.Option(metavar="NAME", help="User to log in as on the serial console.")] = "root",
+    password: Annotated[str, typer.Option(envvar="LIVEORCH_TEST_PASSWORD", metavar="PASSWORD",
                                           help="Password of --user (or LIVEORCH_TEST_PASSWORD; never logged).")
                         ] = "linux",
-    command: Annotated[list[str], typer.Option("--command", "-c", help="A shell command to run after login "
+    command: Annotated[list[str], typer.Option("--command", "-c", metavar="COMMAND",
+                                               help="A shell command to run after login "
                                                "(repeatable, run in order, each in its own subshell); its output "
                                                "and exit code are shown and a failure fails the test. Default: "
                                                "cat /proc/cmdline; findmnt -n /")] = [],  # noqa: B006
@@ -439,9 +475,10 @@ def test_iso(
     kvm: Annotated[bool, typer.Option("--kvm", help="Use KVM (-enable-kvm -cpu host) instead of emulating the CPU; "
                                                     "refused when KVM does not work here (see `liveorch doctor`).")
                    ] = False,
-    timeout: Annotated[int, typer.Option(help="Seconds to wait for the login prompt.")] = 600,
-    command_timeout: Annotated[int, typer.Option(help="Seconds each --command may take.")] = 300,
-    transcript: Annotated[Path | None, typer.Option(help="Where to store the serial console transcript (plain "
+    timeout: Annotated[int, typer.Option(metavar="SECONDS", help="Seconds to wait for the login prompt.")] = 600,
+    command_timeout: Annotated[int, typer.Option(metavar="SECONDS", help="Seconds each --command may take.")] = 300,
+    transcript: Annotated[Path | None, typer.Option(metavar="FILE",
+                                                    help="Where to store the serial console transcript (plain "
                                                          "text; default <ISO name>.<mode>.serial.log beside the "
                                                          "ISO).")] = None,
 ) -> None:
@@ -480,11 +517,13 @@ def test_iso(
 def lock(
     config: ConfigArg,
     profile: ProfileOpt = [],  # noqa: B006
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the lock (default: "
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE",
+                                                help="Where to write the lock (default: "
                                                                        "<name>.lock beside the description).")
                       ] = None,
-    volume: Annotated[str, typer.Option(help="The store volume (holds the package pool).")] = DEFAULT_STORE,
-    engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
+    volume: Annotated[str, typer.Option(metavar="NAME", help="The store volume (holds the package pool).")
+                      ] = DEFAULT_STORE,
+    engine_host: EngineOpt = None,
 ) -> None:
     """Resolve the packages and write the lock file, without building.
 
@@ -501,21 +540,45 @@ def lock(
                                    engine_host=engine_host)
             with Build(config, options, _say) as build:
                 target = output or lock_path(build.description, None)
-                reports = build.run_stages(until="resolve")
+                try:
+                    reports = build.run_stages(until="resolve")
+                except LiveorchError as error:
+                    _keep_log(error, getattr(build, "log_path", None), target)
+                    raise
                 build.export_lock(reports, target)
         print(f"lock written: {target} ({reports['resolve'].record.facts['packages']} packages)")
 
     _guarded(action)
 
 
+def _keep_log(error: LiveorchError, log: Path | None, lock: Path) -> None:
+    """`lock` builds in a temporary directory that goes when it ends: a failed build's log is
+    copied out first, beside the lock (else into the current directory) as `<lock>.<UTC>.log`,
+    and the hint names the copy, never the file about to be deleted."""
+    if log is None or not log.is_file():
+        return
+    lines = [line for line in (error.hint or "").splitlines() if line != f"full log: {log}"]
+    for directory in dict.fromkeys([lock.parent, Path(".")]):
+        try:
+            kept, handle = open_new_log(directory, lock.name)
+        except TargetError:
+            continue
+        with handle:
+            handle.write(log.read_text(encoding="utf-8", errors="backslashreplace"))
+        error.hint = "\n".join([*lines, f"full log: {kept}"])
+        return
+    error.hint = "\n".join([*lines, f"the log could not be kept: neither {lock.parent} nor the current directory "
+                                     "is writable"])
+
+
 @app.command("verify-repro")
 def verify_repro(
     config: ConfigArg,
     profile: ProfileOpt = [],  # noqa: B006
-    target_dir: Annotated[Path, typer.Option("--target-dir", "-t", help="Where the first build's log goes.")] = Path(
-        "out"),
-    volume: Annotated[str, typer.Option(help="The store volume of the first build.")] = DEFAULT_STORE,
-    engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
+    target_dir: Annotated[Path, typer.Option("--target-dir", "-t", metavar="DIR", help="Where the first build's log "
+                                                                                    "goes.")] = Path("out"),
+    volume: Annotated[str, typer.Option(metavar="NAME", help="The store volume of the first build.")] = DEFAULT_STORE,
+    engine_host: EngineOpt = None,
 ) -> None:
     """Build twice independently (second: fresh volume, no cache) and compare every stage's outputs.
 
@@ -539,10 +602,13 @@ def verify_repro(
 
 @app.command("rebuild")
 def rebuild_verb(
-    report: Annotated[Path, typer.Argument(help="The build's <name>.report.json (its lock beside it).")],
-    description: Annotated[Path | None, typer.Option("--description", "-d", help="The build's config.xml or its "
+    report: Annotated[Path, typer.Argument(metavar="REPORT",
+                                           help="The build's <name>.report.json (its lock beside it).")],
+    description: Annotated[Path | None, typer.Option("--description", "-d", metavar="PATH",
+                                                     help="The build's config.xml or its "
                                                      "directory, when not where the report says.")] = None,
-    lock: Annotated[Path | None, typer.Option(help="The build's lock (default: <name>.lock beside the report).")
+    lock: Annotated[Path | None, typer.Option(metavar="FILE",
+                                              help="The build's lock (default: <name>.lock beside the report).")
                     ] = None,
     images: ImagesOpt = None,
     engine_host: EngineOpt = None,
@@ -567,8 +633,8 @@ def rebuild_verb(
 
 @cache_app.command("ls")
 def cache_ls(
-    volume: Annotated[str, typer.Option(help="The store volume.")] = DEFAULT_STORE,
-    engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
+    volume: Annotated[str, typer.Option(metavar="NAME", help="The store volume.")] = DEFAULT_STORE,
+    engine_host: EngineOpt = None,
 ) -> None:
     """List cached stage results (size, last use, and the build, profiles and description each came
     from), the package pool and builds' scratch volumes."""
@@ -583,14 +649,15 @@ def cache_ls(
 
 @cache_app.command("prune")
 def cache_prune(
-    older_than_days: Annotated[float, typer.Option(help="Remove entries unused for this many days.")] = 14,
+    older_than_days: Annotated[float, typer.Option(metavar="DAYS",
+                                                   help="Remove entries unused for this many days.")] = 14,
     max_size: Annotated[str | None, typer.Option("--max-size", metavar="SIZE", help=(
         "Then remove the least recently used entries until the store fits in SIZE (like 5G or 500M; "
         "binary units)."))] = None,
     all_entries: Annotated[bool, typer.Option("--all", help="Remove every entry, the package pool too (not what "
                                                             "a running build uses).")] = False,
-    volume: Annotated[str, typer.Option(help="The store volume.")] = DEFAULT_STORE,
-    engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
+    volume: Annotated[str, typer.Option(metavar="NAME", help="The store volume.")] = DEFAULT_STORE,
+    engine_host: EngineOpt = None,
 ) -> None:
     """Remove old cache entries and what ended builds left; a running build's entries stay.
 
@@ -620,8 +687,8 @@ def cache_prune(
 def clean(
     all_cache: Annotated[bool, typer.Option("--all", help="Also remove the store volume (the whole cache).")
                          ] = False,
-    volume: Annotated[str, typer.Option(help="The store volume.")] = DEFAULT_STORE,
-    engine_host: Annotated[str | None, typer.Option(help="Engine API URL.")] = None,
+    volume: Annotated[str, typer.Option(metavar="NAME", help="The store volume.")] = DEFAULT_STORE,
+    engine_host: EngineOpt = None,
 ) -> None:
     """Remove what ended builds left: stopped liveorch containers, scratch volumes of interrupted
     builds and those kept with `run --keep-work` (running builds are left alone); with --all the
@@ -644,9 +711,9 @@ def clean(
 
 @app.command()
 def doctor(
-    engine_host: Annotated[str | None, typer.Option(help="Engine API URL (default: DOCKER_HOST).")] = None,
-    target_dir: Annotated[Path, typer.Option("--target-dir", "-t", help="The target directory to check.")] = Path(
-        "out"),
+    engine_host: EngineOpt = None,
+    target_dir: Annotated[Path, typer.Option("--target-dir", "-t", metavar="DIR",
+                                             help="The target directory to check.")] = Path("out"),
 ) -> None:
     """Check the engine, disk space, user namespaces, KVM, QEMU, OVMF and mmdebstrap; one fix line per problem.
 
@@ -667,15 +734,19 @@ def doctor(
 
 @app.command("init")
 def init_verb(
-    directory: Annotated[Path, typer.Argument(help="Where to write config.xml (made when missing; it must be "
+    directory: Annotated[Path, typer.Argument(metavar="DIR",
+                                              help="Where to write config.xml (made when missing; it must be "
                                                    "empty unless --force).")],
-    name: Annotated[str | None, typer.Option(help="The image's name, which names the ISO (default: the "
+    name: Annotated[str | None, typer.Option(metavar="NAME", help="The image's name, which names the ISO (default: the "
                                                   "directory's name).")] = None,
-    suite: Annotated[Suite, typer.Option(help="The Debian release (CI builds and boots bookworm).")
+    suite: Annotated[Suite, typer.Option(metavar="|".join(Suite),
+                                         help="The Debian release (CI builds and boots bookworm).")
                      ] = Suite.BOOKWORM,
-    user: Annotated[str | None, typer.Option(help="Also a login NAME besides root, with the same password.")
+    user: Annotated[str | None, typer.Option(metavar="NAME",
+                                             help="Also a login NAME besides root, with the same password.")
                     ] = None,
-    password: Annotated[str | None, typer.Option(envvar="LIVEORCH_INIT_PASSWORD", help="The logins' password, "
+    password: Annotated[str | None, typer.Option(envvar="LIVEORCH_INIT_PASSWORD", metavar="PASSWORD",
+                                                 help="The logins' password, "
                                                  "written as a SHA-512-crypt hash (default: linux, the example's).")
                         ] = None,
     ask_password: Annotated[bool, typer.Option("--ask-password", help="Type the password unseen, twice.")] = False,

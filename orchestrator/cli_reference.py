@@ -19,11 +19,12 @@ def _options(command: Any) -> list[str]:
     rows = []
     for param in command.params:
         if param.param_type_name == "argument":
-            rows.append(f"| `{param.name.upper()}` | argument | {getattr(param, 'help', '') or ''} |")
+            rows.append(f"| `{param.metavar or param.name.upper()}` | argument | {getattr(param, 'help', '') or ''} |")
             continue
         if param.param_type_name != "option" or param.hidden:
             continue
-        names = ", ".join(f"`{o}`" for o in param.opts + param.secondary_opts)
+        value = f" {param.metavar}" if param.metavar and not param.is_flag else ""
+        names = ", ".join(f"`{o}{value if i == 0 else ''}`" for i, o in enumerate(param.opts + param.secondary_opts))
         default = param.default if param.default not in (None, False, [], ()) and not callable(param.default) else ""
         help_text = (param.help or "").replace("|", "\\\\|")
         rows.append(f"| {names} | {default!s} | {help_text} |".replace("| |", "|  |"))
@@ -41,6 +42,8 @@ def _walk(command: Any, path: list[str]) -> list[str]:
     rows = _options(command)
     if rows:
         lines += ["| option | default | meaning |", "| --- | --- | --- |", *rows, ""]
+    if command.epilog:
+        lines += ["```text", inspect.cleandoc(command.epilog), "```", ""]
     return lines
 
 

@@ -1,8 +1,10 @@
 """Every error a user can see. Each has one line to show, an optional hint and an exit code;
 the CLI prints them without a traceback (unless --debug).
 
-Exit codes: 1 a check failed (verify-repro, test), 2 bad description or option, 3 container
-engine, 4 a stage failed, 5 target directory or lock, 130 interrupted.
+Exit codes, as README.md's table states them (tests/unit/test_exit_codes.py holds the two
+together): 1 a check failed (verify-repro, rebuild, test, doctor) or any other failure, 2 bad
+description or option, 3 container engine, 4 a stage failed, 5 target directory or lock, 130
+interrupted.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from liveorch.orchestrator.errors import LiveorchError
+from liveorch.orchestrator.errors import UsageError
 
 # QEMU's user network shows the host as 10.0.2.2, and `liveorch serve-pxe` listens on port
 # 8000: the default works for a QEMU guest on the build machine. Real fleets set --pxe-url.
@@ -42,10 +42,10 @@ class PxeBundle:
 def check_url(url: str) -> str:
     """The bundle's base URL, ending with /; only http and https reach the image."""
     if not url.startswith(("http://", "https://")) or len(url.split("/", 3)[2]) == 0:
-        raise LiveorchError(f"--pxe-url {url!r}: give an http:// or https:// URL of the bundle's directory",
-                            hint=f"e.g. {DEFAULT_PXE_URL} (a QEMU guest reaching `liveorch serve-pxe` on this host)")
+        raise UsageError(f"--pxe-url {url!r}: give an http:// or https:// URL of the bundle's directory",
+                         hint=f"e.g. {DEFAULT_PXE_URL} (a QEMU guest reaching `liveorch serve-pxe` on this host)")
     if any(c.isspace() for c in url):
-        raise LiveorchError(f"--pxe-url {url!r} must not contain spaces (it goes on the kernel command line)")
+        raise UsageError(f"--pxe-url {url!r} must not contain spaces (it goes on the kernel command line)")
     return url if url.endswith("/") else url + "/"
 
 
@@ -100,8 +100,8 @@ def find_bundle(path: Path) -> Path:
     bundles = sorted(p for p in path.glob("*.pxe") if (p / IPXE_SCRIPT).is_file()) if path.is_dir() else []
     if len(bundles) != 1:
         found = ", ".join(p.name for p in bundles) or "none"
-        raise LiveorchError(f"{path}: expected one network-boot bundle (*.pxe/ with {IPXE_SCRIPT}), found {found}",
-                            hint="build with `liveorch run ... --pxe`, or name the bundle directory itself")
+        raise UsageError(f"{path}: expected one network-boot bundle (*.pxe/ with {IPXE_SCRIPT}), found {found}",
+                         hint="build with `liveorch run ... --pxe`, or name the bundle directory itself")
     return bundles[0]
 
 
