@@ -128,8 +128,8 @@ class Description:
     bootloader_theme: str | None = None
     warnings: list[str] = field(default_factory=list)  # Findings: unknown or ignored markup
     # Where the image-wide settings are ("config.xml:12", or the option that made them), for
-    # the checks of what the image needs (image_checks): image, locale, keytable, timezone,
-    # packages, users.
+    # the checks of what the image needs (image_checks: image, packages, users) and the notes
+    # of what the plan adds for a setting (system_settings: locale, keytable, timezone).
     origins: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -7,8 +7,9 @@ Hence the two severities: no kernel is an error, because the initrd and ISO stag
 by dependency; everything else is a note, because the build succeeds and the gap shows only
 when the image runs (and a dependency, config.sh or the root/ overlay may fill it).
 
-The time zone is not checked here: the plan adds tzdata, as it adds dracut (a KIWI
-description names a zone and expects it to work, and without tzdata the rootfs stage fails).
+The time zone, locale and keytable are not checked here: the plan adds what they need
+(tzdata; locales; kbd and console-data), as it adds dracut, because a KIWI description names
+them and expects them to work (system_settings says why each package).
 """
 
 from __future__ import annotations
@@ -23,17 +24,6 @@ from liveorch.orchestrator.findings import Finding, Severity
 KERNEL = re.compile(r"linux-(image|signed-image|generic|virtual|lowlatency|kvm)(-.+)?")
 # What makes /sbin/init: systemd-sysv and init (which depends on one of these), or another init system.
 INIT_PACKAGES = frozenset({"init", "systemd-sysv", "sysvinit-core", "runit-init", "openrc", "finit-sysv"})
-# Locales glibc has without locale data (C.UTF-8 is built into glibc since 2.35, bookworm's is 2.36).
-BUILTIN_LOCALES = frozenset({"C", "POSIX", "C.UTF-8", "C.utf8"})
-# locales-all ships every locale compiled; locales needs locale-gen (config.sh), which the rootfs
-# stage does not run: it only writes LANG= to /etc/default/locale.
-LOCALE_PACKAGES = frozenset({"locales", "locales-all"})
-# The rootfs stage writes KEYMAP= to /etc/vconsole.conf, which systemd-vconsole-setup loads with
-# kbd's loadkeys; Debian's kbd has no keymaps (console-data has them). console-setup and
-# keyboard-configuration are Debian's own way (/etc/default/keyboard, set from config.sh).
-KEYTABLE_PACKAGES = frozenset({"kbd", "console-data", "console-setup", "keyboard-configuration"})
-# The kernel's built-in keymap: a console with KEYMAP=us needs nothing loaded.
-BUILTIN_KEYTABLES = frozenset({"us"})
 
 
 class Need(enum.StrEnum):
@@ -42,8 +32,6 @@ class Need(enum.StrEnum):
     KERNEL = "kernel"
     INIT = "init"
     LOGIN = "login"
-    LOCALE = "locale"
-    KEYTABLE = "keytable"
 
 
 def _kernel(description: Description) -> Finding | None:
@@ -71,26 +59,8 @@ def _login(description: Description) -> Finding | None:
                    '<users><user name="root" password="..." pwdformat="plain" home="/root"/></users>')
 
 
-def _locale(description: Description) -> Finding | None:
-    locale = (description.locale or "").split(",")[0].strip()
-    if not locale or locale in BUILTIN_LOCALES or LOCALE_PACKAGES & set(description.packages):
-        return None
-    return Finding(description.origins.get("locale", str(description.path)),
-                   f"locale {locale!r} without locale data: programs fall back to C (ASCII)",
-                   '<package name="locales-all"/>, or "locales" and locale-gen in config.sh')
-
-
-def _keytable(description: Description) -> Finding | None:
-    keytable = (description.keytable or "").strip()
-    if not keytable or keytable in BUILTIN_KEYTABLES or KEYTABLE_PACKAGES & set(description.packages):
-        return None
-    return Finding(description.origins.get("keytable", str(description.path)),
-                   f"keytable {keytable!r} without loadkeys and keymaps: the console keeps the kernel's US layout",
-                   '<package name="kbd"/> and <package name="console-data"/>')
-
-
 CHECKS: dict[Need, Callable[[Description], Finding | None]] = {
-    Need.KERNEL: _kernel, Need.INIT: _init, Need.LOGIN: _login, Need.LOCALE: _locale, Need.KEYTABLE: _keytable,
+    Need.KERNEL: _kernel, Need.INIT: _init, Need.LOGIN: _login,
 }
 
 

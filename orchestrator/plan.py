@@ -22,6 +22,7 @@ from liveorch.orchestrator.passwords import hash_plain_password
 from liveorch.orchestrator.pxe import IMAGE as PXE_IMAGE
 from liveorch.orchestrator.pxe import PxeBundle
 from liveorch.orchestrator.stage_specs import spec_of
+from liveorch.orchestrator.system_settings import locales_to_generate, setting_packages
 from liveorch.stages.contracts.checksum import ChecksumOptions
 from liveorch.stages.contracts.initrd import InitrdOptions
 from liveorch.stages.contracts.iso import Firmware, IsoOptions
@@ -46,10 +47,6 @@ KIWI_ONLY_PACKAGES = ("dracut-kiwi-live",)
 # isc-dhcp-client, a dependency of dracut-network, and needs procps' pgrep) and fetches the
 # image with curl.
 NETWORK_BOOT_PACKAGES = ("dracut-network", "procps", "curl")
-# A named time zone needs tzdata's /usr/share/zoneinfo, or the rootfs stage stops ("unknown
-# timezone"); as with dracut, the plan adds it, as a KIWI user expects. UTC needs none: without
-# /etc/localtime glibc and systemd use UTC (the rootfs stage's own exception).
-ZONES_WITHOUT_TZDATA = ("UTC", "Etc/UTC")
 
 
 @dataclass
@@ -92,11 +89,11 @@ def _packages(description: Description, notes: list[str], pxe: bool = False) -> 
                      'mediacheck="true": added {package} so the initrd can verify the medium (rd.live.check)')
     _add_missing(names, notes, _live_boot_packages(description),
                  "added {package}: the live initrd is built from the image's own tools")
-    zone = description.timezone
-    if zone and zone not in ZONES_WITHOUT_TZDATA:
-        where = description.origins.get("timezone", str(description.path))
-        _add_missing(names, notes, ("tzdata",), f"<timezone>{zone}</timezone> ({where}): added {{package}}, which "
-                     "ships /usr/share/zoneinfo (the rootfs stage links /etc/localtime there)")
+    # <timezone>, <locale>, <keytable>: as with dracut, what they need is added, as a KIWI user expects.
+    for addition in setting_packages(description):
+        if addition.package not in names:
+            names.append(addition.package)
+            notes.append(addition.note)
     if description.live.layout.verity is not None and description.live.flags is LiveFlags.OVERLAY:
         # dmsquash's dracut-live already depends on it
         _add_missing(names, notes, ("dmsetup",), "verity_blocks: added {package} to open the root through dm-verity")
@@ -212,6 +209,7 @@ def _rootfs_options(description: Description, volid: str, payload_sha256: str | 
         locale=description.locale,
         keytable=description.keytable,
         timezone=description.timezone,
+        generate_locales=locales_to_generate(description),
         users=tuple(_user(description, u) for u in description.users),
         serial_console=SERIAL_CONSOLE,
         image_sources=tuple(AptSource(r.source, r.distribution, r.components)

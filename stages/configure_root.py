@@ -1,8 +1,9 @@
 """Applies the description's system settings to an installed root, and scrubs what varies.
 
 Works on the tree directly wherever a file edit is enough (shadow, locale, time zone,
-hostname, systemd links); only account creation runs inside the root, through chroot, so
-that the image's own useradd applies its own policy (home skeleton, subordinate ids).
+hostname, systemd links); only account creation and locale compilation run inside the root,
+through chroot, so that the image's own useradd applies its own policy (home skeleton,
+subordinate ids) and its own glibc compiles its locales (locale_data).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from liveorch.stages.contracts.rootfs import RootfsOptions, User
+from liveorch.stages.locale_data import compile_locales
 from liveorch.stages.tools import StageError, log, run
 
 # Files that hold the time or the host of the build, never the image's content.
@@ -112,11 +114,19 @@ def _write(root: Path, relative: str, text: str) -> None:
     path.chmod(0o644)
 
 
+def system_lang(locale: str) -> str:
+    """KIWI's rule: the first of <locale>'s list, UTF-8 unless it names a codeset (en_US is
+    en_US.UTF-8); a modifier stays last (de_DE@euro is de_DE.UTF-8@euro, as localedef names it)."""
+    first = locale.split(",")[0].strip()
+    base, at, modifier = first.partition("@")
+    return first if "." in base or first in ("C", "POSIX") else f"{base}.UTF-8{at}{modifier}"
+
+
 def _locale_settings(root: Path, options: RootfsOptions) -> None:
+    # What the plan found missing is compiled first: LANG then names a locale the image has.
+    compile_locales(root, options.generate_locales)
     if options.locale:
-        locale = options.locale.split(",")[0]
-        lang = locale if "." in locale or locale in ("C", "POSIX") else f"{locale}.UTF-8"
-        _write(root, "etc/default/locale", f"LANG={lang}\n")
+        _write(root, "etc/default/locale", f"LANG={system_lang(options.locale)}\n")
     if options.keytable:
         _write(root, "etc/vconsole.conf", f"KEYMAP={options.keytable}\n")
     if options.timezone:

@@ -36,16 +36,29 @@ class AptSource:
 
 
 @dataclass(frozen=True)
+class GeneratedLocale:
+    """One locale localedef compiles into the root: `name` as LANG and /etc/locale.gen spell it
+    (en_US.UTF-8), `source` the definition in /usr/share/i18n/locales (en_US, de_DE@euro),
+    `charmap` the one in /usr/share/i18n/charmaps (UTF-8)."""
+
+    name: str
+    source: str
+    charmap: str
+
+
+@dataclass(frozen=True)
 class RootfsOptions:
     """`payload_sha256`: the description payload in files/payload.tar (None: no files);
     `profile`: KIWI's /.profile variables for the hooks; `image_sources`: what stays in
-    the image's sources.list (imageinclude="true")."""
+    the image's sources.list (imageinclude="true"); `generate_locales`: what the plan found
+    <locale> needs compiled (empty with locales-all, which ships them all)."""
 
     suite: str
     hostname: str
     locale: str | None
     keytable: str | None
     timezone: str | None
+    generate_locales: tuple[GeneratedLocale, ...]
     users: tuple[User, ...]
     serial_console: str | None
     image_sources: tuple[AptSource, ...]

@@ -21,7 +21,11 @@ CHECKS = ("id tux; h=$(grep ^tux: /etc/shadow | cut -d: -f2); echo \"$h\" | cut 
           # sshd: host keys made at this boot, and a connection to port 22 answered by sshd itself.
           "for i in $(seq 60); do systemctl is-active -q ssh && break; sleep 1; done; "
           "echo SSH=$(systemctl is-active ssh); ls /etc/ssh/ssh_host_ed25519_key.pub; "
-          "timeout 10 bash -c 'exec 3<>/dev/tcp/127.0.0.1/22; head -c 8 <&3'; echo")
+          "timeout 10 bash -c 'exec 3<>/dev/tcp/127.0.0.1/22; head -c 8 <&3'; echo; "
+          # <locale>en_US</locale> compiled by the rootfs stage, <keytable>de</keytable> loaded at boot.
+          "locale -a; echo CHARMAP=$(LANG=en_US.UTF-8 locale charmap 2>/dev/null); cat /etc/default/locale; "
+          "echo LOCALE_GEN=$(grep -xc 'en_US.UTF-8 UTF-8' /etc/locale.gen); "
+          "echo VCONSOLE=$(systemctl is-failed systemd-vconsole-setup); ls /usr/share/keymaps/i386/qwertz/de.kmap.gz")
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +73,15 @@ def test_sshd_makes_its_host_keys_and_accepts_connections(booted: BootResult) ->
     assert "SSH=active" in out
     assert "/etc/ssh/ssh_host_ed25519_key.pub" in out
     assert "SSH-2.0-" in out
+
+
+def test_locale_compiled_and_keymap_loaded(booted: BootResult) -> None:
+    """The plan added locales (compiled by the rootfs stage) for en_US and kbd and console-data for
+    the de keymap, which systemd-vconsole-setup loads with loadkeys without failing."""
+    out = booted.command_output.replace("\r", "")
+    assert "\nen_US.utf8\n" in out
+    assert "CHARMAP=UTF-8" in out
+    assert "LANG=en_US.UTF-8" in out
+    assert "LOCALE_GEN=1" in out
+    assert "VCONSOLE=" in out and "VCONSOLE=failed" not in out
+    assert "/usr/share/keymaps/i386/qwertz/de.kmap.gz" in out and "No such file" not in out.split("VCONSOLE=")[1]

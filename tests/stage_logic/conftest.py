@@ -226,6 +226,7 @@ def rootfs_options() -> RootfsOptions:
         locale="en_US",
         keytable="de",
         timezone="UTC",
+        generate_locales=(),  # the tests of locale_data give their own
         users=(
             User(name="root", password_hash="$6$saltsalt$rootHASH/with.dots", home="/root", shell=None,
                  groups=("root",), id=None, realname=None),

@@ -22,11 +22,10 @@ def test_validate_example(runner: CliRunner, example_config: Path, line) -> None
     assert "bookworm-live.x86_64-1.0.0.iso" in result.stdout
     assert f"{example_config}: ok:" in result.stdout
     assert "13 packages requested" in result.stdout
-    # The example's only note: en_US without locale data (adding locales-all would change its build).
+    # The example's only note: the plan adds locales for its en_US, as for a zone it adds tzdata.
     notes = [ln for ln in result.stdout.splitlines() if "note:" in ln]
-    assert notes == [f"{example_config}:{line(example_config, '<locale>')}: note: locale 'en_US' without locale "
-                     'data: programs fall back to C (ASCII) (fix: <package name="locales-all"/>, or "locales" and '
-                     "locale-gen in config.sh)"]
+    assert notes == [f"note: <locale>en_US</locale> ({example_config}:{line(example_config, '<locale>')}): added "
+                     "locales, whose definitions the rootfs stage compiles with localedef"]
     assert "warning:" not in result.stdout
     assert result.stderr == ""
 

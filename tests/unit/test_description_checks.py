@@ -13,6 +13,7 @@ from liveorch.orchestrator.description import parse_description
 from liveorch.orchestrator.errors import DescriptionError
 from liveorch.orchestrator.overrides import Overrides
 from liveorch.orchestrator.plan import make_plan
+from liveorch.stages.contracts.rootfs import GeneratedLocale
 
 NO_INIT = """<packages type="image">
         <package name="linux-image-amd64"/>
@@ -84,33 +85,78 @@ def _preferences(write_description, setting: str, packages: str = "") -> Path:
                                       f'        <package name="systemd-sysv"/>{extra_packages}\n    </packages>')
 
 
-def test_a_locale_without_locale_data_is_a_note(write_description, line) -> None:
+LOCALES_NOTE = "added locales, whose definitions the rootfs stage compiles with localedef"
+
+
+def _setting_notes(notes: list[str]) -> list[str]:
+    """The plan's notes about <timezone>, <locale> and <keytable> (not the dracut it adds too)."""
+    return [note for note in notes if note.startswith(("<timezone>", "<locale>", "<keytable>"))]
+
+
+def test_a_locale_gets_locales_with_a_note_and_is_compiled(write_description, line) -> None:
     path = _preferences(write_description, "<locale>de_DE</locale>")
-    code, out, _ = _validate(path)
-    assert code == 0
-    assert _findings(out, path) == [f"{path}:{line(path, '<locale>')}: note: locale 'de_DE' without locale data: "
-                                    'programs fall back to C (ASCII) (fix: <package name="locales-all"/>, or '
-                                    '"locales" and locale-gen in config.sh)']
+    code, out, _ = _validate(path, "--strict")
+    assert code == 0, out  # what the plan adds is no problem of the description's
+    assert _findings(out, path) == []
+    assert f"note: <locale>de_DE</locale> ({path}:{line(path, '<locale>')}): {LOCALES_NOTE}" in out
+    plan = make_plan(parse_description(path))
+    assert plan.options["resolve"].packages.count("locales") == 1
+    assert plan.options["rootfs"].generate_locales == (GeneratedLocale("de_DE.UTF-8", "de_DE", "UTF-8"),)
+
+
+def test_kiwis_locale_list_is_compiled_in_order_once_each(write_description) -> None:
+    path = _preferences(write_description, "<locale>en_US, de_DE@euro,C.UTF-8,en_US.utf8,fr_FR.iso-8859-1</locale>",
+                        "locales")
+    plan = make_plan(parse_description(path))
+    assert plan.options["rootfs"].generate_locales == (
+        GeneratedLocale("en_US.UTF-8", "en_US", "UTF-8"), GeneratedLocale("de_DE.UTF-8@euro", "de_DE@euro", "UTF-8"),
+        GeneratedLocale("fr_FR.ISO-8859-1", "fr_FR", "ISO-8859-1"))
+    assert _setting_notes(plan.notes) == []
+
+
+def test_with_locales_all_nothing_is_compiled_or_added(write_description) -> None:
+    plan = make_plan(parse_description(_preferences(write_description, "<locale>de_DE</locale>", "locales-all")))
+    assert plan.options["rootfs"].generate_locales == ()
+    assert "locales" not in plan.options["resolve"].packages
+
+
+def test_a_locale_that_is_no_locale_name_is_an_error(write_description, line) -> None:
+    path = _preferences(write_description, "<locale>en_US,../../etc/x</locale>")
+    code, _, err = _validate(path)
+    assert code == 2
+    assert f"{path}:{line(path, '<locale>')}: <locale>: '../../etc/x' is not a locale name" in err[0]
 
 
 @pytest.mark.parametrize(("setting", "packages"), [
     ("<locale>C.UTF-8</locale>", ""), ("<locale>POSIX</locale>", ""), ("<locale>de_DE</locale>", "locales-all"),
-    ("<locale>de_DE</locale>", "locales"), ("<keytable>us</keytable>", ""), ("<keytable>de</keytable>", "kbd"),
-    ("<keytable>de</keytable>", "keyboard-configuration"), ("<timezone>UTC</timezone>", ""),
+    ("<locale>de_DE</locale>", "locales"), ("<keytable>us</keytable>", ""),
+    ("<keytable>de</keytable>", "kbd console-data"), ("<timezone>UTC</timezone>", ""),
 ])
 def test_settings_that_need_nothing_more(write_description, setting: str, packages: str) -> None:
     path = _preferences(write_description, setting, packages)
     code, out, _ = _validate(path, "--strict")
     assert code == 0, out
     assert _findings(out, path) == []
+    plan = make_plan(parse_description(path))
+    assert _setting_notes(plan.notes) == []
+    assert plan.options["resolve"].packages[2:] == (*packages.split(), "dracut", "dracut-live")
 
 
-def test_a_keytable_without_keymaps_is_a_note(write_description, line) -> None:
-    path = _preferences(write_description, "<keytable>de-latin1</keytable>")
-    _, out, _ = _validate(path)
-    assert _findings(out, path) == [f"{path}:{line(path, '<keytable>')}: note: keytable 'de-latin1' without loadkeys "
-                                    "and keymaps: the console keeps the kernel's US layout (fix: "
-                                    '<package name="kbd"/> and <package name="console-data"/>)']
+@pytest.mark.parametrize(("packages", "added"), [
+    ("", ["kbd", "console-data"]), ("kbd", ["console-data"]), ("console-data", ["kbd"]),
+    # Debian's own way compiles /etc/default/keyboard from XKB: no loadkeys keymap by name.
+    ("console-setup keyboard-configuration", ["kbd", "console-data"]),
+])
+def test_a_keytable_gets_loadkeys_and_keymaps_with_notes(write_description, line, packages: str,
+                                                         added: list[str]) -> None:
+    path = _preferences(write_description, "<keytable>de-latin1</keytable>", packages)
+    plan = make_plan(parse_description(path))
+    reasons = {"kbd": "whose loadkeys systemd-vconsole-setup runs with KEYMAP= from /etc/vconsole.conf",
+               "console-data": "which ships the keymaps loadkeys reads (/usr/share/keymaps)"}
+    where = f"{path}:{line(path, '<keytable>')}"
+    assert _setting_notes(plan.notes) == [f"<keytable>de-latin1</keytable> ({where}): added {name}, {reasons[name]}"
+                                          for name in added]
+    assert plan.options["resolve"].packages[-len(added):] == tuple(added)
 
 
 def test_a_timezone_without_tzdata_gets_tzdata_with_a_note(write_description, line) -> None:

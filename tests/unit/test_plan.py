@@ -117,9 +117,12 @@ def test_every_stages_options_decode_back_from_json(name: str, profiles: tuple[s
     assert plan.options["rootfs"].payload_sha256 == "ab" * 32
 
 
-def test_example_needs_no_added_packages(example_plan: BuildPlan) -> None:
-    assert example_plan.notes == []
+def test_example_gets_only_locales_added(example_plan: BuildPlan, example_config: Path, line) -> None:
+    """Its <locale>en_US</locale> needs locale data; everything else it lists."""
+    assert example_plan.notes == [f"<locale>en_US</locale> ({example_config}:{line(example_config, '<locale>')}): "
+                                  "added locales, whose definitions the rootfs stage compiles with localedef"]
     packages = example_plan.options["resolve"].packages
+    assert packages[-1] == "locales" and packages.count("locales") == 1
     assert packages.count("dracut") == 1
     assert packages.count("dracut-live") == 1
 
