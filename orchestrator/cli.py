@@ -31,7 +31,7 @@ from liveorch.orchestrator.plan import make_plan
 from liveorch.orchestrator.progress import PlainProgress, make_progress
 from liveorch.orchestrator.pxe import DEFAULT_PXE_URL
 from liveorch.orchestrator.store import DEFAULT_STORE
-from liveorch.orchestrator.summary import print_comparison, print_json_summary, print_summary
+from liveorch.orchestrator.summary import lock_use_hint, print_comparison, print_json_summary, print_summary
 from liveorch.orchestrator.target_files import open_new_log
 from liveorch.orchestrator.validation import plan_notes, refuse_for_strict, validate_description
 
@@ -547,6 +547,7 @@ def lock(
                     raise
                 build.export_lock(reports, target)
         print(f"lock written: {target} ({reports['resolve'].record.facts['packages']} packages)")
+        print(lock_use_hint(target, build.description.path))
 
     _guarded(action)
 

@@ -31,10 +31,21 @@ def print_summary(report: BuildReport) -> None:
     if report.files:
         print("\nwrote")
         for path in report.files:
-            print(f"  {_shown(path)}")
+            print(f"  {_shown(path)}" + (f"  ({lock_use_hint(path, None)})" if path.suffix == ".lock" else ""))
     print("\nnext")
     for command, why in next_steps(report):
         print(f"  {command:<60} # {why}")
+
+
+def lock_use_hint(lock: Path, description: Path | None) -> str:
+    """How a lock gets used, said where it is written: `run` reads `<name>.lock` beside the
+    description by itself; anywhere else it needs --lock."""
+    folder = description if description is not None and description.is_dir() else (
+        description.parent if description is not None else None)
+    if folder is not None and lock.resolve().parent == folder.resolve():
+        return "run uses it from beside the description; --update-lock resolves anew"
+    return (f"to build exactly these packages again, copy it beside the description "
+            f"or pass run --lock {shlex.quote(_shown(lock))}")
 
 
 def _shown(path: Path) -> str:

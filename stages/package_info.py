@@ -69,8 +69,16 @@ def write_package_info(root: Path, out: Path) -> None:
     (out / "package-info.json").write_text(json.dumps(package_info(root), indent=1, sort_keys=True) + "\n")
 
 
+# An empty file would not say whether the check ran and found nothing: the header says so.
+VERIFIED_HEADER = """\
+# dpkg --verify of the image's root: one line per packaged file that differs from what its
+# package installed, in dpkg's format ("??5?????? c /etc/x": 5 = its checksum differs,
+# c = a configuration file). No line below this header: every file is as installed.
+"""
+
+
 def write_verified(root: Path, out: Path) -> None:
     """KIWI's .verified: files that differ from what their packages installed (dpkg --verify)."""
     completed = subprocess.run(["dpkg", f"--root={root}", "--verify"], capture_output=True, text=True)
     lines = sorted(line for line in completed.stdout.splitlines() if line.strip())
-    (out / "verified").write_text("".join(line + "\n" for line in lines))
+    (out / "verified").write_text(VERIFIED_HEADER + "".join(line + "\n" for line in lines))

@@ -291,3 +291,18 @@ def test_an_image_with_sshd_makes_its_host_keys_at_boot(root, epoch) -> None:
         link = root / "etc/systemd/system" / target / unit.name
         assert link.is_symlink() and str(link.readlink()) == "/etc/systemd/system/liveorch-ssh-host-keys.service"
     assert not (root / "etc/ssh/ssh_host_ed25519_key").exists()
+
+
+def test_the_verified_file_says_what_no_finding_means(tmp_path) -> None:
+    """A root whose dpkg database lists nothing: the real dpkg --verify finds nothing, and the
+    file still says the check ran and what an empty list means."""
+    from liveorch.stages.package_info import VERIFIED_HEADER, write_verified
+
+    root, out = tmp_path / "root", tmp_path / "out"
+    (root / "var/lib/dpkg/info").mkdir(parents=True)
+    (root / "var/lib/dpkg/updates").mkdir()
+    (root / "var/lib/dpkg/status").write_text("")
+    out.mkdir()
+    write_verified(root, out)
+    assert (out / "verified").read_text() == VERIFIED_HEADER
+    assert all(line.startswith("# ") for line in VERIFIED_HEADER.splitlines())
