@@ -8,7 +8,6 @@ export.py, pxe_bundle.py and report.py.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -199,7 +198,7 @@ class Build:
                              seconds=time.monotonic() - self.started, log=self.log_path,
                              stages=list(reports.values()),
                              pxe=target / pxe_record["directory"] if pxe_record else None)
-        changes = dataclasses.asdict(self.options.overrides) if self.options.overrides else {}
+        changes = self.options.overrides.requested() if self.options.overrides else {}
         inputs = BuildInputs(self.description, self.payload.sha256 if self.payload else None, plan, self.images,
                              self.options.limits, changes)
         record = build_record(inputs, report, lock, package_info)

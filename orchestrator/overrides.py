@@ -10,9 +10,11 @@ names the field.
 
 from __future__ import annotations
 
+import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
@@ -113,6 +115,11 @@ class Overrides:
     made: list[tuple[etree._Element, str]] = field(default_factory=list, init=False, repr=False,
                                                   compare=False)
     set_attributes: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def requested(self) -> dict[str, Any]:
+        """The options as the user gave them, for report.json (and `rebuild`): not what apply()
+        found out, which holds lxml elements."""
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.init}
 
     def apply(self, root: etree._Element, path: Path) -> None:
         self.made.clear()

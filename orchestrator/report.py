@@ -93,7 +93,9 @@ def installed_sizes(package_info: list[dict[str, Any]], largest: int = LARGEST_P
 
 def _verified_lines(report: BuildReport, plan: BuildPlan) -> int:
     verified = report.iso.parent / f"{plan.basename}.verified"
-    return len(verified.read_text().splitlines()) if verified.is_file() else 0
+    if not verified.is_file():
+        return 0
+    return sum(1 for line in verified.read_text().splitlines() if line.strip() and not line.startswith("#"))
 
 
 def build_record(inputs: BuildInputs, report: BuildReport, lock: dict[str, Any],

@@ -342,3 +342,23 @@ def test_fast_gives_an_erofs_root_lz4_too(write_description) -> None:
     path = write_description(type='<type image="iso" filesystem="erofs" erofscompression="lz4hc,12"/>')
     assert str(parse_description(path, overrides=Overrides(fast=True)).live.layout.erofs) == "lz4"
     assert str(parse_description(path).live.layout.erofs) == "lz4hc,12"
+
+
+def test_the_requested_options_go_into_report_json_without_what_apply_found(tmp_path) -> None:
+    """apply() keeps the lxml elements it made (for messages that name the option); report.json
+    gets only what the user asked for, which json can write."""
+    import json
+
+    from lxml import etree
+
+    from liveorch.orchestrator.overrides import Overrides
+
+    overrides = Overrides(add_repos=["http://deb.debian.org/debian,apt-deb,extra,,,,,main,bookworm,"],
+                          add_packages=["vim"], type_attrs=["volid=X"])
+    root = etree.fromstring(b'<image><preferences><type image="iso"/></preferences><packages type="image"/>'
+                            b'<repository><source path="http://a"/></repository></image>')
+    overrides.apply(root, tmp_path / "config.xml")
+    assert overrides.made  # elements were recorded
+    requested = overrides.requested()
+    assert json.loads(json.dumps(requested)) == requested
+    assert requested["add_packages"] == ["vim"] and "made" not in requested and "set_attributes" not in requested
