@@ -199,6 +199,10 @@ def _make_base_with_mmdebstrap(client: docker.DockerClient, base: str, say: Call
     excludes = [f"--dpkgopt=path-exclude={path}" for path in _UNUSED_PATHS]
     scratch = _fast_scratch()
     with tempfile.TemporaryDirectory(prefix="liveorch-base-", dir=scratch) as tmp:
+        # Rootless, mmdebstrap's unshare mode works in TMPDIR as a subordinate uid, which a
+        # 0700 folder of the user's shuts out ("remove_tree failed"); a public Debian base
+        # has nothing to hide.
+        os.chmod(tmp, 0o755)
         tarball = Path(tmp) / "base.tar"
         completed = subprocess.run(["mmdebstrap", "--variant=essential", "--quiet", *excludes,
                                     f"--include={','.join(base_packages(base))}", suite, str(tarball)],
