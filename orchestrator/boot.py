@@ -45,6 +45,9 @@ FAILURE_MARKERS = ("Kernel panic", "emergency mode", "Entering emergency", "drac
                    "BdsDxe: No bootable option or device was found", "Verification failed: ")
 DEFAULT_COMMAND = "cat /proc/cmdline; findmnt -n /"
 COMMAND_TIMEOUT = 300.0  # seconds for one command; `systemctl is-system-running --wait` under emulation takes a while
+# Seconds from the user name to the password prompt, and from the password to a shell: under
+# emulation on a busy machine (two boots beside builds) a minute was seen to pass.
+LOGIN_STEP_TIMEOUT = 180.0
 
 
 @dataclass(frozen=True)
@@ -233,9 +236,10 @@ def _log_in(child: pexpect.spawn, raw: bytearray, user: str, password: str) -> N
     """The password is sent, never logged: pexpect records only what the guest writes, and
     getty does not echo it."""
     child.sendline(user)
-    _expect(child, [rb"[Pp]assword: ?"], "the password prompt", raw, 60)
+    _expect(child, [rb"[Pp]assword: ?"], "the password prompt", raw, LOGIN_STEP_TIMEOUT)
     child.sendline(password)
-    index = _expect(child, [rb"[#$] ?$", rb"[#$] ", rb"Login incorrect"], "a shell prompt after login", raw, 60)
+    index = _expect(child, [rb"[#$] ?$", rb"[#$] ", rb"Login incorrect"], "a shell prompt after login", raw,
+                    LOGIN_STEP_TIMEOUT)
     if index == 2:
         raise CheckFailed(f"the guest refused the login as {user!r} (Login incorrect)",
                           hint="check --user and --password")
