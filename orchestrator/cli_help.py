@@ -46,34 +46,31 @@ def _one_line(text: str) -> str:
     return " ".join(text.strip().split("\n\n")[0].split())
 
 
-class HumanCommand(TyperCommand):
+class _Human:
+    """What a command and a group share: a one-line short help, and parameters in their
+    human form (their --help too)."""
+
+    help: str | None
+    short_help: str | None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.short_help is None and self.help:
+            self.short_help = _one_line(self.help)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            humanize(param)
+        return params
+
+
+class HumanCommand(_Human, TyperCommand):
     """A command whose parameters (its --help too) have their human form."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.short_help is None and self.help:
-            self.short_help = _one_line(self.help)
 
-    def get_params(self, ctx: Any) -> list[Any]:
-        params = super().get_params(ctx)
-        for param in params:
-            humanize(param)
-        return params
-
-
-class HumanGroup(TyperGroup):
+class HumanGroup(_Human, TyperGroup):
     """A group (the root, `images`, `cache`) whose own options have their human form."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.short_help is None and self.help:
-            self.short_help = _one_line(self.help)
-
-    def get_params(self, ctx: Any) -> list[Any]:
-        params = super().get_params(ctx)
-        for param in params:
-            humanize(param)
-        return params
 
 
 class HumanTyper(typer.Typer):

@@ -39,10 +39,8 @@ def print_summary(report: BuildReport) -> None:
 
 def lock_use_hint(lock: Path, description: Path | None) -> str:
     """How a lock gets used, said where it is written: `run` reads `<name>.lock` beside the
-    description by itself; anywhere else it needs --lock."""
-    folder = description if description is not None and description.is_dir() else (
-        description.parent if description is not None else None)
-    if folder is not None and lock.resolve().parent == folder.resolve():
+    description (its config.xml) by itself; anywhere else it needs --lock."""
+    if description is not None and lock.resolve().parent == description.resolve().parent:
         return "run uses it from beside the description; --update-lock resolves anew"
     return (f"to build exactly these packages again, copy it beside the description "
             f"or pass run --lock {shlex.quote(_shown(lock))}")
