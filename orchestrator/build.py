@@ -59,6 +59,8 @@ class BuildOptions:
     hook_timeout: int = DEFAULT_HOOK_TIMEOUT
     keep_work: bool = False
     pxe_url: str | None = None  # also write the network-boot bundle, its configs pointing here
+    pxe_image: pxe.NetworkImage = pxe.NetworkImage.ISO  # what the bundle's root=live: fetches
+    pxe_append: str = ""  # more kernel parameters for the network boot (e.g. rd.kiwi.live.system=)
     limits: StageLimits = field(default_factory=StageLimits)
     cache: str | None = None  # REGISTRY/REPOSITORY of a shared stage cache
     cache_push: bool = False  # also push what this build has and the registry lacks
@@ -96,7 +98,8 @@ class Build:
         self.plan = make_plan(self.description, self.lock, offline=options.offline,
                               payload_sha256=self.payload.sha256 if self.payload else None,
                               hook_timeout=options.hook_timeout,
-                              pxe_url=pxe.check_url(options.pxe_url) if options.pxe_url else None)
+                              pxe_url=pxe.check_url(options.pxe_url) if options.pxe_url else None,
+                              pxe_image=options.pxe_image, pxe_append=pxe.check_append(options.pxe_append))
         if self.lock is not None:
             resolve = self.plan.options["resolve"]
             check_lock(self.lock_path, self.lock, resolve.packages, resolve.repositories)
@@ -190,7 +193,7 @@ class Build:
             sha256, package_info = export_files(plan, reports, self.store, target)
             pxe_record = None
             if plan.pxe is not None:
-                pxe_record = write_bundle(plan.pxe, reports, self.store, target / f"{plan.basename}.pxe")
+                pxe_record = write_bundle(plan, plan.pxe, reports, self.store, target / f"{plan.basename}.pxe")
                 self.say(f"network-boot bundle: {target / pxe_record['directory']} (image URL {plan.pxe.image_url})")
             iso = export_iso(plan, reports, self.store, target)
         lock = json.loads((target / f"{plan.image_name}.lock").read_text())

@@ -29,7 +29,7 @@ from liveorch.orchestrator.overrides import Overrides
 from liveorch.orchestrator.payload import make_payload
 from liveorch.orchestrator.plan import make_plan
 from liveorch.orchestrator.progress import PlainProgress, make_progress
-from liveorch.orchestrator.pxe import DEFAULT_PXE_URL
+from liveorch.orchestrator.pxe import DEFAULT_PXE_URL, NetworkImage
 from liveorch.orchestrator.store import DEFAULT_STORE
 from liveorch.orchestrator.summary import lock_use_hint, print_comparison, print_json_summary, print_summary
 from liveorch.orchestrator.target_files import open_new_log
@@ -223,8 +223,16 @@ ProgressOpt = Annotated[ProgressKind, typer.Option(metavar="KIND", help="auto (l
                                                    "otherwise), live, plain or json (one JSON event per line).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Same as --progress json.")]
 PxeOpt = Annotated[bool, typer.Option("--pxe", help="Also write a network-boot bundle <name>.pxe/ beside the ISO "
-                                                    "(kernel, initrd with network, squashfs, iPXE/PXELINUX/GRUB "
-                                                    "configs); adds dracut-network, procps and curl to the image.")]
+                                                    "(kernel, initrd with network, the image with its .sha256, "
+                                                    "iPXE/PXELINUX/GRUB configs); adds dracut-network, procps and "
+                                                    "curl to the image.")]
+PxeImageOpt = Annotated[NetworkImage, typer.Option(metavar="KIND", help="What the network boot fetches (implies "
+                                                   "--pxe): iso (the ISO itself, as KIWI does; checked in the "
+                                                   "initrd; any root layout) or squashfs (smaller; the squashfs "
+                                                   "layout only).")]
+PxeAppendOpt = Annotated[str, typer.Option(metavar="PARAMS", help="More kernel parameters for the network boot "
+                                           "(implies --pxe), e.g. \"rd.kiwi.live.system=/dev/sda "
+                                           "rd.live.overlay.persistent\" to deploy to a local disk.")]
 PxeUrlOpt = Annotated[str | None, typer.Option(metavar="URL", help=f"Where the bundle will be served (implies --pxe; "
                                                f"default {DEFAULT_PXE_URL}: the host as a QEMU guest sees it, where "
                                                "`liveorch serve-pxe` listens).")]
@@ -281,6 +289,8 @@ def run(
     json_events: JsonOpt = False,
     pxe: PxeOpt = False,
     pxe_url: PxeUrlOpt = None,
+    pxe_image: PxeImageOpt = NetworkImage.ISO,
+    pxe_append: PxeAppendOpt = "",
     strict: StrictOpt = False,
     cache: CacheOpt = None,
     cache_push: CachePushOpt = False,
@@ -301,7 +311,8 @@ def run(
                                no_cache=no_cache, source_date_epoch=source_date_epoch, volume=volume,
                                engine_host=engine_host, verbose=verbose, offline=offline, overrides=changes,
                                hook_timeout=hook_timeout, keep_work=keep_work,
-                               pxe_url=pxe_url or (DEFAULT_PXE_URL if pxe else None),
+                               pxe_url=pxe_url or (DEFAULT_PXE_URL if _wants_pxe(pxe, pxe_image, pxe_append) else None),
+                               pxe_image=pxe_image, pxe_append=pxe_append,
                                limits=StageLimits(memory=parse_size(memory), pids=pids_limit, timeout=stage_timeout),
                                cache=cache, cache_push=cache_push, images=images)
         _build_and_report(source, options, ProgressKind.JSON if json_events else progress, verbose)
@@ -423,6 +434,11 @@ def boot(
         raise typer.Exit(boot_interactive(iso, mode, memory, use_kvm, persistent))
 
     _guarded(action)
+
+
+def _wants_pxe(pxe: bool, image: NetworkImage, append: str) -> bool:
+    """--pxe-image and --pxe-append ask for the bundle as --pxe-url does."""
+    return pxe or image is not NetworkImage.ISO or bool(append)
 
 
 @app.command("serve-pxe")

@@ -17,10 +17,10 @@ from typing import Any
 from liveorch.orchestrator import live_boot
 from liveorch.orchestrator.description import Description, LiveFlags, LiveType, PasswordFormat
 from liveorch.orchestrator.description import User as DescribedUser
-from liveorch.orchestrator.errors import DescriptionError
+from liveorch.orchestrator.errors import DescriptionError, UsageError
 from liveorch.orchestrator.passwords import hash_plain_password
 from liveorch.orchestrator.pxe import IMAGE as PXE_IMAGE
-from liveorch.orchestrator.pxe import PxeBundle
+from liveorch.orchestrator.pxe import NetworkImage, PxeBundle
 from liveorch.orchestrator.stage_specs import spec_of
 from liveorch.orchestrator.system_settings import locales_to_generate, setting_packages
 from liveorch.stages.contracts.checksum import ChecksumOptions
@@ -250,24 +250,39 @@ def iso_name(description: Description) -> str:
     return f"{description.name}.{KIWI_ARCH}-{description.version}.iso"
 
 
+def _network_image(description: Description, kind: NetworkImage, append: tuple[str, ...]) -> str:
+    """The file root=live: fetches, after refusing what that network boot cannot serve."""
+    live = description.live
+    if live.layout.verity is not None:
+        raise DescriptionError("--pxe does not serve a verity root (verity_blocks): its hash tree and root hash "
+                               "are read from a medium", description.path, live.layout.line)
+    if kind is NetworkImage.SQUASHFS and live.layout.filesystem is not RootFilesystem.SQUASHFS:
+        raise DescriptionError(f"--pxe-image squashfs serves the squashfs root layout only, not filesystem="
+                               f"\"{live.layout.filesystem}\" (--pxe-image iso serves every layout)",
+                               description.path, live.layout.line)
+    deploys = [word for word in append if word.startswith("rd.kiwi.live.system=")]
+    if deploys and (kind is NetworkImage.SQUASHFS or live.flags is not LiveFlags.OVERLAY):
+        raise UsageError(f"--pxe-append {deploys[0]}: deploying to a disk needs flags=\"overlay\" (liveorch's "
+                         "live module) and --pxe-image iso; dracut's dmsquash-live runs from RAM only")
+    return iso_name(description) if kind is NetworkImage.ISO else PXE_IMAGE
+
+
 def make_plan(description: Description, lock: Lock | None = None, offline: bool = False,
               payload_sha256: str | None = None, hook_timeout: int = DEFAULT_HOOK_TIMEOUT,
-              pxe_url: str | None = None) -> BuildPlan:
-    """pxe_url: also make a network-boot bundle whose kernel command line fetches the image there."""
+              pxe_url: str | None = None, pxe_image: NetworkImage = NetworkImage.ISO,
+              pxe_append: tuple[str, ...] = ()) -> BuildPlan:
+    """pxe_url: also make a network-boot bundle whose kernel command line fetches pxe_image
+    there, with pxe_append's parameters after the plan's own."""
     notes = _notes(description)
     options = _stage_options(description, notes, lock, offline, payload_sha256, hook_timeout, pxe_url is not None)
     pxe = None
     live = description.live
     if pxe_url is not None:
-        if live.layout.filesystem is not RootFilesystem.SQUASHFS:
-            raise DescriptionError(f"--pxe-url serves the squashfs root layout only, not filesystem="
-                                   f"\"{live.layout.filesystem}\"", description.path, live.layout.line)
-        if live.layout.verity is not None:
-            raise DescriptionError("--pxe-url does not serve a verity root (verity_blocks): its hash tree and "
-                                   "root hash travel on the ISO", description.path, live.layout.line)
-        root = f"root=live:{pxe_url}{PXE_IMAGE}"
-        pxe = PxeBundle(url=pxe_url, title=options["iso"].title,
-                        kernel_cmdline=live_boot.kernel_cmdline(description.live, root, network=True))
+        image = _network_image(description, pxe_image, pxe_append)
+        root = f"root=live:{pxe_url}{image}"
+        cmdline = live_boot.kernel_cmdline(description.live, root, network=True)
+        pxe = PxeBundle(url=pxe_url, title=options["iso"].title, image=image,
+                        kernel_cmdline=" ".join([cmdline, *pxe_append]))
     live_root = {"filesystem": live.layout.filesystem.value,
                  "erofscompression": str(live.layout.erofs) if live.layout.erofs else None,
                  "medium": live.layout.describe(), "overlay": _overlay_kind(live),

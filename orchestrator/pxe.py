@@ -1,16 +1,19 @@
-"""The network-boot bundle (`run --pxe`): kernel, initrd, the squashfs and boot configs that
-fetch it over HTTP, in `<basename>.pxe/` beside the ISO.
+"""The network-boot bundle (`run --pxe`): kernel, initrd, the live image the initrd fetches
+(the ISO itself, as KIWI boots it, or the bare squashfs) with its `.sha256`, and boot configs,
+in `<basename>.pxe/` beside the ISO.
 
 The kernel and initrd come from the initrd stage (built with the network modules the plan
-asked for), the image from the squashfs stage; the configs, with the kernel command line
-the plan made, are written at export, so changing only the URL re-runs no stage.
-`make_server` is `liveorch serve-pxe`.
+asked for), the image from the checksum or squashfs stage; the configs, with the kernel
+command line the plan made, are written at export, so changing only the URL, the image kind
+or the appended parameters re-runs no stage. `make_server` is `liveorch serve-pxe`.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import http.server
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +26,24 @@ DEFAULT_PXE_URL = "http://10.0.2.2:8000/"
 KERNEL = "vmlinuz"
 INITRD = "initrd.img"
 IMAGE = "squashfs.img"
+SHA256_SUFFIX = ".sha256"  # beside the image: the initrd checks the download against it
 IPXE_SCRIPT = "boot.ipxe"
 PXELINUX_CONFIG = "pxelinux.cfg/default"
 GRUB_CONFIG = "grub.cfg"
+
+
+# Extra kernel parameters (--pxe-append) go into iPXE, PXELINUX and GRUB configs unquoted:
+# words of characters none of them treats specially.
+APPEND_WORD = re.compile(r"[A-Za-z0-9._,:/=+@%-]+")
+
+
+class NetworkImage(enum.StrEnum):
+    """What root=live:URL fetches: the ISO itself (KIWI's way; checked against its .sha256 or
+    its implanted checksum, and what rd.kiwi.live.system deploys to a disk), or the bare
+    squashfs (smaller; the squashfs root layout only)."""
+
+    ISO = "iso"
+    SQUASHFS = "squashfs"
 
 
 @dataclass(frozen=True)
@@ -33,20 +51,31 @@ class PxeBundle:
     url: str  # where the bundle's directory is served; ends with /
     kernel_cmdline: str
     title: str
+    image: str = IMAGE  # the file in the bundle that root=live: names
 
     @property
     def image_url(self) -> str:
-        return self.url + IMAGE
+        return self.url + self.image
 
 
 def check_url(url: str) -> str:
-    """The bundle's base URL, ending with /; only http and https reach the image."""
-    if not url.startswith(("http://", "https://")) or len(url.split("/", 3)[2]) == 0:
-        raise UsageError(f"--pxe-url {url!r}: give an http:// or https:// URL of the bundle's directory",
+    """The bundle's base URL, ending with /; the initrd fetches with curl over http, https or ftp."""
+    if not url.startswith(("http://", "https://", "ftp://")) or len(url.split("/", 3)[2]) == 0:
+        raise UsageError(f"--pxe-url {url!r}: give an http://, https:// or ftp:// URL of the bundle's directory",
                          hint=f"e.g. {DEFAULT_PXE_URL} (a QEMU guest reaching `liveorch serve-pxe` on this host)")
     if any(c.isspace() for c in url):
         raise UsageError(f"--pxe-url {url!r} must not contain spaces (it goes on the kernel command line)")
     return url if url.endswith("/") else url + "/"
+
+
+def check_append(append: str) -> tuple[str, ...]:
+    """--pxe-append's words, refused when a boot config would read one differently."""
+    words = tuple(append.split())
+    for word in words:
+        if not APPEND_WORD.fullmatch(word):
+            raise UsageError(f"--pxe-append {word!r}: kernel parameters here take only letters, digits and "
+                             "._,:/=+@%- (they go unquoted into the iPXE, PXELINUX and GRUB configs)")
+    return words
 
 
 def ipxe_script(bundle: PxeBundle) -> str:

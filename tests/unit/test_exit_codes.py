@@ -76,7 +76,7 @@ def test_1_a_failed_check(monkeypatch: pytest.MonkeyPatch) -> None:
     ["run", str(EXAMPLE), "--progress", "fancy"],
     ["run", str(EXAMPLE), "--no-such-option"],
     ["run", str(EXAMPLE), "--memory", "1x"],
-    ["run", str(EXAMPLE), "--pxe-url", "ftp://host/"],
+    ["run", str(EXAMPLE), "--pxe-url", "tftp://host/"],
     ["run", str(EXAMPLE), "--set-repo", "http://x,no-such-type"],
     ["run"],
     ["images"],

@@ -11,6 +11,7 @@ import pytest
 from liveorch.orchestrator import live_boot
 from liveorch.orchestrator.description import CowFilesystem, LiveFlags, LiveType, parse_description
 from liveorch.orchestrator.plan import make_plan
+from liveorch.orchestrator.pxe import NetworkImage
 from liveorch.stages.contracts.iso import BootMenu, MenuEntry, Terminal, TimeoutStyle
 
 SERIAL = ["console=tty0", "console=ttyS0,115200"]
@@ -201,7 +202,7 @@ def test_plan_menu_without_bootloader_element(write_description) -> None:
 
 def test_network_and_medium_cmdlines_differ_only_in_root_and_network(write_description) -> None:
     """The ISO's menu and the network-boot bundle boot the same system the same way."""
-    plan = make_plan(parse_description(write_description()), pxe_url=URL)
+    plan = make_plan(parse_description(write_description()), pxe_url=URL, pxe_image=NetworkImage.SQUASHFS)
     assert plan.pxe is not None
     medium = plan.options["iso"].menu.entries[0].kernel_cmdline.split()
     network = plan.pxe.kernel_cmdline.split()

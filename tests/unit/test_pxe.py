@@ -14,6 +14,7 @@ from liveorch.orchestrator.description import parse_description
 from liveorch.orchestrator.errors import LiveorchError
 from liveorch.orchestrator.overrides import Overrides
 from liveorch.orchestrator.plan import NETWORK_BOOT_PACKAGES, make_plan
+from liveorch.orchestrator.pxe import NetworkImage
 
 URL = "http://10.0.2.2:8000/"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -31,7 +32,7 @@ def test_without_pxe_nothing_network_is_added(write_description) -> None:
 
 
 def test_pxe_dmsquash_adds_dracut_network_curl_and_livenet(write_description) -> None:
-    plan = make_plan(parse_description(write_description()), pxe_url=URL)
+    plan = make_plan(parse_description(write_description()), pxe_url=URL, pxe_image=NetworkImage.SQUASHFS)
     packages = plan.options["resolve"].packages
     assert {"dracut-network", "procps", "curl", "dracut-live"} <= set(packages)
     assert plan.options["initrd"].dracut_modules == ("dmsquash-live", "livenet", "network-legacy")
@@ -66,7 +67,8 @@ def test_pxe_keeps_packages_the_description_already_has(write_description) -> No
 def test_pxe_url_changes_no_stage_option(write_description) -> None:
     """The URL lives only in the exported configs: a new URL re-runs no stage."""
     description = parse_description(write_description())
-    first, second = make_plan(description, pxe_url=URL), make_plan(description, pxe_url="https://x.example/l/")
+    first = make_plan(description, pxe_url=URL, pxe_image=NetworkImage.SQUASHFS)
+    second = make_plan(description, pxe_url="https://x.example/l/", pxe_image=NetworkImage.SQUASHFS)
     assert first.options == second.options
     assert first.pxe is not None and second.pxe is not None
     assert first.pxe.kernel_cmdline.split()[0] == "root=live:http://10.0.2.2:8000/squashfs.img"
@@ -75,7 +77,7 @@ def test_pxe_url_changes_no_stage_option(write_description) -> None:
 
 
 def test_dmsquash_cmdline_uses_livenet_and_dhcp(example_config: Path) -> None:
-    plan = make_plan(parse_description(example_config), pxe_url=URL)
+    plan = make_plan(parse_description(example_config), pxe_url=URL, pxe_image=NetworkImage.SQUASHFS)
     assert plan.pxe is not None
     assert plan.pxe.kernel_cmdline == ("root=live:http://10.0.2.2:8000/squashfs.img rd.live.image "
                                        "rd.live.overlay.overlayfs=1 ip=dhcp rd.neednet=1 "
@@ -85,7 +87,7 @@ def test_dmsquash_cmdline_uses_livenet_and_dhcp(example_config: Path) -> None:
 def test_overlay_cmdline_adds_serial_console_when_none_given(write_description) -> None:
     overlay = OVERLAY_TYPE.replace('kernelcmdline="console=ttyS0,115200 quiet"', 'kernelcmdline="quiet"')
     plan = make_plan(parse_description(write_description(type=overlay)),
-                     pxe_url=pxe.check_url("https://boot.example/live"))
+                     pxe_url=pxe.check_url("https://boot.example/live"), pxe_image=NetworkImage.SQUASHFS)
     assert plan.pxe is not None
     assert plan.pxe.kernel_cmdline == ("root=live:https://boot.example/live/squashfs.img ip=dhcp rd.neednet=1 quiet "
                                        "console=tty0 console=ttyS0,115200")
@@ -93,7 +95,8 @@ def test_overlay_cmdline_adds_serial_console_when_none_given(write_description) 
 
 def test_overlay_cmdline_keeps_the_descriptions_console_and_drops_persistence(write_description) -> None:
     """hybridpersistent is for the medium: a network boot has none to keep the write layer on."""
-    plan = make_plan(parse_description(write_description(type=OVERLAY_TYPE)), pxe_url=URL)
+    description = parse_description(write_description(type=OVERLAY_TYPE))
+    plan = make_plan(description, pxe_url=URL, pxe_image=NetworkImage.SQUASHFS)
     assert plan.pxe is not None
     assert plan.pxe.kernel_cmdline == ("root=live:http://10.0.2.2:8000/squashfs.img ip=dhcp rd.neednet=1 "
                                        "console=ttyS0,115200 quiet")
@@ -117,7 +120,8 @@ def test_check_url_refuses_what_cannot_fetch_the_image(bad: str) -> None:
 
 def test_configs_boot_the_bundles_kernel_and_initrd_with_the_same_cmdline(write_description) -> None:
     overlay = OVERLAY_TYPE.replace('kernelcmdline="console=ttyS0,115200 quiet"', 'kernelcmdline="console=ttyS0,115200"')
-    bundle = make_plan(parse_description(write_description(type=overlay, displayname="My live")), pxe_url=URL).pxe
+    bundle = make_plan(parse_description(write_description(type=overlay, displayname="My live")), pxe_url=URL,
+                       pxe_image=NetworkImage.SQUASHFS).pxe
     assert bundle is not None
     assert bundle.kernel_cmdline == ("root=live:http://10.0.2.2:8000/squashfs.img ip=dhcp rd.neednet=1 "
                                      "console=ttyS0,115200")
@@ -188,3 +192,48 @@ def test_examples_bundle_reuses_their_root_and_squashfs(name: str, profiles: tup
     plain, bundle = make_plan(description), make_plan(description, pxe_url=URL)
     changed = {stage for stage in plain.options if plain.options[stage] != bundle.options[stage]}
     assert changed == {"initrd"}
+
+
+# --- the ISO itself as the network image (KIWI's root=live:URL/NAME.iso) -------------------------
+
+
+def test_the_iso_is_the_default_network_image(write_description) -> None:
+    plan = make_plan(parse_description(write_description(type=OVERLAY_TYPE)), pxe_url=URL)
+    assert plan.pxe is not None
+    assert plan.pxe.image == plan.iso_name == "unit-live.x86_64-1.2.3.iso"
+    assert plan.pxe.kernel_cmdline.split()[0] == f"root=live:{URL}{plan.iso_name}"
+    assert plan.pxe.image_url == URL + plan.iso_name
+
+
+def test_the_iso_serves_every_root_layout_but_verity(write_description) -> None:
+    ext4 = OVERLAY_TYPE.replace('hybridpersistent="true"', 'hybridpersistent="true" filesystem="ext4"')
+    plan = make_plan(parse_description(write_description(type=ext4)), pxe_url=URL)
+    assert plan.pxe is not None and plan.pxe.image == plan.iso_name
+
+
+def test_pxe_append_goes_last_and_changes_no_stage_option(write_description) -> None:
+    description = parse_description(write_description(type=OVERLAY_TYPE))
+    append = ("rd.kiwi.live.system=/dev/sda", "rd.live.overlay.persistent", "rd.kiwi.live.curl_options=--insecure")
+    plain, deploying = make_plan(description, pxe_url=URL), make_plan(description, pxe_url=URL, pxe_append=append)
+    assert plain.options == deploying.options
+    assert deploying.pxe is not None and plain.pxe is not None
+    assert deploying.pxe.kernel_cmdline == " ".join([plain.pxe.kernel_cmdline, *append])
+
+
+@pytest.mark.parametrize("image", [NetworkImage.ISO, NetworkImage.SQUASHFS])
+def test_deploying_to_a_disk_needs_the_overlay_flag_and_the_iso(write_description, image: NetworkImage) -> None:
+    description = parse_description(write_description())  # flags="dmsquash"
+    with pytest.raises(LiveorchError) as caught:
+        make_plan(description, pxe_url=URL, pxe_image=image, pxe_append=("rd.kiwi.live.system=/dev/sda",))
+    assert 'rd.kiwi.live.system=/dev/sda: deploying to a disk needs flags="overlay"' in str(caught.value)
+
+
+@pytest.mark.parametrize("word", ["a;b", "x=$y", "q='1'", "\\n"])
+def test_pxe_append_refuses_words_a_boot_config_would_read_differently(word: str) -> None:
+    with pytest.raises(LiveorchError) as caught:
+        pxe.check_append(f"rd.live.overlay.persistent {word}")
+    assert f"--pxe-append {word!r}" in str(caught.value)
+
+
+def test_ftp_urls_are_accepted() -> None:
+    assert pxe.check_url("ftp://10.0.2.2/live") == "ftp://10.0.2.2/live/"

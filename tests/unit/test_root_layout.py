@@ -20,6 +20,7 @@ from liveorch.orchestrator.description import Description, LiveFlags, parse_desc
 from liveorch.orchestrator.errors import DescriptionError
 from liveorch.orchestrator.overrides import Overrides
 from liveorch.orchestrator.plan import BuildPlan, make_plan
+from liveorch.orchestrator.pxe import NetworkImage
 from liveorch.orchestrator.root_layout import (
     DEFAULT_EROFS,
     EROFS_BY_SUITE,
@@ -389,15 +390,15 @@ def test_erofscompression_on_a_non_erofs_layout_is_ignored_once_not_also_as_unkn
 def test_pxe_url_is_refused_for_a_non_squashfs_layout(filesystem: str) -> None:
     description = example(f"filesystem={filesystem}")
     with pytest.raises(DescriptionError) as caught:
-        make_plan(description, pxe_url="http://example/")
+        make_plan(description, pxe_url="http://example/", pxe_image=NetworkImage.SQUASHFS)
     message = str(caught.value)
     assert message.startswith(f"{EXAMPLE}:{EXAMPLE_TYPE_LINE}: ")
-    assert "--pxe-url" in message
+    assert "--pxe-image squashfs" in message
     assert f'filesystem="{filesystem}"' in message
 
 
 def test_pxe_url_still_works_for_the_squashfs_layout() -> None:
-    plan = make_plan(example(), pxe_url="http://example/")
+    plan = make_plan(example(), pxe_url="http://example/", pxe_image=NetworkImage.SQUASHFS)
     assert plan.pxe is not None
     words = plan.pxe.kernel_cmdline.split()
     assert words[:3] == ["root=live:http://example/squashfs.img", LIVE_IMAGE, OVERLAYFS]

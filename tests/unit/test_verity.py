@@ -313,7 +313,7 @@ def test_pxe_url_refuses_a_verity_root_at_the_type_line(attrs: tuple[str, ...]) 
     with pytest.raises(DescriptionError) as caught:
         make_plan(example(*attrs), pxe_url=PXE_URL)
     message = str(caught.value)
-    assert message.startswith(f"{EXAMPLE}:{EXAMPLE_TYPE_LINE}: --pxe-url does not serve a verity root"), message
+    assert message.startswith(f"{EXAMPLE}:{EXAMPLE_TYPE_LINE}: --pxe does not serve a verity root"), message
     assert "verity_blocks" in message
 
 

@@ -8,6 +8,8 @@
 #
 # With liveorch's verity module (verity_blocks) the root image is read through dm-verity.
 #
+# Over the network (root=live:http|https|ftp://...), liveorch-live-net.sh fetches the image.
+#
 # Kernel parameters (KIWI's names): root=live:CDLABEL=|LABEL=|UUID=|/dev/...|http(s)://..., rd.live.dir,
 # rd.live.squashimg, rd.live.overlay.size, rd.live.overlay.persistent,
 # rd.live.overlay.cowfs, rd.live.cowfile.mbsize, mediacheck (or rd.live.check),
@@ -126,41 +128,6 @@ mount_base() {
     fi
     umount "$RUN/squashfs"
     mount -t squashfs -o ro,loop "$1" "$RUN/base"
-}
-
-# root=live:http(s)://...: the image comes over the network, not from a medium.
-live_url() {
-    _root=$(getarg root=)
-    case "${_root#live:}" in
-        http://* | https://*) echo "${_root#live:}" ;;
-        *) return 1 ;;
-    esac
-}
-
-# dracut's network module brings the interfaces up (ip=dhcp rd.neednet=1); wait for an address.
-wait_for_network() {
-    _i=0
-    until ls /tmp/net.*.did-setup > /dev/null 2>&1 || ip route show default 2> /dev/null | grep -q .; do
-        _i=$((_i + 1))
-        [ "$_i" -gt $((timeout_s * 2)) ] && return 1
-        sleep 0.5
-    done
-    return 0
-}
-
-# Downloads the squashfs into a tmpfs (RAM) with curl; sets $squashfs.
-fetch_image() {
-    command -v curl > /dev/null || fail "root=live:$1 needs curl and the network in the initrd (liveorch run --pxe)"
-    say "waiting for the network (ip=dhcp) to fetch $1 ..."
-    wait_for_network || fail "no network within ${timeout_s} s (no DHCP answer?): cannot fetch $1"
-    mkdir -p "$RUN/ram"
-    mount -t tmpfs -o mode=0700 liveorch-ram "$RUN/ram" || fail "cannot mount a tmpfs for the live image"
-    say "downloading the live image $1 into RAM ..."
-    curl --globoff --location --fail --show-error --silent --retry 5 --retry-connrefused --retry-delay 2 \
-        --output "$RUN/ram/squashfs.img" -- "$1" \
-        || fail "cannot download $1 (curl exit $?): is the server up, the URL right and RAM big enough?"
-    squashfs="$RUN/ram/squashfs.img"
-    say "live image in RAM: $(($(stat -c %s "$squashfs") / 1048576)) MiB from $1"
 }
 
 tmpfs_upper() {
@@ -319,19 +286,21 @@ cowfs=${cowfs:-ext4}
 isofile=$(getarg iso-scan/filename=)
 isofile=${isofile#/}
 
+. /lib/liveorch-live-net.sh
+device=""
+squashfs=""
 liveurl=$(live_url)
 if [ -n "$liveurl" ]; then
-    # Over the network: the image lives in RAM, no medium to check or to keep changes on.
-    fetch_image "$liveurl"
-    mount_base "$squashfs" || fail "cannot mount the live root image from $liveurl (not a squashfs?)"
-    [ "$persistent" = 1 ] && say "persistence not possible: the live image came over the network; changes are kept in RAM only and lost at power-off"
-    tmpfs_upper || fail "cannot mount a tmpfs for the overlay"
-    mkdir -p "$RUN/cow/overlay/upper" "$RUN/cow/overlay/work" || fail "cannot prepare the overlay directories"
-    say "live root ready: $liveurl (in RAM) + overlay on tmpfs"
-    exit 0
-fi
-
-if [ -n "$isofile" ]; then
+    network_root "$liveurl"
+    if [ -n "$squashfs" ]; then
+        # A bare root image in RAM: no medium to check or to keep changes on.
+        mount_base "$squashfs" || fail "cannot mount the live root image from $liveurl (not a squashfs?)"
+        tmpfs_upper || fail "cannot mount a tmpfs for the overlay"
+        mkdir -p "$RUN/cow/overlay/upper" "$RUN/cow/overlay/work" || fail "cannot prepare the overlay directories"
+        say "live root ready: $liveurl (in RAM) + overlay on tmpfs"
+        exit 0
+    fi
+elif [ -n "$isofile" ]; then
     mode=ro
     [ "$persistent" = 1 ] && mode=rw
     device=$(iso_scan "$isofile" "$mode") || fail "iso-scan: /$isofile not found on any filesystem"

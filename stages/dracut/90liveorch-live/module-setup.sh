@@ -23,6 +23,9 @@ install() {
     inst_multiple mount umount blkid losetup blockdev mkdir rmdir cp sleep udevadm readlink basename dd od tr sed grep stat rm
     # Persistence and media check: present only when the image carries the tools.
     inst_multiple -o sfdisk partx mkfs.ext4 mkfs.xfs truncate checkisomd5 findmnt
+    # Network boot (root=live:URL, with curl from url-lib): checking and deploying the download.
+    inst_multiple -o sha256sum cut ip
+    inst_simple "$moddir/liveorch-live-net.sh" "/lib/liveorch-live-net.sh"
     inst_hook cmdline 30 "$moddir/parse-liveorch-live.sh"
     inst_script "$moddir/liveorch-live-root.sh" "/sbin/liveorch-live-root"
     if dracut_module_included "systemd-initrd"; then
