@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -85,19 +86,19 @@ def features_build(test_volume: str, tmp_path_factory: pytest.TempPathFactory) -
     return build_features(test_volume, tmp_path_factory.mktemp("kiwi-features"))
 
 
-def build_features(volume: str, target: Path, type_attrs: tuple[str, ...] = (), pxe_url: str | None = None
-                   ) -> BuildReport:
-    """examples/kiwi-features, optionally with kiwi-ng's --set-type-attr changes (and run --pxe-url)."""
-    options = BuildOptions(target_dir=target, profiles=("Live",), volume=volume, pxe_url=pxe_url,
+def build_features(volume: str, target: Path, type_attrs: tuple[str, ...] = (), **network: Any) -> BuildReport:
+    """examples/kiwi-features, optionally with kiwi-ng's --set-type-attr changes (and run's
+    network-boot options: pxe_url, pxe_image, pxe_append)."""
+    options = BuildOptions(target_dir=target, profiles=("Live",), volume=volume, **network,
                            overrides=Overrides(set_repo=KIWI_FEATURES_REPO, type_attrs=list(type_attrs)))
     return run_build(KIWI_FEATURES, options, print)
 
 
 @pytest.fixture(scope="session")
 def features_variant(test_volume: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., BuildReport]:
-    """features_variant("attr=value", ..., pxe_url=None): a variant of the kiwi-features build in the test volume."""
-    return lambda *type_attrs, pxe_url=None: build_features(test_volume, tmp_path_factory.mktemp("kiwi-variant"),
-                                                            type_attrs, pxe_url)
+    """features_variant("attr=value", ..., pxe_url=...): a variant of the kiwi-features build in the test volume."""
+    return lambda *type_attrs, **network: build_features(test_volume, tmp_path_factory.mktemp("kiwi-variant"),
+                                                         type_attrs, **network)
 
 
 def extract_from_iso(iso: Path, names: list[str], target: Path) -> None:

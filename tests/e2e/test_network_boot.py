@@ -1,37 +1,51 @@
-"""run --pxe: the network-boot bundle, booted over QEMU's user network with no CD and no disk.
+"""run --pxe: network live boot over QEMU's user network, each bundle served by an HTTP server
+this test runs on 127.0.0.1 (the guest's 10.0.2.2). Nothing leaves the machine.
 
-QEMU's built-in TFTP serves the bundle's directory and DHCP names boot.ipxe, so the NIC's
-iPXE ROM loads the kernel and initrd; the initrd brings the network up with DHCP and
-fetches squashfs.img into RAM from an HTTP server this test runs on 127.0.0.1 (the guest's
-10.0.2.2). Both live flags: the example (dmsquash, dracut's livenet) and kiwi-features
-(overlay, liveorch's own module). The examples carry dracut-network and curl, so each
-bundle re-runs only the initrd, iso and checksum stages of the suite's shared builds; the
-two variants build, then boot, side by side."""
+QEMU's built-in TFTP serves the bundle's directory and DHCP names the boot file, so the NIC's
+iPXE ROM loads the kernel and initrd; the initrd brings the network up with DHCP and fetches
+the image the kernel command line names. The examples carry dracut-network and curl, so each
+bundle re-runs only the initrd, iso and checksum stages of the suite's shared builds, once per
+example; every other variant (URL, image kind, appended parameters) changes only the
+exported configs. Boots run two at a time:
+
+- kiwi-features (flags="overlay"), BIOS: the ISO itself by URL, deployed to a blank disk
+  (rd.kiwi.live.system) with persistence; a file is written.
+- then that disk on its own, with no network at all: the file is still there.
+- kiwi-features: a truncated ISO on the server is refused before anything is mounted.
+- kiwi-features: the bare squashfs (--pxe-image squashfs) into RAM.
+"""
 
 from __future__ import annotations
 
 import http.server
 import json
+import shutil
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from liveorch.orchestrator.boot import BootMode, BootResult, BootScript, boot_and_login, pxe_nic
-from liveorch.orchestrator.build import BuildOptions, BuildReport, run_build
+from liveorch.orchestrator.build import BuildReport
+from liveorch.orchestrator.errors import CheckFailed
+from liveorch.orchestrator.pxe import NetworkImage
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "bookworm-live" / "config.xml"
-PASSWORD = {"dmsquash": "linux", "overlay": "linux"}  # root's, in both examples
-Outcome = tuple[BuildReport, "BundleServer", BootResult | Exception]
-# QEMU's PC always has an IDE CD drive: it must be empty (opening it fails: no medium); no disk at all.
-COMMAND = ("cat /proc/cmdline; findmnt -n -o SOURCE,FSTYPE /; "
-           "head -c 2048 /dev/sr0 > /dev/null 2>&1 && echo CD-HAS-MEDIUM || echo CD-EMPTY; "
-           "ls /dev/vda /dev/sda 2>&1 | sed 's/^/DISKS: /'")
+PASSWORD = "linux"  # root's, in both examples
+BIOS = BootMode(uefi=False, disk=False)
+DEPLOY = "rd.kiwi.live.system=/dev/vda rd.live.overlay.persistent rd.live.overlay.cowfs=ext4"
+# QEMU's PC always has an IDE CD drive: it must be empty (opening it fails: no medium).
+WHERE = ("cat /proc/cmdline; findmnt -n -o SOURCE,FSTYPE /; "
+         "head -c 2048 /dev/sr0 > /dev/null 2>&1 && echo CD-HAS-MEDIUM || echo CD-EMPTY; "
+         "grep -h . /sys/class/net/*/operstate | sed 's/^/NET: /'")
+FIRST = [WHERE, "lsblk -n -o NAME,LABEL /dev/vda | sed 's/^/DISK: /'",
+         "echo written-in-the-first-boot > /root/deployed.txt; sync"]
+SECOND = [WHERE, "cat /root/deployed.txt; ls /sys/class/net | sed 's/^/IFACE: /'"]
 
 
 class BundleServer:
@@ -63,75 +77,139 @@ class BundleServer:
         self.http.server_close()
 
 
-def _build(flag: str, url: str, volume: str, target: Path, features_variant: Callable[..., BuildReport]
-           ) -> BuildReport:
-    if flag == "dmsquash":
-        return run_build(EXAMPLE, BuildOptions(target_dir=target, volume=volume, pxe_url=url), print)
-    return features_variant(pxe_url=url)
+@dataclass
+class Variant:
+    """One bundle and how the test boots it."""
+
+    report: BuildReport
+    server: BundleServer
+    work: Path
+    boot: BootResult | Exception | None = None
+
+    @property
+    def bundle(self) -> Path:
+        assert self.report.pxe is not None
+        return self.report.pxe
+
+    def record(self) -> dict[str, Any]:
+        report = self.report.iso.with_name(self.report.iso.name.removesuffix(".iso") + ".report.json")
+        return json.loads(report.read_text())["pxe"]
+
+
+def _boot(variant: Variant, commands: list[str], qemu_extra: tuple[str, ...] = (), network: bool = True
+          ) -> BootResult | Exception:
+    script = BootScript(attach_iso=False, nic=pxe_nic(variant.bundle) if network else None, qemu_extra=qemu_extra)
+    try:
+        return boot_and_login(variant.report.iso, BIOS, PASSWORD, command=commands, script=script,
+                              log=variant.work / "serial.log")
+    except Exception as error:  # reported by the tests of this variant
+        return error
+
+
+def _truncated_copy(variant: Variant) -> None:
+    """The server's ISO cut short by a MiB, as an interrupted upload leaves it; its .sha256 stays."""
+    copy = variant.work / "truncated"
+    shutil.copytree(variant.bundle, copy)
+    iso = copy / variant.report.iso.name
+    with iso.open("r+b") as file:
+        file.truncate(iso.stat().st_size - 1024 * 1024)
+    variant.server.directory = copy
 
 
 @pytest.fixture(scope="module")
-def network_boots(example_build: BuildReport, features_build: BuildReport, test_volume: str,
-                  features_variant: Callable[..., BuildReport], tmp_path_factory: pytest.TempPathFactory
-                  ) -> Iterator[dict[str, Outcome]]:
-    flags = ("dmsquash", "overlay")
-    servers = {flag: BundleServer() for flag in flags}
-    work = {flag: tmp_path_factory.mktemp(f"pxe-{flag}") for flag in flags}
+def network_boots(features_build: BuildReport, features_variant: Callable[..., BuildReport],
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Variant]]:
+    kinds = {"deploy": {"pxe_append": DEPLOY}, "truncated": {}, "squashfs": {"pxe_image": NetworkImage.SQUASHFS}}
+    servers = {name: BundleServer() for name in kinds}
     try:
+        variants = {name: Variant(features_variant(pxe_url=servers[name].guest_url, **options), servers[name],
+                                  tmp_path_factory.mktemp(f"pxe-{name}")) for name, options in kinds.items()}
+        for variant in variants.values():
+            variant.server.directory = variant.bundle
+        _truncated_copy(variants["truncated"])
+        disk = variants["deploy"].work / "disk.raw"
+        subprocess.run(["truncate", "-s", "768M", str(disk)], check=True)
+        on_disk = ("-drive", f"file={disk},format=raw,if=virtio")
         with ThreadPoolExecutor(max_workers=2) as pool:
-            builds = {flag: pool.submit(_build, flag, servers[flag].guest_url, test_volume, work[flag] / "out",
-                                        features_variant) for flag in flags}
-            reports = {flag: future.result() for flag, future in builds.items()}
-        for flag in flags:
-            assert reports[flag].pxe is not None
-            servers[flag].directory = reports[flag].pxe
-
-        def boot(flag: str) -> BootResult | Exception:
-            bundle = reports[flag].pxe
-            assert bundle is not None
-            script = BootScript(attach_iso=False, nic=pxe_nic(bundle))
-            try:
-                return boot_and_login(reports[flag].iso, BootMode(uefi=False, disk=False), PASSWORD[flag],
-                                      command=COMMAND, script=script, log=work[flag] / "serial.log")
-            except Exception as error:  # reported by the test of this flag
-                return error
-
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            boots = dict(zip(flags, pool.map(boot, flags), strict=True))
-        yield {flag: (reports[flag], servers[flag], boots[flag]) for flag in flags}
+            first = pool.submit(_boot, variants["deploy"], FIRST, (*on_disk, "-boot", "order=n"))
+            truncated = pool.submit(_boot, variants["truncated"], [WHERE])
+            variants["truncated"].boot = truncated.result()
+            squashfs = pool.submit(_boot, variants["squashfs"], [WHERE])
+            variants["deploy"].boot = first.result()
+            second = pool.submit(_boot, variants["deploy"], SECOND, on_disk, network=False)
+            variants["squashfs"].boot = squashfs.result()
+            variants["second"] = Variant(variants["deploy"].report, variants["deploy"].server,
+                                         variants["deploy"].work, second.result())
+        yield variants
     finally:
         for server in servers.values():
             server.close()
 
 
-def test_bundles_rerun_only_the_late_stages(network_boots: dict[str, Outcome]) -> None:
-    for flag, (report, _, _) in network_boots.items():
-        assert {s.stage for s in report.stages if not s.cached} <= {"initrd", "iso", "checksum"}, flag
+def _booted(variant: Variant) -> BootResult:
+    if isinstance(variant.boot, Exception):
+        raise variant.boot
+    assert variant.boot is not None
+    return variant.boot
 
 
-@pytest.mark.parametrize("flag", ["dmsquash", "overlay"])
-def test_bundle_boots_over_the_network_with_no_cd_and_no_disk(network_boots: dict[str, Outcome], flag: str) -> None:
-    _, server, boot = network_boots[flag]
-    if isinstance(boot, Exception):
-        raise boot
+def test_bundles_rerun_only_the_late_stages(network_boots: dict[str, Variant]) -> None:
+    for name, variant in network_boots.items():
+        assert {s.stage for s in variant.report.stages if not s.cached} <= {"initrd", "iso", "checksum"}, name
+    assert all(s.cached for s in network_boots["squashfs"].report.stages), "another image kind is only an export"
+
+
+def test_iso_by_url_is_checked_then_deployed_to_the_disk(network_boots: dict[str, Variant]) -> None:
+    variant = network_boots["deploy"]
+    boot = _booted(variant)
     out = boot.command_output.replace("\r", "")
-    assert f"root=live:{server.guest_url}squashfs.img" in out
+    assert f"root=live:{variant.server.guest_url}{variant.report.iso.name}" in out
+    assert "rd.kiwi.live.system=/dev/vda" in out
+    assert "CD-EMPTY" in out
+    assert any(r.startswith(f"GET /{variant.report.iso.name} 200") for r in variant.server.requests)
+    assert "download verified: sha256 matches" in boot.transcript
+    assert "deployed to /dev/vda" in boot.transcript
+    assert "DISK: vda" in out and "liveorch-cow" in out, "the persistence partition is on the deployed disk"
+    print(f"deploy: login after {boot.seconds_to_login:.0f} s over the network")
+
+
+def test_the_deployed_disk_boots_alone_and_keeps_the_file(network_boots: dict[str, Variant]) -> None:
+    boot = _booted(network_boots["second"])
+    out = boot.command_output.replace("\r", "")
+    assert "written-in-the-first-boot" in out
+    assert "root=live:CDLABEL=KIWI_FEATURES rd.live.overlay.persistent" in out, "the disk's own boot menu"
+    assert "ip=dhcp" not in out
+    assert [line for line in out.splitlines() if line.startswith("IFACE: ")] == ["IFACE: lo"], "no network at all"
+    assert "persistent: using /dev/vda" in boot.transcript
+    print(f"deployed disk: login after {boot.seconds_to_login:.0f} s with no network")
+
+
+def test_a_truncated_iso_is_refused_before_it_is_used(network_boots: dict[str, Variant]) -> None:
+    variant = network_boots["truncated"]
+    assert isinstance(variant.boot, CheckFailed), "a truncated ISO must not boot"
+    transcript = (variant.work / "serial.log").read_text()
+    assert f"the download of {variant.server.guest_url}{variant.report.iso.name} is damaged or incomplete" \
+        in transcript
+    assert "live root ready" not in transcript
+
+
+def test_the_bare_squashfs_boots_into_ram(network_boots: dict[str, Variant]) -> None:
+    variant = network_boots["squashfs"]
+    boot = _booted(variant)
+    out = boot.command_output.replace("\r", "")
+    assert f"root=live:{variant.server.guest_url}squashfs.img" in out
     assert "overlay" in out, "the root is the overlay over the downloaded squashfs"
-    assert "CD-EMPTY" in out, "no medium in the CD drive"
-    assert "DISKS: ls: cannot access '/dev/vda'" in out and "DISKS: ls: cannot access '/dev/sda'" in out
-    assert any(r.startswith("GET /squashfs.img 200") for r in server.requests), server.requests
-    if flag == "overlay":
-        assert "liveorch-live: downloading the live image" in boot.transcript
-    print(f"{flag}: login after {boot.seconds_to_login:.0f} s over the network")
+    assert "download verified: sha256 matches" in boot.transcript
 
 
-def test_report_describes_the_bundle(network_boots: dict[str, Outcome]) -> None:
-    report, server, _ = network_boots["overlay"]
-    record = json.loads(report.iso.with_name(report.iso.name.removesuffix(".iso") + ".report.json").read_text())
-    bundle = record["pxe"]
-    assert bundle["directory"] == report.pxe.name
-    assert bundle["image_url"] == f"{server.guest_url}squashfs.img"
-    assert set(bundle["files"]) == {"vmlinuz", "initrd.img", "squashfs.img", "boot.ipxe", "pxelinux.cfg/default",
-                                    "grub.cfg"}
-    squashfs = next(s for s in record["stages"] if s["stage"] == "squashfs")
-    assert bundle["files"]["squashfs.img"]["sha256"] == squashfs["outputs"]["LiveOS/squashfs.img"]["sha256"]
+def test_report_describes_the_bundle(network_boots: dict[str, Variant]) -> None:
+    variant = network_boots["deploy"]
+    record = variant.record()
+    iso = variant.report.iso.name
+    assert record["directory"] == variant.bundle.name
+    assert record["image_url"] == f"{variant.server.guest_url}{iso}"
+    assert record["kernel_cmdline"].endswith(DEPLOY)
+    assert {"vmlinuz", "initrd.img", iso, f"{iso}.sha256", "boot.ipxe", "pxelinux.cfg/default",
+            "grub.cfg"} <= set(record["files"])
+    assert record["files"][iso]["sha256"] == variant.report.sha256
+    assert (variant.bundle / f"{iso}.sha256").read_text() == f"{variant.report.sha256}  {iso}\n"
