@@ -7,19 +7,24 @@ Hence the two severities: no kernel is an error, because the initrd and ISO stag
 by dependency; everything else is a note, because the build succeeds and the gap shows only
 when the image runs (and a dependency, config.sh or the root/ overlay may fill it).
 
-The time zone, locale and keytable are not checked here: the plan adds what they need
-(tzdata; locales; kbd and console-data), as it adds dracut, because a KIWI description names
-them and expects them to work (system_settings says why each package).
+The time zone, locale and keytable need packages the plan adds (tzdata; locales; kbd and
+console-data), as it adds dracut, because a KIWI description names them and expects them to
+work (system_settings says why each package). A time zone's name is checked here, against the
+host's zone list when it has one: the rootfs stage would stop on an unknown one minutes later.
 """
 
 from __future__ import annotations
 
+import difflib
 import enum
 import re
+import zoneinfo
 from collections.abc import Callable
+from functools import cache
 
 from liveorch.orchestrator.description import Description
 from liveorch.orchestrator.findings import Finding, Severity
+from liveorch.orchestrator.system_settings import ZONES_WITHOUT_TZDATA, Setting
 
 KERNEL = re.compile(r"linux-(image|signed-image|generic|virtual|lowlatency|kvm)(-.+)?")
 # What makes /sbin/init: systemd-sysv and init (which depends on one of these), or another init system.
@@ -32,6 +37,7 @@ class Need(enum.StrEnum):
     KERNEL = "kernel"
     INIT = "init"
     LOGIN = "login"
+    TIMEZONE = "timezone"
 
 
 def _kernel(description: Description) -> Finding | None:
@@ -59,8 +65,26 @@ def _login(description: Description) -> Finding | None:
                    '<users><user name="root" password="..." pwdformat="plain" home="/root"/></users>')
 
 
+@cache
+def _known_zones() -> frozenset[str]:
+    """The host's IANA zone names (its tzdata, as the image's); empty where it has none."""
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _timezone(description: Description) -> Finding | None:
+    zone = (description.timezone or "").strip()
+    if not zone or zone in ZONES_WITHOUT_TZDATA or not _known_zones() or zone in _known_zones():
+        return None
+    close = difflib.get_close_matches(zone, sorted(_known_zones()), n=1, cutoff=0.6)
+    fix = f"did you mean <timezone>{close[0]}</timezone>?" if close else "a name from /usr/share/zoneinfo, e.g. " \
+        "Europe/Berlin"
+    return Finding(description.origins.get(Setting.TIMEZONE, str(description.path)),
+                   f"unknown time zone {zone!r}: the rootfs stage could not link /etc/localtime to it", fix,
+                   Severity.ERROR)
+
+
 CHECKS: dict[Need, Callable[[Description], Finding | None]] = {
-    Need.KERNEL: _kernel, Need.INIT: _init, Need.LOGIN: _login,
+    Need.KERNEL: _kernel, Need.INIT: _init, Need.LOGIN: _login, Need.TIMEZONE: _timezone,
 }
 
 

@@ -171,6 +171,15 @@ def test_a_timezone_without_tzdata_gets_tzdata_with_a_note(write_description, li
     assert not [n for n in with_tzdata.notes if "tzdata" in n]
 
 
+@pytest.mark.skipif(not Path("/usr/share/zoneinfo/Europe/Berlin").exists(), reason="the host has no tzdata")
+def test_an_unknown_timezone_is_an_error_with_a_did_you_mean(write_description, line) -> None:
+    path = _preferences(write_description, "<timezone>Europe/Berln</timezone>")
+    code, _, err = _validate(path)
+    assert code == 2
+    assert err == [f"{path}:{line(path, '<timezone>')}: error: unknown time zone 'Europe/Berln': the rootfs stage "
+                   "could not link /etc/localtime to it (fix: did you mean <timezone>Europe/Berlin</timezone>?)"]
+
+
 def test_utc_needs_no_tzdata(write_description) -> None:
     plan = make_plan(parse_description(_preferences(write_description, "<timezone>Etc/UTC</timezone>")))
     assert "tzdata" not in plan.options["resolve"].packages
