@@ -58,6 +58,7 @@ live_device() {
             ;;
         UUID=*) echo "/dev/disk/by-uuid/${_root#UUID=}" ;;
         PARTUUID=*) echo "/dev/disk/by-partuuid/${_root#PARTUUID=}" ;;
+        aoe:*) liveorch-live-aoe "${_root#aoe:}" ;; # ATA over Ethernet: finds the export first
         /dev/*) echo "$_root" ;;
         *) return 1 ;;
     esac
@@ -311,6 +312,19 @@ else
     # The node itself: a label's symlink may move to a loop device of the same medium.
     device=$(readlink -f "$device")
 fi
+
+case "$(blkid -o value -s TYPE "$device" 2> /dev/null)" in
+    squashfs | erofs)
+        # The device is the root image itself (an AoE export of squashfs.img), not a medium around it
+        # (no ISO, so no media check).
+        mount_base "$device" || fail "cannot mount the live root image on $device"
+        [ "$persistent" = 1 ] && say "persistence not possible: $device is the root image itself; changes are kept in RAM only and lost at power-off"
+        tmpfs_upper || fail "cannot mount a tmpfs for the overlay"
+        mkdir -p "$RUN/cow/overlay/upper" "$RUN/cow/overlay/work" || fail "cannot prepare the overlay directories"
+        say "live root ready: $device (the root image itself) + overlay on tmpfs"
+        exit 0
+        ;;
+esac
 
 if getargbool 0 mediacheck || getargbool 0 rd.live.check; then
     media_check "$device"

@@ -28,6 +28,9 @@ install() {
     inst_simple "$moddir/liveorch-live-net.sh" "/lib/liveorch-live-net.sh"
     inst_hook cmdline 30 "$moddir/parse-liveorch-live.sh"
     inst_script "$moddir/liveorch-live-root.sh" "/sbin/liveorch-live-root"
+    # root=live:aoe:...: the aoe driver comes with run --pxe (the plan adds it to dracut's
+    # drivers, next to the network modules that bring `ip`); without it the script says so.
+    inst_script "$moddir/liveorch-live-aoe.sh" "/sbin/liveorch-live-aoe"
     if dracut_module_included "systemd-initrd"; then
         inst_script "$moddir/liveorch-live-generator.sh" "$systemdutildir/system-generators/liveorch-live-generator"
         inst_simple "$moddir/liveorch-live-root.service" "$systemdsystemunitdir/liveorch-live-root.service"
