@@ -18,6 +18,10 @@ VERITY_CHECK = "rd.liveorch.verity.check"
 # dmsquash; for overlay, url-lib (curl and its CA bundle) beside liveorch's module.
 # network-legacy is named so dracut's network module does not pick systemd-networkd.
 NETWORK_MODULES = {LiveFlags.DMSQUASH: ("livenet", "network-legacy"), LiveFlags.OVERLAY: ("url-lib", "network-legacy")}
+# --pxe with flags="overlay": the aoe driver too, for KIWI's root=live:aoe:/dev/etherd/e<shelf>.<slot>
+# (an ATA-over-Ethernet export holding the ISO or the root image, found by liveorch-live-aoe
+# with the network modules' `ip`). dmsquash-live has no AoE path, so it gets no driver for one.
+NETWORK_DRIVERS = {LiveFlags.DMSQUASH: (), LiveFlags.OVERLAY: ("aoe",)}
 LIVE_MODULES = {LiveFlags.DMSQUASH: "dmsquash-live", LiveFlags.OVERLAY: LIVEORCH_LIVE}
 LAYOUT_DRIVERS = {
     RootFilesystem.SQUASHFS: (),
@@ -103,3 +107,9 @@ def layout_drivers(live: LiveType) -> tuple[str, ...]:
     """Kernel modules the root layout needs in dracut's dmsquash-live initrd; liveorch's own
     module installs every filesystem it mounts, so its initrd is the same for each layout."""
     return LAYOUT_DRIVERS[live.layout.filesystem] if live.flags is LiveFlags.DMSQUASH else ()
+
+
+def initrd_drivers(live: LiveType, network: bool) -> tuple[str, ...]:
+    """Kernel modules dracut adds beyond its modules' own: the root layout's, and with the
+    network boot the AoE driver (an initrd without network could not reach an AoE target)."""
+    return (*layout_drivers(live), *(NETWORK_DRIVERS[live.flags] if network else ()))

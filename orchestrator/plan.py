@@ -236,7 +236,7 @@ def _stage_options(description: Description, notes: list[str], lock: Lock | None
         "squashfs": SquashfsOptions(filesystem=live.layout.filesystem, compression=live.squashfscompression,
                                     erofs=live.layout.erofs),
         "initrd": InitrdOptions(dracut_modules=live_boot.dracut_modules(live, network_boot),
-                                drivers=live_boot.layout_drivers(live),
+                                drivers=live_boot.initrd_drivers(live, network_boot),
                                 secure_boot=live.firmware is Firmware.UEFI),
         "iso": IsoOptions(volid=volid, title=title, application_id=live.application_id or volid,
                           publisher=live.publisher or "liveorch", firmware=live.firmware,

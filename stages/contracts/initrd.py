@@ -22,7 +22,8 @@ OWN_MODULE_DIRS = {LIVEORCH_LIVE: "dracut/90liveorch-live", LIVEORCH_VERITY: "dr
 @dataclass(frozen=True)
 class InitrdOptions:
     """`dracut_modules`: every module to add (the plan's choice from flags and --pxe);
-    `drivers`: kernel modules the root layout needs (erofs; ext4 and dm-snapshot);
+    `drivers`: kernel modules the root layout needs (erofs; ext4 and dm-snapshot) and, with
+    --pxe and flags="overlay", the AoE driver (aoe);
     `secure_boot`: also hand on the image's signed shim, MokManager and GRUB."""
 
     dracut_modules: tuple[str, ...]

@@ -12,7 +12,9 @@ from liveorch.orchestrator import live_boot
 from liveorch.orchestrator.description import CowFilesystem, LiveFlags, LiveType, parse_description
 from liveorch.orchestrator.plan import make_plan
 from liveorch.orchestrator.pxe import NetworkImage
+from liveorch.orchestrator.root_layout import RootLayout
 from liveorch.stages.contracts.iso import BootMenu, MenuEntry, Terminal, TimeoutStyle
+from liveorch.stages.contracts.squashfs import RootFilesystem
 
 SERIAL = ["console=tty0", "console=ttyS0,115200"]
 ROOT = "root=live:CDLABEL=TEST_LIVE"
@@ -177,6 +179,23 @@ def test_dracut_modules(flags: LiveFlags, network: bool, expected: tuple[str, ..
     assert live_boot.dracut_modules(live(flags=flags), network) == expected
 
 
+@pytest.mark.parametrize(("flags", "network", "expected"), [
+    (LiveFlags.DMSQUASH, False, ()),
+    (LiveFlags.DMSQUASH, True, ()),
+    (LiveFlags.OVERLAY, False, ()),
+    (LiveFlags.OVERLAY, True, ("aoe",)),
+])
+def test_initrd_drivers_add_aoe_only_to_the_overlay_network_initrd(flags: LiveFlags, network: bool,
+                                                                    expected: tuple[str, ...]) -> None:
+    """root=live:aoe: is liveorch's module's path: only its network initrd can reach a target."""
+    assert live_boot.initrd_drivers(live(flags=flags), network) == expected
+
+
+def test_initrd_drivers_keep_the_layout_drivers_first() -> None:
+    erofs = live(flags=LiveFlags.DMSQUASH, layout=RootLayout(filesystem=RootFilesystem.EROFS))
+    assert live_boot.initrd_drivers(erofs, network=True) == ("erofs",)
+
+
 # --- through the plan ---------------------------------------------------------------------------
 
 def test_example_menu_has_its_consoles_once(example_config: Path) -> None:
@@ -212,3 +231,10 @@ def test_network_and_medium_cmdlines_differ_only_in_root_and_network(write_descr
     assert plan.pxe.kernel_cmdline == ("root=live:http://10.0.2.2:8000/squashfs.img rd.live.image "
                                        "rd.live.overlay.overlayfs=1 ip=dhcp rd.neednet=1 quiet "
                                        "console=tty0 console=ttyS0,115200")
+
+
+def test_overlay_network_plan_hands_the_aoe_driver_to_the_initrd(write_description) -> None:
+    """--pxe with flags="overlay": the initrd stage gets the aoe driver finished, beside the network modules."""
+    path = write_description(type='<type image="iso" flags="overlay"/>')
+    assert make_plan(parse_description(path), pxe_url=URL).options["initrd"].drivers == ("aoe",)
+    assert make_plan(parse_description(path)).options["initrd"].drivers == ()
