@@ -2,11 +2,13 @@
 before any AoE target answers, run in the host's sh (dash on Debian, like the initrd's).
 
 The harness replaces only what would touch the host: modprobe (the host must not load
-aoe), ip (no link of the host may change state), udevadm and sleep. The boot itself, with a
+aoe), ip (no link of the host may change state), udevadm and sleep; as root it runs as
+nobody, so nothing reaches the host's kernel log. The boot itself, with a
 real vblade target, is tests/e2e/test_aoe_boot.py."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -15,12 +17,18 @@ MODULE_SETUP = AOE_SCRIPT.with_name("module-setup.sh")
 ROOT_SCRIPT = AOE_SCRIPT.with_name("liveorch-live-root.sh")
 
 
+def as_unprivileged() -> list[str]:
+    """As root, the harness runs as nobody: the script's messages then fall back to stderr,
+    as they do where an initrd has no kernel log, instead of landing in the host's."""
+    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if os.geteuid() == 0 else []
+
+
 def run_aoe(device: str, modprobe_works: bool, timeout_s: int = 1) -> subprocess.CompletedProcess[str]:
-    harness = (f"getarg() {{ [ \"$1\" = rd.live.timeout= ] && echo {timeout_s}; }}; "
-               f"modprobe() {{ return {0 if modprobe_works else 1}; }}; ip() {{ :; }}; "
-               "udevadm() { :; }; sleep() { :; }; "
-               f"set -- '{device}'; . '{AOE_SCRIPT}'")
-    return subprocess.run(["sh", "-c", harness], capture_output=True, text=True, timeout=30)
+    harness = (f"getarg() {{ [ \"$1\" = rd.live.timeout= ] && echo {timeout_s}; }}\n"
+               f"modprobe() {{ return {0 if modprobe_works else 1}; }}\n"
+               "ip() { :; }\nudevadm() { :; }\nsleep() { :; }\n"
+               f"set -- '{device}'\n{AOE_SCRIPT.read_text()}")
+    return subprocess.run([*as_unprivileged(), "sh", "-c", harness], capture_output=True, text=True, timeout=30)
 
 
 def test_a_device_outside_etherd_is_refused_by_name() -> None:

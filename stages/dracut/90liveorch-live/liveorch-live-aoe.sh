@@ -3,17 +3,18 @@
 # device is an ATA-over-Ethernet export (vblade on a server of the same Ethernet segment):
 # it holds the ISO, or the root image itself. AoE is plain Ethernet frames, so there is no
 # address and no DHCP: the links only have to be up when the driver asks the segment for
-# its targets. Prints the device's path once the kernel shows it; the messages go to stderr
-# and the kernel log, because liveorch-live-root reads the path from stdout.
+# its targets. Prints the device's path once the kernel shows it; the messages go to the
+# kernel log, because liveorch-live-root reads the path from stdout.
 #
 # The aoe driver and `ip` come with run --pxe (flags="overlay"); without them this says so.
 
 type getarg > /dev/null 2>&1 || . /lib/dracut-lib.sh
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 
+# The kernel log reaches the console once; stderr (the service's journal+console) only
+# when there is no kernel log to write to.
 say() {
-    echo "liveorch-live: $*" >&2
-    echo "<5>liveorch-live: $*" > /dev/kmsg 2> /dev/null
+    echo "<5>liveorch-live: $*" 2> /dev/null > /dev/kmsg || echo "liveorch-live: $*" >&2
 }
 
 fail() {
