@@ -50,6 +50,7 @@ def test_a_target_that_never_answers_is_named_after_the_timeout() -> None:
     assert "looking for the AoE target shelf 7 slot 3 (/dev/etherd/e7.3)" in done.stderr
     assert "the AoE device /dev/etherd/e7.3 did not appear within 1 s" in done.stderr
     assert "is vblade exporting shelf 7 slot 3 on this Ethernet segment?" in done.stderr
+    assert "cannot create" not in done.stderr, "no shell noise from the discovery writes"
     assert done.stdout == ""
 
 

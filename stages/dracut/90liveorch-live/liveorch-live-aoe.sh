@@ -29,6 +29,12 @@ ethernet_links() {
     done
 }
 
+# For the message when no target answers: the links that were tried.
+links_tried() {
+    _names=$(ethernet_links | tr '\n' ' ')
+    echo "${_names:-no Ethernet link}" | sed 's/ *$//'
+}
+
 # Brings every Ethernet link up: a NIC whose driver udev loads late joins in the next round.
 links_up() {
     for _name in $(ethernet_links); do
@@ -55,12 +61,12 @@ deadline=$((${_now%.*} + timeout_s))
 until [ -b "$device" ]; do
     links_up
     # Any write asks every target on the up links to announce itself.
-    echo > /dev/etherd/discover 2> /dev/null
+    echo 2> /dev/null > /dev/etherd/discover
     udevadm settle --timeout=2 > /dev/null 2>&1
     [ -b "$device" ] && break
     read -r _now _ < /proc/uptime
     [ "${_now%.*}" -ge "$deadline" ] && fail "the AoE device $device did not appear within ${timeout_s} s" \
-        "(links: $(ethernet_links | tr '\n' ' ')): is vblade exporting shelf ${target%%.*} slot ${target#*.}" \
+        "(links: $(links_tried)): is vblade exporting shelf ${target%%.*} slot ${target#*.}" \
         "on this Ethernet segment?"
     sleep 1
 done
