@@ -4,10 +4,11 @@ system's device is an ATA-over-Ethernet export, served by vblade on this host.
 Each boot gets its own tap device, created here and removed afterwards: link up, no address,
 no bridge, so the only frames on it go between vblade and the guest, and nothing leaves the
 machine; vblade answers only the guest's MAC and exports read-only. QEMU boots the
-kiwi-features network bundle's kernel and initrd directly (the suite's --pxe build of it,
-so only the initrd, iso and checksum stages can re-run, and not at all after
-test_network_boot), with no CD and no disk. Two exports, booted side by side: the ISO
-itself (what KIWI's AoE boot serves) and the bare root image (the bundle's squashfs.img)."""
+kiwi-features network bundle's kernel and initrd directly (the suite's --pxe-image squashfs
+variant, which test_network_boot boots too: only the initrd, iso and checksum stages can
+re-run, and none after that test), with no CD and no disk. Two exports, booted side by
+side: the ISO itself (what KIWI's AoE boot serves) and the bare root image (the bundle's
+squashfs.img)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import pytest
 
 from liveorch.orchestrator.boot import BootMode, BootResult, BootScript, boot_and_login
 from liveorch.orchestrator.build import BuildReport
+from liveorch.orchestrator.pxe import NetworkImage
 
 PASSWORD = "linux"  # root's, in kiwi-features
 SHELF = 0
@@ -103,7 +105,7 @@ def _boot(bundle: Path, export: str, image: Path, work: Path) -> BootResult | Ex
 @pytest.fixture(scope="module")
 def aoe_boots(features_variant: Callable[..., BuildReport], tmp_path_factory: pytest.TempPathFactory
               ) -> dict[str, BootResult | Exception]:
-    report = features_variant(pxe_url="http://10.0.2.2:8000/")
+    report = features_variant(pxe_url="http://10.0.2.2:8000/", pxe_image=NetworkImage.SQUASHFS)
     assert report.pxe is not None
     images = {"iso": report.iso, "squashfs": report.pxe / "squashfs.img"}
     work = tmp_path_factory.mktemp("aoe")
