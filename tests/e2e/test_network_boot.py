@@ -12,13 +12,21 @@ exported configs. Boots run two at a time:
   (rd.kiwi.live.system) with persistence; a file is written.
 - then that disk on its own, with no network at all: the file is still there.
 - kiwi-features: a truncated ISO on the server is refused before anything is mounted.
-- kiwi-features: the bare squashfs (--pxe-image squashfs) into RAM.
+- kiwi-features over AoE (root=live:aoe:/dev/etherd/e0.2): the bare squashfs of the
+  --pxe-image squashfs bundle exported by vblade on a tap device the test makes and removes
+  (tests/e2e/aoe_export.py), booted with the bundle's kernel and initrd; the download of the
+  bare squashfs itself goes through the same module code (bare_root) and is not booted again.
+
+The boots run in two lanes, so the two cores stay busy: the deployment and then the deployed
+disk in one; the short refusal, then AoE, in the other.
 """
 
 from __future__ import annotations
 
 import http.server
 import json
+import os
+import re
 import shutil
 import subprocess
 import threading
@@ -29,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aoe_export import SHELF, skip_reason, tap_device, vblade_export
 
 from liveorch.orchestrator.boot import BootMode, BootResult, BootScript, boot_and_login, pxe_nic
 from liveorch.orchestrator.build import BuildReport
@@ -46,6 +55,9 @@ WHERE = ("cat /proc/cmdline; findmnt -n -o SOURCE,FSTYPE /; "
 FIRST = [WHERE, "lsblk -n -o NAME,LABEL /dev/vda | sed 's/^/DISK: /'",
          "echo written-in-the-first-boot > /root/deployed.txt; sync"]
 SECOND = [WHERE, "cat /root/deployed.txt; ls /sys/class/net | sed 's/^/IFACE: /'"]
+AOE_SLOT, AOE_MAC = 2, "52:54:00:a0:e0:02"  # vblade answers only this MAC
+AOE_COMMAND = (f"{WHERE}; findmnt -n -o SOURCE /run/liveorch/medium | sed 's/^/MEDIUM: /'; "
+               "losetup -n -l -O BACK-FILE | sed 's/^/LOOP: /'; ls /dev/vda /dev/sda 2>&1 | sed 's/^/DISKS: /'")
 
 
 class BundleServer:
@@ -96,13 +108,32 @@ class Variant:
         return json.loads(report.read_text())["pxe"]
 
 
-def _boot(variant: Variant, commands: list[str], qemu_extra: tuple[str, ...] = (), network: bool = True
-          ) -> BootResult | Exception:
+def _boot(variant: Variant, commands: list[str], qemu_extra: tuple[str, ...] = (), network: bool = True,
+          log: str = "serial.log") -> BootResult | Exception:
     script = BootScript(attach_iso=False, nic=pxe_nic(variant.bundle) if network else None, qemu_extra=qemu_extra)
     try:
         return boot_and_login(variant.report.iso, BIOS, PASSWORD, command=commands, script=script,
-                              log=variant.work / "serial.log")
+                              log=variant.work / log)
     except Exception as error:  # reported by the tests of this variant
+        return error
+
+
+def _aoe_boot(variant: Variant) -> BootResult | Exception:
+    """The bundle's kernel and initrd directly, the bare squashfs as AoE shelf 0 slot 2."""
+    if skip_reason() is not None:
+        return pytest.skip.Exception(str(skip_reason()))
+    tap = f"lo-aoe{os.getpid() % 10000}"
+    cmdline = f"root=live:aoe:/dev/etherd/e{SHELF}.{AOE_SLOT} rd.live.timeout=120 console=ttyS0,115200"
+    script = BootScript(attach_iso=False,
+                        nic=f"tap,ifname={tap},script=no,downscript=no,model=virtio-net-pci,mac={AOE_MAC}",
+                        qemu_extra=("-kernel", str(variant.bundle / "vmlinuz"),
+                                    "-initrd", str(variant.bundle / "initrd.img"), "-append", cmdline))
+    try:
+        with tap_device(tap), vblade_export(AOE_SLOT, tap, variant.bundle / "squashfs.img", AOE_MAC,
+                                            variant.work / "vblade.log"):
+            return boot_and_login(variant.report.iso, BIOS, PASSWORD, command=AOE_COMMAND, script=script,
+                                  log=variant.work / "aoe.serial.log")
+    except Exception as error:  # reported by the AoE test
         return error
 
 
@@ -116,10 +147,24 @@ def _truncated_copy(variant: Variant) -> None:
     variant.server.directory = copy
 
 
+def _deploy_lane(deploy: Variant) -> dict[str, BootResult | Exception]:
+    """The ISO by URL onto a blank disk, then that disk alone with no network."""
+    disk = deploy.work / "disk.raw"
+    subprocess.run(["truncate", "-s", "768M", str(disk)], check=True)
+    on_disk = ("-drive", f"file={disk},format=raw,if=virtio")
+    first = _boot(deploy, FIRST, (*on_disk, "-boot", "order=n"))
+    second = _boot(deploy, SECOND, on_disk, network=False, log="second.serial.log")
+    return {"deploy": first, "second": second}
+
+
+def _short_lane(variants: dict[str, Variant]) -> dict[str, BootResult | Exception]:
+    return {"truncated": _boot(variants["truncated"], [WHERE]), "aoe": _aoe_boot(variants["aoe"])}
+
+
 @pytest.fixture(scope="module")
 def network_boots(features_build: BuildReport, features_variant: Callable[..., BuildReport],
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Variant]]:
-    kinds = {"deploy": {"pxe_append": DEPLOY}, "truncated": {}, "squashfs": {"pxe_image": NetworkImage.SQUASHFS}}
+    kinds = {"deploy": {"pxe_append": DEPLOY}, "truncated": {}, "aoe": {"pxe_image": NetworkImage.SQUASHFS}}
     servers = {name: BundleServer() for name in kinds}
     try:
         variants = {name: Variant(features_variant(pxe_url=servers[name].guest_url, **options), servers[name],
@@ -127,19 +172,12 @@ def network_boots(features_build: BuildReport, features_variant: Callable[..., B
         for variant in variants.values():
             variant.server.directory = variant.bundle
         _truncated_copy(variants["truncated"])
-        disk = variants["deploy"].work / "disk.raw"
-        subprocess.run(["truncate", "-s", "768M", str(disk)], check=True)
-        on_disk = ("-drive", f"file={disk},format=raw,if=virtio")
         with ThreadPoolExecutor(max_workers=2) as pool:
-            first = pool.submit(_boot, variants["deploy"], FIRST, (*on_disk, "-boot", "order=n"))
-            truncated = pool.submit(_boot, variants["truncated"], [WHERE])
-            variants["truncated"].boot = truncated.result()
-            squashfs = pool.submit(_boot, variants["squashfs"], [WHERE])
-            variants["deploy"].boot = first.result()
-            second = pool.submit(_boot, variants["deploy"], SECOND, on_disk, network=False)
-            variants["squashfs"].boot = squashfs.result()
-            variants["second"] = Variant(variants["deploy"].report, variants["deploy"].server,
-                                         variants["deploy"].work, second.result())
+            lanes = [pool.submit(_deploy_lane, variants["deploy"]), pool.submit(_short_lane, variants)]
+            boots = {name: boot for lane in lanes for name, boot in lane.result().items()}
+        variants["second"] = Variant(variants["deploy"].report, variants["deploy"].server, variants["deploy"].work)
+        for name, boot in boots.items():
+            variants[name].boot = boot
         yield variants
     finally:
         for server in servers.values():
@@ -156,7 +194,7 @@ def _booted(variant: Variant) -> BootResult:
 def test_bundles_rerun_only_the_late_stages(network_boots: dict[str, Variant]) -> None:
     for name, variant in network_boots.items():
         assert {s.stage for s in variant.report.stages if not s.cached} <= {"initrd", "iso", "checksum"}, name
-    assert all(s.cached for s in network_boots["squashfs"].report.stages), "another image kind is only an export"
+    assert all(s.cached for s in network_boots["aoe"].report.stages), "another image kind is only an export"
 
 
 def test_iso_by_url_is_checked_then_deployed_to_the_disk(network_boots: dict[str, Variant]) -> None:
@@ -193,13 +231,16 @@ def test_a_truncated_iso_is_refused_before_it_is_used(network_boots: dict[str, V
     assert "live root ready" not in transcript
 
 
-def test_the_bare_squashfs_boots_into_ram(network_boots: dict[str, Variant]) -> None:
-    variant = network_boots["squashfs"]
-    boot = _booted(variant)
+def test_aoe_export_of_the_root_image_boots_it_directly(network_boots: dict[str, Variant]) -> None:
+    boot = _booted(network_boots["aoe"])
     out = boot.command_output.replace("\r", "")
-    assert f"root=live:{variant.server.guest_url}squashfs.img" in out
-    assert "overlay" in out, "the root is the overlay over the downloaded squashfs"
-    assert "download verified: sha256 matches" in boot.transcript
+    assert f"root=live:aoe:/dev/etherd/e0.{AOE_SLOT}" in out
+    assert re.search(r"^liveorch-live\s+overlay$", out, re.MULTILINE), "the root is liveorch's overlay"
+    assert f"LOOP: /dev/etherd/e0.{AOE_SLOT}" in out, "the root image is the AoE device itself"
+    assert "MEDIUM:" not in out, "no medium mounted around the root image"
+    assert "DISKS: ls: cannot access '/dev/vda'" in out and "DISKS: ls: cannot access '/dev/sda'" in out
+    assert f"live root ready: /dev/etherd/e0.{AOE_SLOT} (the root image itself)" in boot.transcript
+    print(f"AoE: login after {boot.seconds_to_login:.0f} s")
 
 
 def test_report_describes_the_bundle(network_boots: dict[str, Variant]) -> None:

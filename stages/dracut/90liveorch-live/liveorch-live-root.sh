@@ -275,6 +275,18 @@ persistent_cowfile() {
     say "persistent: using the cow file ${isofile%.*}.cow"
 }
 
+# A root image on its own (downloaded into RAM, or a device that is one): no medium around it
+# to check or to keep changes on.
+bare_root() {
+    mount_base "$1" || fail "cannot mount the live root image $2 (not a squashfs or EROFS image?)"
+    [ "$persistent" = 1 ] && say "persistence not possible: $2 is the root image alone; changes are kept in" \
+        "RAM only and lost at power-off"
+    tmpfs_upper || fail "cannot mount a tmpfs for the overlay"
+    mkdir -p "$RUN/cow/overlay/upper" "$RUN/cow/overlay/work" || fail "cannot prepare the overlay directories"
+    say "live root ready: $2 + overlay on tmpfs"
+    exit 0
+}
+
 mkdir -p "$RUN/medium" "$RUN/base" "$RUN/cow"
 modprobe -q loop
 modprobe -q squashfs
@@ -293,14 +305,7 @@ squashfs=""
 liveurl=$(live_url)
 if [ -n "$liveurl" ]; then
     network_root "$liveurl"
-    if [ -n "$squashfs" ]; then
-        # A bare root image in RAM: no medium to check or to keep changes on.
-        mount_base "$squashfs" || fail "cannot mount the live root image from $liveurl (not a squashfs?)"
-        tmpfs_upper || fail "cannot mount a tmpfs for the overlay"
-        mkdir -p "$RUN/cow/overlay/upper" "$RUN/cow/overlay/work" || fail "cannot prepare the overlay directories"
-        say "live root ready: $liveurl (in RAM) + overlay on tmpfs"
-        exit 0
-    fi
+    [ -n "$squashfs" ] && bare_root "$squashfs" "$liveurl (in RAM)"
 elif [ -n "$isofile" ]; then
     mode=ro
     [ "$persistent" = 1 ] && mode=rw
@@ -314,16 +319,7 @@ else
 fi
 
 case "$(blkid -o value -s TYPE "$device" 2> /dev/null)" in
-    squashfs | erofs)
-        # The device is the root image itself (an AoE export of squashfs.img), not a medium around it
-        # (no ISO, so no media check).
-        mount_base "$device" || fail "cannot mount the live root image on $device"
-        [ "$persistent" = 1 ] && say "persistence not possible: $device is the root image itself; changes are kept in RAM only and lost at power-off"
-        tmpfs_upper || fail "cannot mount a tmpfs for the overlay"
-        mkdir -p "$RUN/cow/overlay/upper" "$RUN/cow/overlay/work" || fail "cannot prepare the overlay directories"
-        say "live root ready: $device (the root image itself) + overlay on tmpfs"
-        exit 0
-        ;;
+    squashfs | erofs) bare_root "$device" "$device (the root image itself)" ;; # e.g. an AoE export of squashfs.img
 esac
 
 if getargbool 0 mediacheck || getargbool 0 rd.live.check; then
