@@ -241,7 +241,7 @@ def _stage_options(description: Description, notes: list[str], lock: Lock | None
         "iso": IsoOptions(volid=volid, title=title, application_id=live.application_id or volid,
                           publisher=live.publisher or "liveorch", firmware=live.firmware,
                           efifatimagesize=live.efifatimagesize, menu=live_boot.boot_menu(live, volid, title),
-                          verity=live.layout.verity),
+                          verity=live.layout.verity, netboot_loader=network_boot),
         "checksum": ChecksumOptions(iso_name=iso_name(description), mediacheck=live.mediacheck),
     }
 

@@ -1,7 +1,7 @@
 """Writes the network-boot bundle (`run --pxe`) into the target directory: the kernel and
-initrd (with the network modules) from the initrd stage, the image root=live: names (the
-ISO, or the squashfs) with its `.sha256`, and the boot configs with the plan's kernel
-command line. The whole folder is made under a temporary
+initrd (with the network modules) from the initrd stage, the iso stage's GRUB for UEFI
+clients, the image root=live: names (the ISO, or the squashfs) with its `.sha256`, and the
+boot configs with the plan's kernel command line. The whole folder is made under a temporary
 name and swapped in, so a bundle is never half there and never written through a symlink.
 """
 
@@ -17,13 +17,16 @@ from liveorch.orchestrator.pipeline import StageReport
 from liveorch.orchestrator.plan import BuildPlan
 from liveorch.orchestrator.target_files import replace_directory, write_file_atomic
 from liveorch.stages.contracts.initrd import INITRD, KERNEL
+from liveorch.stages.contracts.iso import NETBOOT_LOADER
 from liveorch.stages.contracts.squashfs import SQUASHFS_IMAGE
 
-BOOT_FILES = (("initrd", KERNEL, pxe.KERNEL), ("initrd", INITRD, pxe.INITRD))
+# (stage, its output, name in the bundle): the boot files, whatever image root=live: names.
+BOOT_FILES = (("initrd", KERNEL, pxe.KERNEL), ("initrd", INITRD, pxe.INITRD), ("iso", NETBOOT_LOADER, pxe.UEFI_LOADER))
 
 
 def bundle_copies(plan: BuildPlan, bundle: pxe.PxeBundle, reports: dict[str, StageReport]) -> dict[str, Export]:
-    """Bundle name -> the stage output copied there: the kernel, the initrd and the image."""
+    """Bundle name -> the stage output copied there: the kernel, the initrd, the UEFI loader
+    and the image."""
     copies = {name: Export(stage, reports[stage].key, output, reports[stage].record.outputs[output])
               for stage, output, name in BOOT_FILES}
     if bundle.image == pxe.IMAGE:
@@ -59,5 +62,5 @@ def write_bundle(plan: BuildPlan, bundle: pxe.PxeBundle, reports: dict[str, Stag
     replace_directory(directory, fill)
     return {"directory": directory.name, "url": bundle.url, "image_url": bundle.image_url,
             "kernel_cmdline": bundle.kernel_cmdline, "ipxe_script": pxe.IPXE_SCRIPT,
-            "pxelinux_config": pxe.PXELINUX_CONFIG, "grub_config": pxe.GRUB_CONFIG,
+            "pxelinux_config": pxe.PXELINUX_CONFIG, "grub_config": pxe.GRUB_CONFIG, "uefi_loader": pxe.UEFI_LOADER,
             "files": dict(sorted(files.items()))}

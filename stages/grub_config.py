@@ -21,6 +21,16 @@ def early_config(marker: str) -> str:
     )
 
 
+def netboot_early_config() -> str:
+    """For the network-boot loader: GRUB loaded by a UEFI PXE client sets $cmdpath to the
+    TFTP server and folder it came from, e.g. (tftp,10.0.2.2), so the bundle's grub.cfg is
+    read from beside the loader, wherever the server keeps it."""
+    return (
+        'echo "Loading $cmdpath/grub.cfg"\n'
+        "configfile $cmdpath/grub.cfg\n"
+    )
+
+
 def _terminals(terminal: Terminal) -> str:
     if terminal is Terminal.SERIAL:
         return SERIAL_LINE + "terminal_input serial\nterminal_output serial\n"

@@ -11,6 +11,9 @@ firmware="uefi" (Secure Boot): the FAT image holds the image's own signed shim, 
 MokManager instead (stages/grub_efi.py), which the initrd stage took out of the root.
 The signed GRUB has its own built-in config; the ISO gives it /.disk/info to find the
 medium by and, in boot/grub/x86_64-efi/grub.cfg, the same marker search as above.
+
+netboot_loader (--pxe): one more GRUB EFI image, not on the medium but an output of its own,
+bootx64.efi, which the network-boot bundle serves to UEFI PXE clients.
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ from liveorch.stages.contracts.iso import (
     INITRD_PATH,
     ISO_IMAGE,
     KERNEL_PATH,
+    NETBOOT_LOADER,
     VERITY_INITRD_PATH,
     VERITY_SUFFIX,
     Firmware,
     IsoOptions,
 )
 from liveorch.stages.contracts.squashfs import ROOT_IMAGE, SQUASHFS_IMAGE
-from liveorch.stages.grub_config import early_config, loopback_config, menu_config
+from liveorch.stages.grub_config import early_config, loopback_config, menu_config, netboot_early_config
 from liveorch.stages.tools import StageError, fresh_dir, log, package_version, run
 
 GRUB_LIB = Path("/usr/lib/grub")
@@ -44,14 +48,20 @@ COMMON_MODULES = [
 ]
 BIOS_MODULES = ["biosdisk", *COMMON_MODULES]
 EFI_MODULES = ["efi_gop", "efi_uga", *COMMON_MODULES]
+# The network-boot loader reads its config, kernel and initrd by TFTP through the firmware's
+# network interface (efinet); http lets a hand-edited grub.cfg use (http,HOST:PORT)/... instead.
+NETBOOT_MODULES = [
+    "efinet", "tftp", "http", "efi_gop", "efi_uga", "configfile", "normal", "linux", "echo", "test",
+    "serial", "terminal", "sleep", "ls", "cat", "halt", "reboot", "true",
+]
 
 
 def _touch(path: Path, epoch: int) -> None:
     os.utime(path, (epoch, epoch), follow_symlinks=False)
 
 
-def _grub_image(target: str, modules: list[str], output: Path, early: Path) -> None:
-    run(["grub-mkimage", "--format", target, "--prefix", "/boot/grub", "--config", early,
+def _grub_image(target: str, modules: list[str], output: Path, early: Path, prefix: str = "/boot/grub") -> None:
+    run(["grub-mkimage", "--format", target, "--prefix", prefix, "--config", early,
          "--output", output, *modules], what=f"grub-mkimage {target}")
 
 
@@ -145,8 +155,16 @@ def medium_identity(request: StageRequest, workspace: Workspace) -> str:
     """
     inputs = {name: json.loads((workspace.input(request, name) / RECORD_FILE).read_text())["outputs"]
               for name in sorted(request.inputs)}
-    return sha256_text(canonical_json({"options": encode(request.options), "epoch": request.source_date_epoch,
-                                       "inputs": inputs}))
+    return sha256_text(canonical_json({"options": _medium_options(request.options),
+                                       "epoch": request.source_date_epoch, "inputs": inputs}))
+
+
+def _medium_options(options: IsoOptions) -> dict[str, object]:
+    """The options that shape the medium. netboot_loader does not (the loader is written
+    beside the ISO), so a --pxe build's ISO is byte for byte the ISO built without it."""
+    encoded: dict[str, object] = encode(options)
+    del encoded["netboot_loader"]
+    return encoded
 
 
 def _esp_files(options: IsoOptions, initrd: Path, tree: Path, work: Path, early: Path) -> dict[str, Path]:
@@ -172,6 +190,17 @@ def _verity_files(options: IsoOptions, live: Path, work: Path, identity: str, ep
     initramfs = work / "verity.cpio"
     initramfs.write_bytes(verity.verity_initramfs(Path(image).name, options.volid, tree, epoch))
     return {f"/{image}{VERITY_SUFFIX}": tree_file, VERITY_INITRD_PATH: initramfs}
+
+
+def _netboot_loader(options: IsoOptions, work: Path, out: Path) -> None:
+    """netboot_loader: GRUB for UEFI network clients, as an output of its own. Its prefix is
+    left empty so that GRUB takes the TFTP server and folder it was loaded from; the embedded
+    config then reads grub.cfg there."""
+    if not options.netboot_loader:
+        return
+    early = work / "netboot.cfg"
+    early.write_text(netboot_early_config())
+    _grub_image("x86_64-efi", NETBOOT_MODULES, out / NETBOOT_LOADER, early, prefix="")
 
 
 def execute(request: StageRequest, workspace: Workspace) -> Outcome:
@@ -202,6 +231,7 @@ def execute(request: StageRequest, workspace: Workspace) -> Outcome:
     iso = workspace.out / ISO_IMAGE
     run(xorriso_argv(options, epoch, tree, grafts, iso), what="xorriso")
     log(f"iso: {iso.stat().st_size // (1 << 20)} MiB")
+    _netboot_loader(options, work, workspace.out)
     return Outcome(
         tools=package_version("xorriso", "grub-common", "grub-pc-bin", "grub-efi-amd64-bin", "mtools", "dosfstools",
                               *(("cryptsetup-bin",) if options.verity else ())),

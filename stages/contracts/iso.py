@@ -17,6 +17,9 @@ VERITY_INITRD_PATH = "/boot/x86_64/loader/verity"
 VERITY_CONF = "etc/liveorch/verity.conf"
 VERITY_SUFFIX = ".verity"
 VERITY_DEVICE = "live-verity"  # /dev/mapper/live-verity
+# netboot_loader: GRUB for UEFI clients booting from the network, beside the ISO (not on it);
+# the bundle of `run --pxe` serves it as DHCP's boot file.
+NETBOOT_LOADER = "bootx64.efi"
 
 
 class Firmware(enum.StrEnum):
@@ -78,6 +81,10 @@ class Verity:
 
 @dataclass(frozen=True)
 class IsoOptions:
+    """`netboot_loader` (--pxe): also make NETBOOT_LOADER, a GRUB EFI image that a UEFI PXE
+    client loads by TFTP and that reads grub.cfg from the same server. It is not part of the
+    medium: the ISO's bytes do not depend on it."""
+
     volid: str
     title: str
     application_id: str
@@ -86,6 +93,7 @@ class IsoOptions:
     efifatimagesize: int | None
     menu: BootMenu
     verity: Verity | None
+    netboot_loader: bool
 
 
 SPEC = StageSpec(
@@ -93,7 +101,7 @@ SPEC = StageSpec(
     summary="grub-mkimage, mkfs.fat + mtools and xorriso, all on files as an unprivileged user",
     options=IsoOptions,
     inputs=("squashfs", "initrd"),
-    outputs=(Output(ISO_IMAGE, export="{iso}"),),
+    outputs=(Output(ISO_IMAGE, export="{iso}"), Output(NETBOOT_LOADER, optional=True)),
     capabilities=(),
     user=UNPRIVILEGED_UID,
 )

@@ -11,8 +11,8 @@ import pytest
 
 from liveorch.stages import iso
 from liveorch.stages.contract import StageRequest, Workspace
-from liveorch.stages.contracts.iso import Firmware, IsoOptions
-from liveorch.stages.grub_config import early_config, loopback_config, menu_config
+from liveorch.stages.contracts.iso import NETBOOT_LOADER, Firmware, IsoOptions
+from liveorch.stages.grub_config import early_config, loopback_config, menu_config, netboot_early_config
 from liveorch.stages.tools import StageError
 
 SQUASHFS = b"hsqs fake squashfs image\n"
@@ -181,6 +181,47 @@ def test_the_marker_ignores_the_request_key(example_plan, new_workspace, make_re
         request = make_request("iso", iso_options(example_plan, Firmware.BIOS), INPUTS, key=f"key-{name}")
         markers.append(iso.execute(request, workspace).facts["marker"])
     assert markers[0] == markers[1]
+
+
+@pytest.mark.parametrize("firmware", [Firmware.EFI, Firmware.BIOS])
+def test_netboot_loader_is_a_grub_efi_image_beside_the_iso(example_plan, workspace, publish, make_request, commands,
+                                                           firmware) -> None:
+    """--pxe: whatever the ISO's firmware, UEFI network clients get a GRUB of their own."""
+    publish_inputs(publish)
+    options = dataclasses.replace(iso_options(example_plan, firmware), netboot_loader=True)
+    iso.execute(make_request("iso", options, INPUTS), workspace)
+
+    early = workspace.tmp / "grub/netboot.cfg"
+    assert commands.tool_calls("grub-mkimage")[-1] == [
+        "grub-mkimage", "--format", "x86_64-efi", "--prefix", "", "--config", str(early),
+        "--output", str(workspace.out / NETBOOT_LOADER), *iso.NETBOOT_MODULES]
+    assert {"efinet", "tftp", "linux", "normal", "configfile", "echo"} <= set(iso.NETBOOT_MODULES)
+    assert (workspace.out / NETBOOT_LOADER).read_bytes() == b"fake grub core x86_64-efi\n"
+    assert early.read_text() == netboot_early_config()
+    assert "configfile $cmdpath/grub.cfg\n" in early.read_text(), "grub.cfg beside the loader on the TFTP server"
+    assert NETBOOT_LOADER not in " ".join(commands.tool_calls("xorriso")[0]), "not on the medium"
+
+
+def test_without_pxe_there_is_no_netboot_loader(example_plan, workspace, publish, make_request, commands) -> None:
+    run_iso(example_plan, publish, make_request, workspace, Firmware.EFI)
+    assert sorted(p.name for p in workspace.out.iterdir()) == ["image.iso"]
+    assert not any("--prefix" in argv and argv[argv.index("--prefix") + 1] == ""
+                   for argv in commands.tool_calls("grub-mkimage"))
+
+
+def test_the_netboot_loader_leaves_the_medium_as_it_was(example_plan, new_workspace, make_request, publish,
+                                                        commands) -> None:
+    """A --pxe build's ISO is the very ISO of the same build without --pxe: same marker and
+    FAT serial, so the same bytes."""
+    markers = []
+    for wanted in (False, True):
+        workspace = new_workspace(f"netboot-{wanted}")
+        publish_inputs(publish, store=workspace.store)
+        options = dataclasses.replace(iso_options(example_plan, Firmware.EFI), netboot_loader=wanted)
+        markers.append(iso.execute(make_request("iso", options, INPUTS), workspace).facts["marker"])
+    assert markers[0] == markers[1]
+    first, second = commands.tool_calls("mkfs.fat")
+    assert first[first.index("-i") + 1] == second[second.index("-i") + 1]
 
 
 def test_uefi_without_the_signed_chain_is_a_stage_error(example_plan, workspace, publish, make_request,

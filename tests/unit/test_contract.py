@@ -35,7 +35,8 @@ def iso_options(**changes: object) -> IsoOptions:
     menu = BootMenu(Terminal.BOTH, 10, TimeoutStyle.MENU, (MenuEntry("Live", "root=live:CDLABEL=LIVE"),),
                     "iso-scan/filename=${iso_path} root=live:CDLABEL=LIVE")
     options = IsoOptions(volid="LIVE", title="Live", application_id="LIVE", publisher="liveorch",
-                         firmware=Firmware.EFI, efifatimagesize=None, menu=menu, verity=None)
+                         firmware=Firmware.EFI, efifatimagesize=None, menu=menu, verity=None,
+                         netboot_loader=False)
     return replace(options, **changes)  # type: ignore[arg-type]
 
 

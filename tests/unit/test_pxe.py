@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from liveorch.orchestrator import pxe
+from liveorch.orchestrator import pxe, pxe_bundle
 from liveorch.orchestrator.boot import BootMode, BootScript, pxe_nic, qemu_argv
 from liveorch.orchestrator.description import parse_description
 from liveorch.orchestrator.errors import LiveorchError
 from liveorch.orchestrator.overrides import Overrides
 from liveorch.orchestrator.plan import NETWORK_BOOT_PACKAGES, make_plan
 from liveorch.orchestrator.pxe import NetworkImage
+from liveorch.stages.contracts.iso import NETBOOT_LOADER
+from liveorch.stages.contracts.iso import SPEC as ISO_SPEC
 
 URL = "http://10.0.2.2:8000/"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -29,6 +32,7 @@ def test_without_pxe_nothing_network_is_added(write_description) -> None:
     assert plan.pxe is None
     assert not set(NETWORK_BOOT_PACKAGES) & set(plan.options["resolve"].packages)
     assert plan.options["initrd"].dracut_modules == ("dmsquash-live",)
+    assert plan.options["iso"].netboot_loader is False
 
 
 def test_pxe_dmsquash_adds_dracut_network_curl_and_livenet(write_description) -> None:
@@ -40,6 +44,7 @@ def test_pxe_dmsquash_adds_dracut_network_curl_and_livenet(write_description) ->
     assert plan.pxe.url == URL
     assert plan.pxe.image_url == URL + "squashfs.img"
     assert plan.pxe.title == plan.options["iso"].title == "Unit test live"
+    assert plan.options["iso"].netboot_loader is True
     assert any("--pxe: added curl" in note for note in plan.notes)
 
 
@@ -137,6 +142,7 @@ def test_configs_boot_the_bundles_kernel_and_initrd_with_the_same_cmdline(write_
     assert "  MENU LABEL My live" in pxelinux
     grub = files["grub.cfg"].splitlines()
     assert f"    linux ($root)/vmlinuz {bundle.kernel_cmdline}" in grub
+    assert "    initrd ($root)/initrd.img" in grub, "by TFTP from the server bootx64.efi came from"
     assert "menuentry 'My live' {" in grub
     assert bundle.image_url == "http://10.0.2.2:8000/squashfs.img"
 
@@ -191,7 +197,9 @@ def test_examples_bundle_reuses_their_root_and_squashfs(name: str, profiles: tup
                                     overrides=Overrides(set_repo=repo) if profiles else None)
     plain, bundle = make_plan(description), make_plan(description, pxe_url=URL)
     changed = {stage for stage in plain.options if plain.options[stage] != bundle.options[stage]}
-    assert changed == {"initrd"}
+    assert changed == {"initrd", "iso"}
+    assert dataclasses.replace(bundle.options["iso"], netboot_loader=False) == plain.options["iso"], \
+        "the iso stage is only asked for the UEFI loader besides"
 
 
 # --- the ISO itself as the network image (KIWI's root=live:URL/NAME.iso) -------------------------
@@ -237,3 +245,11 @@ def test_pxe_append_refuses_words_a_boot_config_would_read_differently(word: str
 
 def test_ftp_urls_are_accepted() -> None:
     assert pxe.check_url("ftp://10.0.2.2/live") == "ftp://10.0.2.2/live/"
+
+
+def test_the_bundle_copies_the_iso_stages_uefi_loader() -> None:
+    """bootx64.efi is an output the iso stage declares (optional: only --pxe asks for it)."""
+    assert ("iso", NETBOOT_LOADER, pxe.UEFI_LOADER) in pxe_bundle.BOOT_FILES
+    (declared,) = [o for o in ISO_SPEC.outputs if o.name == NETBOOT_LOADER]
+    assert declared.optional and declared.export is None, "not exported beside the ISO, only into the bundle"
+
