@@ -30,6 +30,7 @@ from liveorch.orchestrator.console import (
     redact,
 )
 from liveorch.orchestrator.errors import CheckFailed, LiveorchError
+from liveorch.orchestrator.pxe import UEFI_LOADER
 from liveorch.orchestrator.target_files import write_file_atomic
 
 OVMF_CANDIDATES = ("/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd", "/usr/share/OVMF/OVMF_CODE.fd")
@@ -189,6 +190,20 @@ def pxe_nic(tftp_root: Path, bootfile: str = "boot.ipxe") -> str:
     if "," in str(tftp_root):
         raise LiveorchError(f"{tftp_root}: QEMU's -nic option cannot take a path with a comma")
     return f"user,model=virtio-net-pci,tftp={tftp_root},bootfile={bootfile}"
+
+
+def uefi_pxe_devices(tftp_root: Path, bootfile: str = UEFI_LOADER) -> tuple[str, ...]:
+    """QEMU arguments for a UEFI network boot as a PC does it: OVMF's own PXE client loads
+    the boot file by TFTP from QEMU's user network. `romfile=` leaves out the NIC's iPXE
+    ROM, which would otherwise do the PXE step itself; `bootindex=0` puts the NIC first, so
+    OVMF starts with IPv4 PXE (the empty CD drive, IPv6 PXE and HTTP boot come after).
+    Used with no -nic (BootScript.nic None) and no CD or disk attached."""
+    if "," in str(tftp_root):
+        raise LiveorchError(f"{tftp_root}: QEMU's -netdev option cannot take a path with a comma")
+    return (
+        "-netdev", f"user,id=pxe,tftp={tftp_root},bootfile={bootfile}",
+        "-device", "virtio-net-pci,netdev=pxe,romfile=,bootindex=0",
+    )
 
 
 def boot_and_login(iso: Path, mode: BootMode, password: str, command: str | Sequence[str] = DEFAULT_COMMAND,

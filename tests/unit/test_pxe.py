@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from liveorch.orchestrator import pxe, pxe_bundle
-from liveorch.orchestrator.boot import BootMode, BootScript, pxe_nic, qemu_argv
+from liveorch.orchestrator.boot import BootMode, BootScript, pxe_nic, qemu_argv, uefi_pxe_devices
 from liveorch.orchestrator.description import parse_description
 from liveorch.orchestrator.errors import LiveorchError
 from liveorch.orchestrator.overrides import Overrides
@@ -253,3 +253,15 @@ def test_the_bundle_copies_the_iso_stages_uefi_loader() -> None:
     (declared,) = [o for o in ISO_SPEC.outputs if o.name == NETBOOT_LOADER]
     assert declared.optional and declared.export is None, "not exported beside the ISO, only into the bundle"
 
+
+def test_uefi_network_boot_uses_the_firmwares_pxe_client_first(tmp_path: Path) -> None:
+    mode = BootMode(uefi=True, disk=False)
+    devices = uefi_pxe_devices(tmp_path)
+    assert devices == ("-netdev", f"user,id=pxe,tftp={tmp_path},bootfile=bootx64.efi",
+                       "-device", "virtio-net-pci,netdev=pxe,romfile=,bootindex=0")
+    argv = qemu_argv(tmp_path / "x.iso", mode, attach_iso=False) + list(devices)
+    assert argv[argv.index("-nic") + 1] == "none", "no second NIC beside the PXE one"
+    assert "-bios" in argv
+    assert not any("x.iso" in a for a in argv)
+    with pytest.raises(LiveorchError, match="comma"):
+        uefi_pxe_devices(tmp_path / "a,b")
