@@ -64,7 +64,8 @@ def test_iso_stage_writes_image_iso_exported_under_the_kiwi_name(example_plan: B
     """The iso stage's file has one name in every build; the KIWI name is given at export."""
     names = dict(image=example_plan.image_name, basename=example_plan.basename, iso=example_plan.iso_name)
     assert ISO_IMAGE == "image.iso"
-    assert [(o.name, o.export) for o in spec_of("iso").outputs] == [(ISO_IMAGE, "{iso}")]
+    # bootx64.efi (--pxe) goes into the network-boot bundle only, not beside the ISO
+    assert [(o.name, o.export) for o in spec_of("iso").outputs] == [(ISO_IMAGE, "{iso}"), ("bootx64.efi", None)]
     assert spec_of("iso").output(ISO_IMAGE).export.format(**names) == "bookworm-live.x86_64-1.0.0.iso"
     checksum = spec_of("checksum")
     assert checksum.output(ISO_IMAGE).export.format(**names) == example_plan.iso_name
