@@ -452,8 +452,11 @@ def serve_pxe(
 ) -> None:
     """Serve a network-boot bundle over HTTP, for trying it out (Ctrl-C stops).
 
-    Example: liveorch serve-pxe out; then in another terminal
+    Example: liveorch serve-pxe out; then in another terminal, BIOS (iPXE)
       qemu-system-x86_64 -m 2048 -serial stdio -nic user,model=virtio-net-pci,tftp=out/NAME.pxe,bootfile=boot.ipxe
+    or UEFI (GRUB, bootx64.efi)
+      qemu-system-x86_64 -m 2048 -serial stdio -bios /usr/share/ovmf/OVMF.fd \\
+        -nic user,model=virtio-net-pci,tftp=out/NAME.pxe,bootfile=bootx64.efi
     """
     from liveorch.orchestrator.pxe import find_bundle, make_server
 
