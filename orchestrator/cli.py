@@ -224,8 +224,9 @@ ProgressOpt = Annotated[ProgressKind, typer.Option(metavar="KIND", help="auto (l
 JsonOpt = Annotated[bool, typer.Option("--json", help="Same as --progress json.")]
 PxeOpt = Annotated[bool, typer.Option("--pxe", help="Also write a network-boot bundle <name>.pxe/ beside the ISO "
                                                     "(kernel, initrd with network, the image with its .sha256, "
-                                                    "iPXE/PXELINUX/GRUB configs); adds dracut-network, procps and "
-                                                    "curl to the image.")]
+                                                    "iPXE/PXELINUX/GRUB configs, GRUB for UEFI clients as "
+                                                    "bootx64.efi); adds dracut-network, procps and curl to the "
+                                                    "image.")]
 PxeImageOpt = Annotated[NetworkImage, typer.Option(metavar="KIND", help="What the network boot fetches (implies "
                                                    "--pxe): iso (the ISO itself, as KIWI does; checked in the "
                                                    "initrd; any root layout) or squashfs (smaller; the squashfs "
