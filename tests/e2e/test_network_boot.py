@@ -12,13 +12,16 @@ exported configs. Boots run two at a time:
   (rd.kiwi.live.system) with persistence; a file is written.
 - then that disk on its own, with no network at all: the file is still there.
 - kiwi-features: a truncated ISO on the server is refused before anything is mounted.
+- kiwi-features, UEFI: then that server serves the intact bundle again, and OVMF's own PXE
+  client (the iPXE ROM left out, as on a PC) loads bootx64.efi; that GRUB reads grub.cfg, the
+  kernel and the initrd by TFTP, and the initrd fetches the ISO by URL.
 - kiwi-features over AoE (root=live:aoe:/dev/etherd/e0.2): the bare squashfs of the
   --pxe-image squashfs bundle exported by vblade on a tap device the test makes and removes
   (tests/e2e/aoe_export.py), booted with the bundle's kernel and initrd; the download of the
   bare squashfs itself goes through the same module code (bare_root) and is not booted again.
 
 The boots run in two lanes, so the two cores stay busy: the deployment and then the deployed
-disk in one; the short refusal, then AoE, in the other.
+disk in one; the short refusal, UEFI, then AoE, in the other.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from typing import Any
 import pytest
 from aoe_export import SHELF, skip_reason, tap_device, vblade_export
 
-from liveorch.orchestrator.boot import BootMode, BootResult, BootScript, boot_and_login, pxe_nic
+from liveorch.orchestrator.boot import BootMode, BootResult, BootScript, boot_and_login, pxe_nic, uefi_pxe_devices
 from liveorch.orchestrator.build import BuildReport
 from liveorch.orchestrator.errors import CheckFailed
 from liveorch.orchestrator.pxe import NetworkImage
@@ -47,6 +50,7 @@ from liveorch.orchestrator.pxe import NetworkImage
 pytestmark = pytest.mark.slow
 PASSWORD = "linux"  # root's, in both examples
 BIOS = BootMode(uefi=False, disk=False)
+UEFI = BootMode(uefi=True, disk=False)
 DEPLOY = "rd.kiwi.live.system=/dev/vda rd.live.overlay.persistent rd.live.overlay.cowfs=ext4"
 # QEMU's PC always has an IDE CD drive: it must be empty (opening it fails: no medium).
 WHERE = ("cat /proc/cmdline; findmnt -n -o SOURCE,FSTYPE /; "
@@ -55,6 +59,7 @@ WHERE = ("cat /proc/cmdline; findmnt -n -o SOURCE,FSTYPE /; "
 FIRST = [WHERE, "lsblk -n -o NAME,LABEL /dev/vda | sed 's/^/DISK: /'",
          "echo written-in-the-first-boot > /root/deployed.txt; sync"]
 SECOND = [WHERE, "cat /root/deployed.txt; ls /sys/class/net | sed 's/^/IFACE: /'"]
+FIRMWARE = "test -d /sys/firmware/efi && echo FIRMWARE-UEFI || echo FIRMWARE-BIOS"
 AOE_SLOT, AOE_MAC = 2, "52:54:00:a0:e0:02"  # vblade answers only this MAC
 AOE_COMMAND = (f"{WHERE}; findmnt -n -o SOURCE /run/liveorch/medium | sed 's/^/MEDIUM: /'; "
                "losetup -n -l -O BACK-FILE | sed 's/^/LOOP: /'; ls /dev/vda /dev/sda 2>&1 | sed 's/^/DISKS: /'")
@@ -118,6 +123,16 @@ def _boot(variant: Variant, commands: list[str], qemu_extra: tuple[str, ...] = (
         return error
 
 
+def _uefi_boot(variant: Variant) -> BootResult | Exception:
+    """No -nic: the PXE NIC comes from uefi_pxe_devices (OVMF's own PXE client, tried first)."""
+    script = BootScript(attach_iso=False, qemu_extra=uefi_pxe_devices(variant.bundle))
+    try:
+        return boot_and_login(variant.report.iso, UEFI, PASSWORD, command=[WHERE, FIRMWARE], script=script,
+                              log=variant.work / "uefi.serial.log")
+    except Exception as error:  # reported by the UEFI test
+        return error
+
+
 def _aoe_boot(variant: Variant) -> BootResult | Exception:
     """The bundle's kernel and initrd directly, the bare squashfs as AoE shelf 0 slot 2."""
     if skip_reason() is not None:
@@ -158,7 +173,11 @@ def _deploy_lane(deploy: Variant) -> dict[str, BootResult | Exception]:
 
 
 def _short_lane(variants: dict[str, Variant]) -> dict[str, BootResult | Exception]:
-    return {"truncated": _boot(variants["truncated"], [WHERE]), "aoe": _aoe_boot(variants["aoe"])}
+    """The truncated ISO refused; then its bundle, intact, served again: the ISO by URL for UEFI."""
+    truncated = variants["truncated"]
+    refused = _boot(truncated, [WHERE])
+    truncated.server.directory = truncated.bundle
+    return {"truncated": refused, "uefi": _uefi_boot(truncated), "aoe": _aoe_boot(variants["aoe"])}
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +195,8 @@ def network_boots(features_build: BuildReport, features_variant: Callable[..., B
             lanes = [pool.submit(_deploy_lane, variants["deploy"]), pool.submit(_short_lane, variants)]
             boots = {name: boot for lane in lanes for name, boot in lane.result().items()}
         variants["second"] = Variant(variants["deploy"].report, variants["deploy"].server, variants["deploy"].work)
+        variants["uefi"] = Variant(variants["truncated"].report, variants["truncated"].server,
+                                   variants["truncated"].work)
         for name, boot in boots.items():
             variants[name].boot = boot
         yield variants
@@ -243,6 +264,20 @@ def test_aoe_export_of_the_root_image_boots_it_directly(network_boots: dict[str,
     print(f"AoE: login after {boot.seconds_to_login:.0f} s")
 
 
+def test_uefi_boots_the_iso_by_url_through_bootx64_efi(network_boots: dict[str, Variant]) -> None:
+    variant = network_boots["uefi"]
+    boot = _booted(variant)
+    out = boot.command_output.replace("\r", "")
+    assert "FIRMWARE-UEFI" in out
+    assert "Start PXE over IPv4" in boot.transcript, "OVMF's own PXE client, the NIC first"
+    assert "Loading (tftp,10.0.2.2)/grub.cfg" in boot.transcript, "bootx64.efi read the bundle's grub.cfg"
+    assert "BOOT_IMAGE=(tftp,10.0.2.2)/vmlinuz" in out, "GRUB loaded the kernel by TFTP"
+    assert f"root=live:{variant.server.guest_url}{variant.report.iso.name}" in out
+    assert "CD-EMPTY" in out
+    assert "download verified: sha256 matches" in boot.transcript
+    print(f"uefi: login after {boot.seconds_to_login:.0f} s over the network")
+
+
 def test_report_describes_the_bundle(network_boots: dict[str, Variant]) -> None:
     variant = network_boots["deploy"]
     record = variant.record()
@@ -251,6 +286,9 @@ def test_report_describes_the_bundle(network_boots: dict[str, Variant]) -> None:
     assert record["image_url"] == f"{variant.server.guest_url}{iso}"
     assert record["kernel_cmdline"].endswith(DEPLOY)
     assert {"vmlinuz", "initrd.img", iso, f"{iso}.sha256", "boot.ipxe", "pxelinux.cfg/default",
-            "grub.cfg"} <= set(record["files"])
+            "grub.cfg", "bootx64.efi"} <= set(record["files"])
+    iso_stage = next(s for s in json.loads(variant.report.iso.with_name(iso.removesuffix(".iso") + ".report.json")
+                                           .read_text())["stages"] if s["stage"] == "iso")
+    assert record["files"]["bootx64.efi"]["sha256"] == iso_stage["outputs"]["bootx64.efi"]["sha256"]
     assert record["files"][iso]["sha256"] == variant.report.sha256
     assert (variant.bundle / f"{iso}.sha256").read_text() == f"{variant.report.sha256}  {iso}\n"
