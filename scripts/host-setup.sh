@@ -23,7 +23,7 @@ fi
 if ! docker info >/dev/null 2>&1; then
     if [ -z "${DOCKER_HOST:-}" ] && command -v dockerd >/dev/null 2>&1; then
         echo "host-setup: starting dockerd"
-        as_root sh -c 'nohup dockerd >/var/log/liveorch-dockerd.log 2>&1 &'
+        as_root sh -c 'setsid nohup dockerd >/var/log/liveorch-dockerd.log 2>&1 & '
         for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
     fi
     docker info >/dev/null 2>&1 || { echo "host-setup: no Docker engine answers" >&2; exit 3; }
