@@ -12,9 +12,9 @@ exported configs. Boots run two at a time:
   (rd.kiwi.live.system) with persistence; a file is written.
 - then that disk on its own, with no network at all: the file is still there.
 - kiwi-features: a truncated ISO on the server is refused before anything is mounted.
-- kiwi-features, UEFI: then that server serves the intact bundle again, and OVMF's own PXE
-  client (the iPXE ROM left out, as on a PC) loads bootx64.efi; that GRUB reads grub.cfg, the
-  kernel and the initrd by TFTP, and the initrd fetches the ISO by URL.
+- the example (flags="dmsquash"), UEFI: OVMF's own PXE client (the iPXE ROM left out, as on a
+  PC) loads bootx64.efi; that GRUB reads grub.cfg, the kernel and the initrd by TFTP, and
+  dracut's livenet fetches the ISO by URL, which dmsquash-live checks (checkisomd5) and boots.
 - kiwi-features over AoE (root=live:aoe:/dev/etherd/e0.2): the bare squashfs of the
   --pxe-image squashfs bundle exported by vblade on a tap device the test makes and removes
   (tests/e2e/aoe_export.py), booted with the bundle's kernel and initrd; the download of the
@@ -43,11 +43,12 @@ import pytest
 from aoe_export import SHELF, skip_reason, tap_device, vblade_export
 
 from liveorch.orchestrator.boot import BootMode, BootResult, BootScript, boot_and_login, pxe_nic, uefi_pxe_devices
-from liveorch.orchestrator.build import BuildReport
+from liveorch.orchestrator.build import BuildOptions, BuildReport, run_build
 from liveorch.orchestrator.errors import CheckFailed
 from liveorch.orchestrator.pxe import NetworkImage
 
 pytestmark = pytest.mark.slow
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "bookworm-live" / "config.xml"
 PASSWORD = "linux"  # root's, in both examples
 BIOS = BootMode(uefi=False, disk=False)
 UEFI = BootMode(uefi=True, disk=False)
@@ -173,21 +174,24 @@ def _deploy_lane(deploy: Variant) -> dict[str, BootResult | Exception]:
 
 
 def _short_lane(variants: dict[str, Variant]) -> dict[str, BootResult | Exception]:
-    """The truncated ISO refused; then its bundle, intact, served again: the ISO by URL for UEFI."""
-    truncated = variants["truncated"]
-    refused = _boot(truncated, [WHERE])
-    truncated.server.directory = truncated.bundle
-    return {"truncated": refused, "uefi": _uefi_boot(truncated), "aoe": _aoe_boot(variants["aoe"])}
+    """The short boots: the truncated ISO refused, UEFI, AoE."""
+    return {"truncated": _boot(variants["truncated"], [WHERE]), "uefi": _uefi_boot(variants["uefi"]),
+            "aoe": _aoe_boot(variants["aoe"])}
 
 
 @pytest.fixture(scope="module")
-def network_boots(features_build: BuildReport, features_variant: Callable[..., BuildReport],
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Variant]]:
+def network_boots(example_build: BuildReport, features_build: BuildReport, test_volume: str,
+                  features_variant: Callable[..., BuildReport], tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[dict[str, Variant]]:
     kinds = {"deploy": {"pxe_append": DEPLOY}, "truncated": {}, "aoe": {"pxe_image": NetworkImage.SQUASHFS}}
-    servers = {name: BundleServer() for name in kinds}
+    servers = {name: BundleServer() for name in [*kinds, "uefi"]}
     try:
         variants = {name: Variant(features_variant(pxe_url=servers[name].guest_url, **options), servers[name],
                                   tmp_path_factory.mktemp(f"pxe-{name}")) for name, options in kinds.items()}
+        work = tmp_path_factory.mktemp("pxe-uefi")
+        example = run_build(EXAMPLE, BuildOptions(target_dir=work / "out", volume=test_volume,
+                                                  pxe_url=servers["uefi"].guest_url), print)
+        variants["uefi"] = Variant(example, servers["uefi"], work)
         for variant in variants.values():
             variant.server.directory = variant.bundle
         _truncated_copy(variants["truncated"])
@@ -195,8 +199,6 @@ def network_boots(features_build: BuildReport, features_variant: Callable[..., B
             lanes = [pool.submit(_deploy_lane, variants["deploy"]), pool.submit(_short_lane, variants)]
             boots = {name: boot for lane in lanes for name, boot in lane.result().items()}
         variants["second"] = Variant(variants["deploy"].report, variants["deploy"].server, variants["deploy"].work)
-        variants["uefi"] = Variant(variants["truncated"].report, variants["truncated"].server,
-                                   variants["truncated"].work)
         for name, boot in boots.items():
             variants[name].boot = boot
         yield variants
@@ -272,9 +274,10 @@ def test_uefi_boots_the_iso_by_url_through_bootx64_efi(network_boots: dict[str, 
     assert "Start PXE over IPv4" in boot.transcript, "OVMF's own PXE client, the NIC first"
     assert "Loading (tftp,10.0.2.2)/grub.cfg" in boot.transcript, "bootx64.efi read the bundle's grub.cfg"
     assert "BOOT_IMAGE=(tftp,10.0.2.2)/vmlinuz" in out, "GRUB loaded the kernel by TFTP"
-    assert f"root=live:{variant.server.guest_url}{variant.report.iso.name}" in out
+    assert f"root=live:{variant.server.guest_url}{variant.report.iso.name} rd.live.image" in out
     assert "CD-EMPTY" in out
-    assert "download verified: sha256 matches" in boot.transcript
+    assert "overlay" in out, "dmsquash-live's overlay over the squashfs in the downloaded ISO"
+    assert any(r.startswith(f"GET /{variant.report.iso.name} 200") for r in variant.server.requests)
     print(f"uefi: login after {boot.seconds_to_login:.0f} s over the network")
 
 
