@@ -40,6 +40,18 @@ def medium_root(volid: str, live: LiveType) -> str:
     return "root=live:CDLABEL=" + volid.replace(" ", "\\x20")
 
 
+# In the description's own kernelcmdline: parameters that work only with the network in the
+# initrd (a network root, or the network brought up in the initrd), so the initrd gets it as
+# with --pxe.
+NETWORK_PARAMETERS = ("ip=", "rd.neednet=1", "root=live:http://", "root=live:https://", "root=live:ftp://",
+                      "root=live:aoe:")
+
+
+def network_parameter(live: LiveType) -> str | None:
+    """The first word of the description's kernelcmdline that needs the network in the initrd."""
+    return next((word for word in live.kernelcmdline.split() if word.startswith(NETWORK_PARAMETERS)), None)
+
+
 def kernel_cmdline(live: LiveType, root: str, network: bool = False) -> str:
     """The live kernel command line: root, the overlay's parameters, the description's own
     kernelcmdline, and the serial console unless that names consoles itself."""

@@ -80,7 +80,8 @@ def _add_missing(names: list[str], notes: list[str], packages: tuple[str, ...], 
             notes.append(note.format(package=package))
 
 
-def _packages(description: Description, notes: list[str], pxe: bool = False) -> tuple[str, ...]:
+def _packages(description: Description, notes: list[str], network: str | None = None) -> tuple[str, ...]:
+    """network: why the initrd needs the network (--pxe, or a kernelcmdline parameter), if it does."""
     names = [n for n in description.packages if n not in KIWI_ONLY_PACKAGES]
     if len(names) != len(description.packages):
         notes.append("dracut-kiwi-live is KIWI's own module: liveorch's initrd stage provides the live boot")
@@ -97,9 +98,9 @@ def _packages(description: Description, notes: list[str], pxe: bool = False) -> 
     if description.live.layout.verity is not None and description.live.flags is LiveFlags.OVERLAY:
         # dmsquash's dracut-live already depends on it
         _add_missing(names, notes, ("dmsetup",), "verity_blocks: added {package} to open the root through dm-verity")
-    if pxe:
+    if network:
         _add_missing(names, notes, NETWORK_BOOT_PACKAGES,
-                     "--pxe: added {package} so the initrd can fetch the live image over the network")
+                     network + ": added {package} so the initrd can bring up the network and fetch the live image")
     if description.live.firmware is Firmware.UEFI:
         _add_missing(names, notes, secure_boot_packages(ARCHITECTURE),
                      'firmware="uefi": added {package} for the Secure Boot chain')
@@ -223,14 +224,19 @@ def _rootfs_options(description: Description, volid: str, payload_sha256: str | 
 
 
 def _stage_options(description: Description, notes: list[str], lock: Lock | None, offline: bool,
-                   payload_sha256: str | None, hook_timeout: int, network_boot: bool) -> dict[str, Any]:
-    """One entry per stage: its contract's options class, every field set."""
+                   payload_sha256: str | None, hook_timeout: int, pxe: bool) -> dict[str, Any]:
+    """One entry per stage: its contract's options class, every field set. The initrd carries
+    the network with --pxe, or when the description's kernelcmdline needs it (ip=, a network
+    root), and only then."""
     live = description.live
+    parameter = live_boot.network_parameter(live)
+    network = "--pxe" if pxe else (f'kernelcmdline="... {parameter} ..."' if parameter else None)
+    network_boot = network is not None
     volid = live.volid or default_volid(description.name)
     title = description.displayname or volid
     return {
         "resolve": ResolveOptions(architecture=ARCHITECTURE, repositories=_repositories(description),
-                                  packages=_packages(description, notes, pxe=network_boot), lock=lock,
+                                  packages=_packages(description, notes, network), lock=lock,
                                   offline=offline),
         "rootfs": _rootfs_options(description, volid, payload_sha256, hook_timeout),
         "squashfs": SquashfsOptions(filesystem=live.layout.filesystem, compression=live.squashfscompression,
@@ -241,7 +247,7 @@ def _stage_options(description: Description, notes: list[str], lock: Lock | None
         "iso": IsoOptions(volid=volid, title=title, application_id=live.application_id or volid,
                           publisher=live.publisher or "liveorch", firmware=live.firmware,
                           efifatimagesize=live.efifatimagesize, menu=live_boot.boot_menu(live, volid, title),
-                          verity=live.layout.verity, netboot_loader=network_boot),
+                          verity=live.layout.verity, netboot_loader=pxe),
         "checksum": ChecksumOptions(iso_name=iso_name(description), mediacheck=live.mediacheck),
     }
 

@@ -265,3 +265,15 @@ def test_uefi_network_boot_uses_the_firmwares_pxe_client_first(tmp_path: Path) -
     assert not any("x.iso" in a for a in argv)
     with pytest.raises(LiveorchError, match="comma"):
         uefi_pxe_devices(tmp_path / "a,b")
+
+
+@pytest.mark.parametrize("parameter", ["ip=dhcp", "rd.neednet=1", "root=live:aoe:/dev/etherd/e0.1"])
+def test_a_kernelcmdline_that_needs_the_network_gets_it_in_the_initrd(write_description, parameter: str) -> None:
+    overlay = OVERLAY_TYPE.replace("console=ttyS0,115200 quiet", f"console=ttyS0,115200 {parameter} quiet")
+    plan = make_plan(parse_description(write_description(type=overlay)))
+    assert plan.pxe is None
+    assert plan.options["initrd"].dracut_modules == ("liveorch-live", "url-lib", "network-legacy")
+    assert {"dracut-network", "curl"} <= set(plan.options["resolve"].packages)
+    assert f'kernelcmdline="... {parameter} ...": added curl so the initrd can bring up the network' in \
+        " ".join(plan.notes)
+    assert not plan.options["iso"].netboot_loader, "the UEFI network loader is for the bundle only"
