@@ -21,7 +21,8 @@ exported configs. Boots run two at a time:
   bare squashfs itself goes through the same module code (bare_root) and is not booted again.
 
 The boots run in two lanes, so the two cores stay busy: the deployment and then the deployed
-disk in one; the short refusal, UEFI, then AoE, in the other.
+disk in one; the short refusal, the example's bundle (built beside the deployment boot), UEFI,
+then AoE, in the other.
 """
 
 from __future__ import annotations
@@ -173,10 +174,13 @@ def _deploy_lane(deploy: Variant) -> dict[str, BootResult | Exception]:
     return {"deploy": first, "second": second}
 
 
-def _short_lane(variants: dict[str, Variant]) -> dict[str, BootResult | Exception]:
-    """The short boots: the truncated ISO refused, UEFI, AoE."""
-    return {"truncated": _boot(variants["truncated"], [WHERE]), "uefi": _uefi_boot(variants["uefi"]),
-            "aoe": _aoe_boot(variants["aoe"])}
+def _short_lane(variants: dict[str, Variant], build_example: Callable[[], Variant]
+                ) -> dict[str, BootResult | Exception]:
+    """The short boots: the truncated ISO refused, then (the example's bundle built meanwhile,
+    beside the deployment boot) UEFI, then AoE."""
+    refused = _boot(variants["truncated"], [WHERE])
+    variants["uefi"] = build_example()
+    return {"truncated": refused, "uefi": _uefi_boot(variants["uefi"]), "aoe": _aoe_boot(variants["aoe"])}
 
 
 @pytest.fixture(scope="module")
@@ -185,18 +189,22 @@ def network_boots(example_build: BuildReport, features_build: BuildReport, test_
                   ) -> Iterator[dict[str, Variant]]:
     kinds = {"deploy": {"pxe_append": DEPLOY}, "truncated": {}, "aoe": {"pxe_image": NetworkImage.SQUASHFS}}
     servers = {name: BundleServer() for name in [*kinds, "uefi"]}
-    try:
-        variants = {name: Variant(features_variant(pxe_url=servers[name].guest_url, **options), servers[name],
-                                  tmp_path_factory.mktemp(f"pxe-{name}")) for name, options in kinds.items()}
+
+    def build_example() -> Variant:
         work = tmp_path_factory.mktemp("pxe-uefi")
         example = run_build(EXAMPLE, BuildOptions(target_dir=work / "out", volume=test_volume,
                                                   pxe_url=servers["uefi"].guest_url), print)
-        variants["uefi"] = Variant(example, servers["uefi"], work)
+        servers["uefi"].directory = example.pxe or Path("/nonexistent")
+        return Variant(example, servers["uefi"], work)
+
+    try:
+        variants = {name: Variant(features_variant(pxe_url=servers[name].guest_url, **options), servers[name],
+                                  tmp_path_factory.mktemp(f"pxe-{name}")) for name, options in kinds.items()}
         for variant in variants.values():
             variant.server.directory = variant.bundle
         _truncated_copy(variants["truncated"])
         with ThreadPoolExecutor(max_workers=2) as pool:
-            lanes = [pool.submit(_deploy_lane, variants["deploy"]), pool.submit(_short_lane, variants)]
+            lanes = [pool.submit(_deploy_lane, variants["deploy"]), pool.submit(_short_lane, variants, build_example)]
             boots = {name: boot for lane in lanes for name, boot in lane.result().items()}
         variants["second"] = Variant(variants["deploy"].report, variants["deploy"].server, variants["deploy"].work)
         for name, boot in boots.items():
