@@ -21,15 +21,9 @@ live_url() {
     esac
 }
 
-# dracut's network module brings the interfaces up (ip=dhcp rd.neednet=1); wait for an address.
-wait_for_network() {
-    _i=0
-    until ls /tmp/net.*.did-setup > /dev/null 2>&1 || ip route show default 2> /dev/null | grep -q .; do
-        _i=$((_i + 1))
-        [ "$_i" -gt $((timeout_s * 2)) ] && return 1
-        sleep 0.5
-    done
-    return 0
+# dracut's network module brings the interfaces up (ip=dhcp rd.neednet=1): an address is there.
+network_up() {
+    ls /tmp/net.*.did-setup > /dev/null 2>&1 || ip route show default 2> /dev/null | grep -q .
 }
 
 # curl with KIWI's rd.kiwi.live.curl_options (a comma separates options: the kernel command
@@ -44,7 +38,7 @@ fetch() {
 download() {
     command -v curl > /dev/null || fail "root=live:$1 needs curl and the network in the initrd (liveorch run --pxe)"
     say "waiting for the network (ip=dhcp) to fetch $1 ..."
-    wait_for_network || fail "no network within ${timeout_s} s (no DHCP answer?): cannot fetch $1"
+    wait_until network_up || fail "no network within ${timeout_s} s (no DHCP answer?): cannot fetch $1"
     mkdir -p "$RUN/ram"
     _size=$(getarg ramdisk_size=)
     mount -t tmpfs -o "mode=0700${_size:+,size=${_size}k}" liveorch-ram "$RUN/ram" \

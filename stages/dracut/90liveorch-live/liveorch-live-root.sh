@@ -35,17 +35,26 @@ fail() {
 timeout_s=$(getarg rd.live.timeout=)
 timeout_s=${timeout_s:-180}
 
-# Waits for a block device node (or any path) to appear, letting udev catch up.
-wait_for_path() {
+# Runs the command every half second until it succeeds; fails after rd.live.timeout.
+wait_until() {
     _i=0
-    while [ ! -e "$1" ]; do
-        udevadm settle --timeout=2 > /dev/null 2>&1
-        [ -e "$1" ] && break
+    until "$@"; do
         _i=$((_i + 1))
         [ "$_i" -gt $((timeout_s * 2)) ] && return 1
         sleep 0.5
     done
     return 0
+}
+
+# A block device node (or any path) is there, once udev has caught up.
+path_settled() {
+    [ -e "$1" ] && return 0
+    udevadm settle --timeout=2 > /dev/null 2>&1
+    [ -e "$1" ]
+}
+
+wait_for_path() {
+    wait_until path_settled "$1"
 }
 
 live_device() {
