@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from liveorch.orchestrator.oci_registry import OciClient, RegistryError, RegistryRef
+from liveorch.orchestrator.volume_io import archive_for_engine
 from liveorch.stages.contract import Artifact, Record
 
 ARTIFACT_TYPE = "application/vnd.liveorch.stage.v1"
@@ -134,7 +135,7 @@ class RemoteCache:
     def spool(self, stage: str, record: Record, target: IO[bytes]) -> None:
         """Every output, streamed from the registry into a tar (out/<name>), each checked
         against the record while it streams; a mismatch stops with CorruptEntry."""
-        with tarfile.open(fileobj=target, mode="w") as tar:
+        with archive_for_engine(target) as tar:
             for name, artifact in sorted(record.outputs.items()):
                 info = tarfile.TarInfo(f"out/{name}")
                 info.size, info.mode = artifact.size, 0o644

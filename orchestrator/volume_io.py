@@ -15,6 +15,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -73,12 +74,26 @@ def read_file(container: docker.models.containers.Container, path: PurePosixPath
     return None
 
 
+@contextmanager
+def archive_for_engine(spool: IO[bytes]) -> Iterator[tarfile.TarFile]:
+    """A tar written into `spool` for put_archive, ending right after its two end blocks.
+
+    Python pads a tar to a 10 KiB record; Podman's copier stops reading at the end blocks
+    and exits, so the padding still being sent meets a closed pipe and the whole put fails
+    with a 500 ("passing bulk input to subprocess: write |1: broken pipe", buildah#6573),
+    more often the busier the machine. Docker ignores the padding either way."""
+    with tarfile.open(fileobj=spool, mode="w") as tar:
+        yield tar
+    spool.truncate(tar.offset)
+    spool.seek(0)
+
+
 def write_tree(container: docker.models.containers.Container, parent: PurePosixPath,
                entries: dict[str, Entry], files: dict[str, IO[bytes]] | None = None) -> None:
     """Create directories and files under `parent`, with the owners given (the engine keeps
     a tar's owners), plus open host files streamed in (spooled to disk, never read whole)."""
     with tempfile.TemporaryFile() as spool:
-        with tarfile.open(fileobj=spool, mode="w") as tar:
+        with archive_for_engine(spool) as tar:
             for name, entry in entries.items():
                 info = tarfile.TarInfo(name)
                 info.mtime, info.uid, info.gid = int(time.time()), entry.uid, entry.uid
@@ -93,7 +108,6 @@ def write_tree(container: docker.models.containers.Container, parent: PurePosixP
                 info.size, info.mode, info.mtime = source.seek(0, 2), 0o644, int(time.time())
                 source.seek(0)
                 tar.addfile(info, source)
-        spool.seek(0)
         if not container.put_archive(str(parent), spool):
             raise EngineError(f"could not write into the volume at {parent}")
 
