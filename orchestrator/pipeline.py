@@ -1,23 +1,26 @@
-"""The stage loop: each stage's key, a verified cache hit or a run, in running order.
+"""The stage loop: each stage's key, a verified cache hit, a pull or a run, as a DAG.
 
 Before anything runs, the loop looks up every stage whose inputs are already known to be
 cached, leases those entries (so `cache prune` leaves them alone) and has the store keeper
 hash them all in one go; an entry that no longer matches its record is dropped with a note
-and its stage runs again. A stage whose key is known only once an earlier stage has run
-(its inputs were rebuilt, with the same bytes or not) is looked up and verified then.
+and its stage runs again. Entries only the shared store (a registry) has are known by their
+records alone at that point, so their keys chain on, and all their pulls start at once.
 
-Stages run as soon as their inputs are there: stages whose inputs are ready together
-(squashfs and initrd, which both need only the root) run at the same time. When one of
-them fails, or Ctrl-C comes, the others are cancelled (their containers stopped and
-removed) before the error is reported.
+Then each stage starts as soon as its inputs are there: a run when nothing has its entry,
+beside whatever else is running or pulling (squashfs and initrd, which both need only the
+root, run side by side; the iso stage can start while the root still streams in from the
+registry). A stage whose key is known only once an earlier stage has run is looked up then.
+When a stage fails, or Ctrl-C comes, running stages are cancelled (their containers stopped
+and removed) and pulls under way finish cleaning up before the error is reported.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import IO, Any, Protocol
 
 from liveorch.orchestrator.errors import Interrupted, LiveorchError
@@ -30,14 +33,16 @@ Entry = tuple[str, str]  # (stage, key)
 
 
 class StoreView(Protocol):
-    """The local store, and a shared one behind it: `fetch` pulls an entry the local store
-    lacks (None when the shared one has none either); `share` offers an entry to it."""
+    """The local store, and a shared one behind it: `offer` is the shared store's record of
+    an entry the local store lacks (None when it has none), `pull` brings that entry in,
+    checked (None when it turns out unusable); `share` offers an entry to the shared store."""
 
     def lease(self, stage: str, key: str) -> None: ...
     def record(self, stage: str, key: str) -> Record | None: ...
     def verify(self, entries: list[Entry]) -> dict[Entry, str]: ...
     def drop(self, entries: list[Entry]) -> None: ...
-    def fetch(self, stage: str, key: str) -> Record | None: ...
+    def offer(self, stage: str, key: str) -> Record | None: ...
+    def pull(self, stage: str, key: str, record: Record) -> Record | None: ...
     def share(self, stage: str, key: str, record: Record) -> None: ...
 
 
@@ -95,13 +100,31 @@ def _epoch_of(record: Record) -> int:
     return value
 
 
-def _wait_for_first_error(futures: dict[Future[StageReport], str]) -> set[Future[StageReport]]:
+def _wait_for_some(futures: dict[Future[StageReport | Record | None], Job]) -> set[Future[StageReport | Record | None]]:
     """Waits in short steps: a Ctrl-C may reach any thread, and the main thread acts on it
     only between steps, never while blocked in one long wait."""
     while True:
-        done, running = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
-        if not running or any(future.exception() is not None for future in done):
+        done, _ = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
+        if done:
             return done
+
+
+def _interrupted(stopped: list[str]) -> Interrupted:
+    during = f" during the {' and '.join(stopped)} stage{'s' if len(stopped) > 1 else ''}" if stopped else ""
+    return Interrupted(f"interrupted{during}; finished stages stay cached")
+
+
+class JobKind(StrEnum):
+    RUN = "run"
+    PULL = "pull"
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: JobKind
+    stage: str
+    key: str
+    began: float = field(default_factory=time.monotonic, compare=False)
 
 
 class StageLoop:
@@ -121,7 +144,7 @@ class StageLoop:
     def forced(self, stage: str) -> bool:
         return self.settings.no_cache or (stage == "resolve" and self.settings.update_lock)
 
-    def _verify(self, found: dict[Entry, Record]) -> dict[Entry, Record]:
+    def verified(self, found: dict[Entry, Record]) -> dict[Entry, Record]:
         """The entries whose files still hash to their records; the others are dropped."""
         bad = self.store.verify(list(found)) if found else {}
         for (stage, key), reason in sorted(bad.items()):
@@ -130,11 +153,11 @@ class StageLoop:
         self.store.drop(list(bad))
         return {entry: record for entry, record in found.items() if entry not in bad}
 
-    def verified_hits(self, stages: tuple[str, ...]) -> dict[Entry, Record]:
-        """The cached entries this build can use, each checked against its record; what
-        only the shared store has is pulled (and checked on its way in) as the chain goes."""
+    def known_entries(self, stages: tuple[str, ...]) -> tuple[dict[Entry, Record], dict[Entry, Record]]:
+        """The local entries this build can use, each checked against its record, and the
+        shared store's records of those only it has (to pull): both chain on, key to key."""
         found: dict[Entry, Record] = {}
-        pulled: dict[Entry, Record] = {}
+        offered: dict[Entry, Record] = {}
         records: dict[str, Record] = {}
         epoch = self.settings.epoch
         for stage in stages:
@@ -143,94 +166,55 @@ class StageLoop:
             key = self.key(stage, epoch, records)
             self.store.lease(stage, key)
             record = self.store.record(stage, key)
-            if record is None:
-                record = self.store.fetch(stage, key)
-                if record is None:
-                    continue
-                pulled[(stage, key)] = record
-            else:
+            if record is not None:
                 found[(stage, key)] = record
+            elif (record := self.store.offer(stage, key)) is not None:
+                offered[(stage, key)] = record
+            else:
+                continue
             records[stage] = record
             if stage == "resolve":
                 epoch = _epoch_of(record)
-        return {**self._verify(found), **pulled}
+        return self.verified(found), offered
 
     def run(self, until: str | None = None) -> dict[str, StageReport]:
         names = stage_names()
-        stages = names[: names.index(until) + 1] if until else names
-        hits = self.verified_hits(stages)
-        reports: dict[str, StageReport] = {}
-        epoch = self.settings.epoch
-        pending = list(stages)
-        while pending:
-            ready = [stage for stage in pending if all(name in reports for name in spec_of(stage).inputs)]
-            records = {name: report.record for name, report in reports.items()}
-            keys = {stage: self.key(stage, epoch, records) for stage in ready}
-            cached = {stage: self._cached(stage, keys[stage], hits) for stage in ready}
-            reports |= {stage: report for stage, report in cached.items() if report is not None}
-            reports |= self._run_together([stage for stage in ready if cached[stage] is None], keys, epoch, reports)
-            pending = [stage for stage in pending if stage not in ready]
-            if "resolve" in ready:
-                epoch = _epoch_of(reports["resolve"].record)
-        return {stage: reports[stage] for stage in stages}
+        stages = tuple(names[: names.index(until) + 1] if until else names)
+        hits, offered = self.known_entries(stages)
+        return Schedule(self, stages, hits).run(offered)
 
-    def _run_together(self, stages: list[str], keys: dict[str, str], epoch: int,
-                      reports: dict[str, StageReport]) -> dict[str, StageReport]:
-        """Runs stages whose inputs are all there, at the same time when it can cancel them."""
-        if len(stages) < 2 or self.cancel is None:
-            return {stage: self._share(self._run(stage, keys[stage], epoch, reports, self.settings.cpus))
-                    for stage in stages}
-        threads = thread_budgets(stages, self.settings.cpus)
-        futures: dict[Future[StageReport], str] = {}
-        with ThreadPoolExecutor(max_workers=len(stages), thread_name_prefix="stage") as pool:
-            try:
-                for stage in stages:
-                    futures[pool.submit(self._run, stage, keys[stage], epoch, reports, threads[stage])] = stage
-                done = _wait_for_first_error(futures)
-            except KeyboardInterrupt:
-                self._cancel_all(stages, futures)
-                raise Interrupted(f"interrupted during the {' and '.join(stages)} stages; finished stages "
-                                  "stay cached") from None
-            failed = [future for future in done if future.exception() is not None]
-            if failed:
-                self._cancel_all(stages, futures)
-                raise failed[0].exception()  # type: ignore[misc]
-        return {futures[future]: self._share(future.result()) for future in futures}
-
-    def _cancel_all(self, stages: list[str], futures: dict[Future[StageReport], str]) -> None:
-        """Stops every stage that has not finished, by name: a Ctrl-C during submit can
-        leave a started stage without its future here. The pool's exit then waits until
-        each runner has cleaned up after itself."""
-        assert self.cancel is not None
-        finished = {stage for future, stage in futures.items() if future.done()}
-        for stage in stages:
-            if stage not in finished:
-                self.cancel(stage)
-
-    def _share(self, report: StageReport) -> StageReport:
+    def share(self, report: StageReport) -> StageReport:
         """Offers a new entry to the shared store, from the main thread."""
         self.store.share(report.stage, report.key, report.record)
         return report
 
-    def _since_start(self, moment: float) -> float:
+    def since_start(self, moment: float) -> float:
         return moment - self.settings.origin
 
-    def _cached(self, stage: str, key: str, hits: dict[Entry, Record]) -> StageReport | None:
-        began = time.monotonic()
-        record = hits.get((stage, key))
-        if record is None and not self.forced(stage):
-            self.store.lease(stage, key)
-            found = self.store.record(stage, key)
-            record = self._verify({(stage, key): found}).get((stage, key)) if found else self.store.fetch(stage, key)
-        if record is None:
-            return None
+    def cached(self, stage: str, key: str, record: Record, began: float) -> StageReport:
         self.progress.stage(stage, "cached")
         self.log.write(f"[{stage}] cached: {stage}/{key}\n")
-        self.store.share(stage, key, record)
-        return StageReport(stage, key, True, 0.0, record, started=self._since_start(began),
-                           finished=self._since_start(time.monotonic()))
+        return self.share(StageReport(stage, key, True, 0.0, record, started=self.since_start(began),
+                                      finished=self.since_start(time.monotonic())))
 
-    def _run(self, stage: str, key: str, epoch: int, reports: dict[str, StageReport], threads: int) -> StageReport:
+    def local_entry(self, stage: str, key: str) -> Record | None:
+        """A key known only now (an earlier stage ran): the local store's verified entry."""
+        if self.forced(stage):
+            return None
+        self.store.lease(stage, key)
+        found = self.store.record(stage, key)
+        return self.verified({(stage, key): found}).get((stage, key)) if found else None
+
+    def pull(self, stage: str, key: str, record: Record) -> Record | None:
+        """The shared store's entry into the local one (checked on its way in), in a worker."""
+        self.progress.stage(stage, "pulling")
+        pulled = self.store.pull(stage, key, record)
+        if pulled is None:
+            self.progress.stage(stage, "pending")
+        return pulled
+
+    def execute(self, stage: str, key: str, epoch: int, reports: dict[str, StageReport],
+                threads: int) -> StageReport:
         spec = spec_of(stage)
         self.store.lease(stage, key)
         request = StageRequest(stage=stage, key=key, source_date_epoch=epoch,
@@ -246,4 +230,147 @@ class StageLoop:
         ended = time.monotonic()
         self.progress.stage(stage, "done", ended - began)
         return StageReport(stage, key, False, ended - began, record, container, published,
-                           started=self._since_start(began), finished=self._since_start(ended))
+                           started=self.since_start(began), finished=self.since_start(ended))
+
+
+class Schedule:
+    """One build's jobs on a pool. Keys chain through the records known so far: an entry
+    that is here, or one the shared store offers (its pull under way). A stage runs once
+    each input's entry is here and matches the chain; the build is done when every stage's
+    entry is here and matches the chain of entries that are here. So when a pull fails and
+    its stage runs instead with other bytes, what was chained on the offer is looked up or
+    run again under its new key, and nothing built on the bad link is kept."""
+
+    def __init__(self, loop: StageLoop, stages: tuple[str, ...], hits: dict[Entry, Record]) -> None:
+        self.loop, self.stages, self.hits = loop, stages, hits
+        self.done: dict[str, StageReport] = {}  # entries here (hit, pulled or run), by stage
+        self.offers: dict[str, tuple[str, Record]] = {}  # what the shared store offers: key, record
+        self.refused: set[Entry] = set()  # offers whose pull failed: never pulled again
+        self.jobs: dict[Future[StageReport | Record | None], Job] = {}
+        self.pool: ThreadPoolExecutor | None = None
+        # Runs being submitted: a Ctrl-C between a submit and its entry in `jobs` must still
+        # find a started stage by name.
+        self.launching: list[str] = []
+
+    def chain_record(self, stage: str) -> Record | None:
+        key = self.chain_key(stage)
+        report = self.done.get(stage)
+        if key is not None and report is not None and report.key == key:
+            return report.record
+        offered = self.offers.get(stage)
+        return offered[1] if key is not None and offered is not None and offered[0] == key else None
+
+    def chain_key(self, stage: str) -> str | None:
+        records = {name: self.chain_record(name) for name in spec_of(stage).inputs}
+        if any(record is None for record in records.values()):
+            return None
+        epoch = self.loop.settings.epoch
+        if stage != "resolve":
+            resolve = self.chain_record("resolve")
+            if resolve is None:
+                return None
+            epoch = _epoch_of(resolve)
+        return self.loop.key(stage, epoch, records)  # type: ignore[arg-type]
+
+    def here(self, stage: str) -> bool:
+        """Its entry is here and matches the chain."""
+        report = self.done.get(stage)
+        return report is not None and report.key == self.chain_key(stage)
+
+    def current(self, stage: str) -> bool:
+        """Here, and so is everything it was made from."""
+        return self.here(stage) and all(self.current(name) for name in spec_of(stage).inputs)
+
+    def run(self, offered: dict[Entry, Record]) -> dict[str, StageReport]:
+        with ThreadPoolExecutor(max_workers=2 * len(self.stages), thread_name_prefix="stage") as pool:
+            self.pool = pool
+            try:
+                for (stage, key), record in offered.items():
+                    self.offers[stage] = (key, record)
+                    self.submit(Job(JobKind.PULL, stage, key), self.loop.pull, stage, key, record)
+                while self.start_ready():
+                    if not self.jobs:
+                        raise LiveorchError("the stage loop has nothing left to run, but stages are missing: "
+                                            f"{', '.join(s for s in self.stages if not self.current(s))}")
+                    for future in _wait_for_some(self.jobs):
+                        self.finished(future)
+            except KeyboardInterrupt:
+                raise _interrupted(self.stop()) from None
+            except BaseException:
+                self.stop()
+                raise
+        return {stage: self.done[stage] for stage in self.stages}
+
+    def submit(self, job: Job, action: Callable[..., StageReport | Record | None], *args: Any) -> None:
+        assert self.pool is not None
+        self.jobs[self.pool.submit(action, *args)] = job
+
+    def busy(self, stage: str) -> bool:
+        return any(job.stage == stage for job in self.jobs.values())
+
+    def start_ready(self) -> bool:
+        """Looks up, pulls or runs each stage whose inputs are here, until nothing changes;
+        False when every stage is done."""
+        runs: dict[str, str] = {}
+        changed = True
+        while changed:
+            changed = False
+            for stage in self.stages:
+                key = self.chain_key(stage)
+                if stage in runs or key is None or self.busy(stage) or self.here(stage):
+                    continue
+                if not all(self.here(name) for name in spec_of(stage).inputs):
+                    continue
+                began = time.monotonic()
+                record = self.hits.get((stage, key)) or self.loop.local_entry(stage, key)
+                if record is not None:
+                    self.done[stage] = self.loop.cached(stage, key, record, began)
+                    changed = True
+                elif (offer := self.offer(stage, key)) is not None:
+                    self.offers[stage] = (key, offer)
+                    self.submit(Job(JobKind.PULL, stage, key), self.loop.pull, stage, key, offer)
+                else:
+                    runs[stage] = key
+        self.start_runs(runs)
+        return not all(self.current(stage) for stage in self.stages)
+
+    def offer(self, stage: str, key: str) -> Record | None:
+        if self.loop.forced(stage) or (stage, key) in self.refused:
+            return None
+        return self.loop.store.offer(stage, key)
+
+    def start_runs(self, runs: dict[str, str]) -> None:
+        """Runs started together share the cores; without `cancel`, one run at a time."""
+        if self.loop.cancel is None:
+            if any(job.kind is JobKind.RUN for job in self.jobs.values()):
+                return
+            runs = dict(list(runs.items())[:1])
+        threads = thread_budgets(list(runs), self.loop.settings.cpus)
+        self.launching = list(runs)
+        for stage, key in runs.items():
+            resolve = self.chain_record("resolve")
+            epoch = _epoch_of(resolve) if stage != "resolve" and resolve else self.loop.settings.epoch
+            self.submit(Job(JobKind.RUN, stage, key), self.loop.execute, stage, key, epoch, dict(self.done),
+                        threads[stage])
+        self.launching = []
+
+    def finished(self, future: Future[StageReport | Record | None]) -> None:
+        job = self.jobs.pop(future)
+        outcome = future.result()  # a run's error stops the build here
+        if isinstance(outcome, StageReport):
+            self.done[job.stage] = self.loop.share(outcome)
+        elif outcome is not None:
+            self.done[job.stage] = self.loop.cached(job.stage, job.key, outcome, job.began)
+        else:  # a pull that was refused: the stage is looked up or run instead
+            self.refused.add((job.stage, job.key))
+            self.offers.pop(job.stage, None)
+
+    def stop(self) -> list[str]:
+        """Cancels every run under way (pulls finish: each cleans up after itself); the
+        pool's exit then waits until each job has."""
+        running = {job.stage for job in self.jobs.values() if job.kind is JobKind.RUN} | set(self.launching)
+        stopped = [stage for stage in self.stages if stage in running]
+        if self.loop.cancel is not None:
+            for stage in stopped:
+                self.loop.cancel(stage)
+        return stopped

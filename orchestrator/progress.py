@@ -17,8 +17,8 @@ from typing import IO, Any, Protocol
 from liveorch.orchestrator.stage_noise import is_noise
 from liveorch.orchestrator.stage_specs import stage_names
 
-STATE_STYLE = {"pending": "dim", "running": "bold cyan", "cached": "green", "done": "bold green",
-               "failed": "bold red"}
+STATE_STYLE = {"pending": "dim", "running": "bold cyan", "pulling": "cyan", "cached": "green",
+               "done": "bold green", "failed": "bold red"}
 
 
 class Progress(Protocol):
@@ -135,11 +135,11 @@ class LiveProgress:
         for stage in stage_names():
             state = self.states[stage]
             # One Spinner per stage, kept across renders: a new one each time never turns.
-            icon: Any = self.spinners.setdefault(stage, Spinner("dots")) if state == "running" else Text(
+            running = state in ("running", "pulling")
+            icon: Any = self.spinners.setdefault(stage, Spinner("dots")) if running else Text(
                 {"pending": "·", "cached": "↺", "done": "✓", "failed": "✗"}[state])
-            running = state == "running"
             elapsed = time.monotonic() - self.started[stage] if running else self.seconds.get(stage, 0.0)
-            shown = f"{elapsed:.1f}s" if state in ("running", "done", "failed") else ""
+            shown = f"{elapsed:.1f}s" if state in ("running", "pulling", "done", "failed") else ""
             step = self.current.get(stage, "") if state == "running" else ""
             table.add_row(icon, Text(stage, style="bold"), Text(state, style=STATE_STYLE[state]), shown,
                           Text(step, style="dim"))
@@ -150,7 +150,7 @@ class LiveProgress:
 
     def stage(self, stage: str, state: str, seconds: float | None = None) -> None:
         self.states[stage] = state
-        if state == "running":
+        if state in ("running", "pulling"):
             self.started[stage] = time.monotonic()
         if seconds is not None:
             self.seconds[stage] = seconds

@@ -1,6 +1,7 @@
 """The store the stage loop sees: the local store, with a registry behind it when the build
 was given one (--cache). A local miss is looked up in the registry; an entry found there is
-pulled, checked and published into the local store before it counts; with --cache-push,
+pulled (beside other pulls and the stages that can already run), checked and published into
+the local store before it counts; with --cache-push,
 what this build ran or found locally goes up to the registry when the registry lacks it, in
 the background while later stages run (`finish` waits for it).
 """
@@ -8,6 +9,7 @@ the background while later stages run (`finish` waits for it).
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ class SharedStore:
     def __init__(self, store: Store, remote: RemoteCache | None, say: Callable[[str], None]) -> None:
         self.store, self.remote, self.say = store, remote, say
         self.traffic = Traffic()
+        self.counting = threading.Lock()  # pulls count their bytes from several threads
         self.pushes: ThreadPoolExecutor | None = None
         self.pending: list[Future[None]] = []
 
@@ -53,14 +56,18 @@ class SharedStore:
     def drop(self, entries: list[Entry]) -> None:
         self.store.drop(entries)
 
-    def fetch(self, stage: str, key: str) -> Record | None:
-        """The registry's entry, pulled into the local store; None when it has none (or a bad one)."""
+    def offer(self, stage: str, key: str) -> Record | None:
+        """The registry's record of an entry (its layout checked), without its files."""
         if self.remote is None:
             return None
         found = self.remote.record(stage, key)
-        if found is None:
-            return None
-        record = found[0]
+        return found[0] if found else None
+
+    def pull(self, stage: str, key: str, record: Record) -> Record | None:
+        """The entry `record` names, pulled into the local store (every byte checked on its way
+        in); None when it turns out unusable. Pulls run side by side, in the stage loop's
+        workers, each in a scratch volume of its own."""
+        assert self.remote is not None
         with tempfile.TemporaryFile(prefix="liveorch-pull-") as spool:
             try:
                 self.remote.spool(stage, record, spool)
@@ -77,7 +84,8 @@ class SharedStore:
                      "the stage runs here")
             return None
         size = sum(a.size for a in record.outputs.values())
-        self.traffic.pulled += size
+        with self.counting:
+            self.traffic.pulled += size
         self.say(f"[{stage}] pulled from {self.remote.ref} ({size / 1e6:.1f} MB)")
         return published
 

@@ -35,6 +35,7 @@ class MemoryStore:
         self.tampered: set[Entry] = set()
         self.shared: dict[Entry, Record] = {}
         self.fetched: list[Entry] = []
+        self.broken: set[Entry] = set()
         self.pushing = False
 
     def lease(self, stage: str, key: str) -> None:
@@ -52,12 +53,16 @@ class MemoryStore:
             del self.entries[entry]
             self.tampered.discard(entry)
 
-    def fetch(self, stage: str, key: str) -> Record | None:
-        """A shared store behind this one: what it holds comes in as a verified entry."""
-        record = self.shared.get((stage, key))
-        if record is not None:
-            self.entries[(stage, key)] = record
-            self.fetched.append((stage, key))
+    def offer(self, stage: str, key: str) -> Record | None:
+        """A shared store behind this one: its record, before any file comes in."""
+        return self.shared.get((stage, key))
+
+    def pull(self, stage: str, key: str, record: Record) -> Record | None:
+        """What it holds comes in as a verified entry; a `broken` one is refused."""
+        self.fetched.append((stage, key))
+        if (stage, key) in self.broken:
+            return None
+        self.entries[(stage, key)] = record
         return record
 
     def share(self, stage: str, key: str, record: Record) -> None:
@@ -202,8 +207,72 @@ def test_a_shared_store_fills_an_empty_local_one(options: dict[str, Any]) -> Non
     runner = ContentRunner(second_host)
     second = loop(options, second_host, runner).run()
     assert runner.ran == [] and all(r.cached for r in second.values())
-    assert second_host.fetched == [(s, first[s].key) for s in stage_names()]
+    assert sorted(second_host.fetched) == sorted((s, first[s].key) for s in stage_names())
     assert second["checksum"].record == first["checksum"].record
+
+
+def _pushed_build(options: dict[str, Any]) -> tuple[dict[str, Any], MemoryStore]:
+    """A build on another host that pushed every entry: its reports and its shared store."""
+    first_host = MemoryStore()
+    first_host.pushing = True
+    return loop(options, first_host, ContentRunner(first_host)).run(), first_host
+
+
+def test_the_iso_stage_runs_while_the_root_still_streams_in(options: dict[str, Any]) -> None:
+    """The registry has everything up to initrd; iso's options changed. iso needs squashfs
+    and initrd, not the root: it runs while rootfs's pull is still under way (a loop that
+    pulled first and ran after would wait at the gate until it times out)."""
+    first, first_host = _pushed_build(options)
+    iso_ran = threading.Event()
+
+    class SlowRoot(MemoryStore):
+        def pull(self, stage: str, key: str, record: Record) -> Record | None:
+            if stage == "rootfs" and not iso_ran.wait(timeout=10):
+                raise AssertionError("the iso stage did not run while the root was being pulled")
+            return super().pull(stage, key, record)
+
+    host = SlowRoot()
+    host.shared = {entry: record for entry, record in first_host.shared.items() if entry[0] not in ("iso", "checksum")}
+
+    class Runner(ContentRunner):
+        def __call__(self, spec: StageSpec, request: StageRequest) -> tuple[Record, dict[str, object] | None, bool]:
+            if spec.name == "iso":
+                iso_ran.set()
+            return super().__call__(spec, request)
+
+    runner = Runner(host)
+    changed = {**options, "iso": replace(options["iso"], publisher="someone else")}
+    reports = StageLoop(changed, lambda stage: "code-" + stage, host, runner, PlainProgress(write=lambda _: None),
+                        io.StringIO(), LoopSettings(epoch=0), cancel=lambda stage: None).run()
+    assert runner.ran == ["iso", "checksum"]
+    assert {s: reports[s].key for s in ("resolve", "rootfs", "squashfs", "initrd")} == \
+        {s: first[s].key for s in ("resolve", "rootfs", "squashfs", "initrd")}
+    assert reports["rootfs"].finished > reports["iso"].started, "the root's pull ended after iso began"
+
+
+@pytest.mark.parametrize("reproducible", [True, False], ids=["same-bytes", "other-bytes"])
+def test_a_refused_pull_runs_its_stage_and_keeps_only_what_still_chains(options: dict[str, Any],
+                                                                        reproducible: bool) -> None:
+    """The registry's root is bad: rootfs runs here. With the same bytes, the entries pulled
+    beside it stay in use; with other bytes, everything after it runs on the new root."""
+    first, first_host = _pushed_build(options)
+    host = MemoryStore()
+    host.shared = first_host.shared
+    host.broken = {("rootfs", first["rootfs"].key)}
+    runner = ContentRunner(host)
+    if not reproducible:
+        runner.variant["rootfs"] = "a different root"
+    reports = StageLoop(options, lambda stage: "code-" + stage, host, runner, PlainProgress(write=lambda _: None),
+                        io.StringIO(), LoopSettings(epoch=0), cancel=lambda stage: None).run()
+    if reproducible:
+        assert runner.ran == ["rootfs"]
+        assert {s: r.key for s, r in reports.items()} == {s: r.key for s, r in first.items()}
+    else:
+        assert runner.ran[0] == "rootfs" and sorted(runner.ran[1:3]) == ["initrd", "squashfs"]
+        assert runner.ran[3:] == ["iso", "checksum"]
+        assert reports["squashfs"].key != first["squashfs"].key
+    assert ("rootfs", first["rootfs"].key) in host.fetched
+    assert host.fetched.count(("rootfs", first["rootfs"].key)) == 1, "a refused pull is not tried again"
 
 
 # --- stages whose inputs are ready together run together -----------------------------------
