@@ -1,6 +1,7 @@
 """Live features of the seed, proven by booting: media check (pass, and a corrupted
 medium detected), the live system copied to RAM surviving the CD's ejection, and booting
-the ISO as a file on another disk (ISO scan)."""
+the ISO as a file on another disk (ISO scan). The four boots run two at a time (one
+emulated CPU each), in one module fixture; each test reads its own boot's result."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from scenarios import Boots, run_two_at_a_time
 
-from liveorch.orchestrator.boot import BootMode, BootScript, boot_and_login
+from liveorch.orchestrator.boot import BootMode, BootResult, BootScript, boot_and_login
 from liveorch.orchestrator.build import BuildOptions, BuildReport, run_build
 from liveorch.orchestrator.errors import CheckFailed
 from liveorch.orchestrator.overrides import Overrides
@@ -45,51 +47,94 @@ def scan_disk(example_build: BuildReport, tmp_path_factory: pytest.TempPathFacto
     return scan_disk_of(example_build.iso, tmp_path_factory.mktemp("scan"))
 
 
-def test_media_check_passes_on_a_good_medium(example_build: BuildReport, tmp_path: Path) -> None:
-    result = boot_and_login(example_build.iso, CD, PASSWORD, command="cat /proc/cmdline",
-                            script=BootScript(menu_downs=1), log=tmp_path / "serial.log")
-    assert "rd.live.check" in result.command_output
-    assert "PASS" in result.transcript
+def _media_check(iso: Path, work: Path) -> Boots:
+    return [boot_and_login(iso, CD, PASSWORD, command="cat /proc/cmdline", script=BootScript(menu_downs=1),
+                           log=work / "serial.log")]
 
 
-def test_media_check_reports_a_corrupted_medium(example_build: BuildReport, tmp_path: Path) -> None:
-    broken = _corrupt_copy(example_build.iso, tmp_path / "corrupt.iso")
-    with pytest.raises(CheckFailed) as failure:
-        boot_and_login(broken, CD, PASSWORD, script=BootScript(menu_downs=1), log=tmp_path / "serial.log",
-                       timeout=400)
-    transcript = (tmp_path / "serial.log").read_text(errors="replace")
-    assert "FAIL" in transcript, failure.value.message
+class Refused(Exception):
+    """A boot that stopped as it should, with its serial console transcript."""
+
+    def __init__(self, message: str, transcript: str) -> None:
+        super().__init__(message)
+        self.transcript = transcript
 
 
-def test_live_system_in_ram_survives_ejecting_the_cd(ram_iso: Path, tmp_path: Path,
-                                                     eject_cd: Callable[[Path], None]) -> None:
-    monitor = tmp_path / "monitor.sock"
-    result = boot_and_login(
-        ram_iso, CD, PASSWORD,
+def _corrupted_media_check(iso: Path, work: Path) -> Boots:
+    """Must not boot: the refusal is the scenario's result."""
+    broken = _corrupt_copy(iso, work / "corrupt.iso")
+    try:
+        return [boot_and_login(broken, CD, PASSWORD, script=BootScript(menu_downs=1), log=work / "serial.log",
+                               timeout=400)]
+    except CheckFailed as error:
+        raise Refused(error.message, (work / "serial.log").read_text(errors="replace")) from None
+
+
+def _ram_and_eject(iso: Path, work: Path, eject_cd: Callable[[Path], None]) -> Boots:
+    monitor = work / "monitor.sock"
+    return [boot_and_login(
+        iso, CD, PASSWORD,
         command="cat /proc/cmdline; md5sum /usr/lib/x86_64-linux-gnu/*.so* > /dev/null && echo READ-AFTER-EJECT-OK; "
                 "losetup -a | grep -q /run/initramfs/squashed.img && echo SQUASHFS-IN-RAM",
         script=BootScript(qemu_extra=("-monitor", f"unix:{monitor},server,nowait"),
                           before_command=lambda: eject_cd(monitor)),
-        log=tmp_path / "serial.log")
-    out = result.command_output.replace("\r", "")
+        log=work / "serial.log")]
+
+
+def _iso_scan(iso: Path, work: Path, scan_disk: tuple[Path, Path, Path]) -> Boots:
+    disk, kernel, initrd = scan_disk
+    cmdline = ("iso-scan/filename=/images/live.iso root=live:CDLABEL=BOOKWORM_LIVE rd.live.image "
+               "rd.live.overlay.overlayfs=1 console=ttyS0,115200")
+    return [boot_and_login(
+        iso, CD, PASSWORD, command="findmnt -n -o SOURCE,FSTYPE /run/initramfs/isoscandev; "
+                                   "losetup -a | grep -c live.iso",
+        script=BootScript(attach_iso=False, qemu_extra=("-kernel", str(kernel), "-initrd", str(initrd),
+                                                        "-append", cmdline,
+                                                        "-drive", f"file={disk},format=raw,if=virtio")),
+        log=work / "serial.log")]
+
+
+@pytest.fixture(scope="module")
+def boots(example_build: BuildReport, ram_iso: Path, scan_disk: tuple[Path, Path, Path],
+          eject_cd: Callable[[Path], None], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Boots | Exception]:
+    """Lanes of about equal length: the two media checks' boots are the longest and shortest."""
+    work = {name: tmp_path_factory.mktemp(name) for name in ("check", "ram", "bad", "scan")}
+    return run_two_at_a_time({
+        "check": lambda: _media_check(example_build.iso, work["check"]),
+        "bad": lambda: _corrupted_media_check(example_build.iso, work["bad"]),
+        "ram": lambda: _ram_and_eject(ram_iso, work["ram"], eject_cd),
+        "scan": lambda: _iso_scan(example_build.iso, work["scan"], scan_disk),
+    })
+
+
+def _boot(boots: dict[str, Boots | Exception], name: str) -> BootResult:
+    result = boots[name]
+    if isinstance(result, Exception):
+        raise result
+    return result[0]
+
+
+def test_media_check_passes_on_a_good_medium(boots: dict[str, Boots | Exception]) -> None:
+    result = _boot(boots, "check")
+    assert "rd.live.check" in result.command_output
+    assert "PASS" in result.transcript
+
+
+def test_media_check_reports_a_corrupted_medium(boots: dict[str, Boots | Exception]) -> None:
+    failure = boots["bad"]
+    assert isinstance(failure, Refused), f"a corrupted medium must not boot: {failure!r}"
+    assert "FAIL" in failure.transcript, str(failure)
+
+
+def test_live_system_in_ram_survives_ejecting_the_cd(boots: dict[str, Boots | Exception]) -> None:
+    out = _boot(boots, "ram").command_output.replace("\r", "")
     assert "rd.live.ram=1" in out
     assert "READ-AFTER-EJECT-OK" in out
     assert "SQUASHFS-IN-RAM" in out, "the root must come from the copy in RAM, not from the CD"
 
 
-def test_iso_scan_boots_the_iso_as_a_file_on_another_disk(scan_disk: tuple[Path, Path, Path], tmp_path: Path,
-                                                           example_build: BuildReport) -> None:
-    disk, kernel, initrd = scan_disk
-    cmdline = ("iso-scan/filename=/images/live.iso root=live:CDLABEL=BOOKWORM_LIVE rd.live.image "
-               "rd.live.overlay.overlayfs=1 console=ttyS0,115200")
-    result = boot_and_login(
-        example_build.iso, CD, PASSWORD, command="findmnt -n -o SOURCE,FSTYPE /run/initramfs/isoscandev; "
-                                                 "losetup -a | grep -c live.iso",
-        script=BootScript(attach_iso=False, qemu_extra=("-kernel", str(kernel), "-initrd", str(initrd),
-                                                        "-append", cmdline,
-                                                        "-drive", f"file={disk},format=raw,if=virtio")),
-        log=tmp_path / "serial.log")
-    out = result.command_output.replace("\r", "")
+def test_iso_scan_boots_the_iso_as_a_file_on_another_disk(boots: dict[str, Boots | Exception]) -> None:
+    out = _boot(boots, "scan").command_output.replace("\r", "")
     assert "ext4" in out
     assert "\n1\n" in out or "\n2\n" in out
 

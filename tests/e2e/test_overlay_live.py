@@ -85,18 +85,16 @@ def _persist_in_cow_file(iso: Path, work: Path, scan_disk_of: Callable[..., tupl
     return boots
 
 
-def _cd_fallback(iso: Path, work: Path) -> Boots:
-    return [boot_and_login(iso, BootMode(uefi=False, disk=False), PASSWORD, command=MOUNTS, log=work / "cd.log")]
-
-
 def _media_check(iso: Path, work: Path, corrupt: bool) -> Boots:
-    """The menu's "Check installation media" entry; on a corrupted copy the boot must stop."""
+    """The menu's "Check installation media" entry; on a corrupted copy the boot must stop.
+    The entry keeps the default entry's rd.live.overlay.persistent, so the intact medium's
+    boot is also the CD's fallback to a RAM overlay."""
     if corrupt:
         data = bytearray(iso.read_bytes())
         data[len(data) // 2] ^= 0xFF  # inside the squashfs, which fills most of the ISO
         iso = work / "corrupt.iso"
         iso.write_bytes(data)
-    return [boot_and_login(iso, BootMode(uefi=False, disk=False), PASSWORD, command="cat /proc/cmdline",
+    return [boot_and_login(iso, BootMode(uefi=False, disk=False), PASSWORD, command=f"cat /proc/cmdline; {MOUNTS}",
                            script=BootScript(menu_downs=1), log=work / "check.log", timeout=400)]
 
 
@@ -118,12 +116,11 @@ def scenarios(features_build: BuildReport, features_variant: Callable[..., Build
     """Every boot sequence, two at a time; the rd.live.ram variant reruns only the iso and checksum stages."""
     ram = features_variant("kernelcmdline=console=ttyS0,115200 rd.live.ram=1")
     assert {s.stage for s in ram.stages if not s.cached} == {"iso", "checksum"}
-    work = {name: tmp_path_factory.mktemp(name) for name in ("ext4", "xfs", "cowfile", "cd", "ram", "check", "bad")}
+    work = {name: tmp_path_factory.mktemp(name) for name in ("ext4", "xfs", "cowfile", "ram", "check", "bad")}
     jobs: dict[str, Callable[[], Boots]] = {
         "ext4": lambda: _persist_on_stick(features_build.iso, work["ext4"]),
         "xfs": lambda: _persist_xfs_on_stick(features_build.iso, work["xfs"], iso_files),
         "cowfile": lambda: _persist_in_cow_file(features_build.iso, work["cowfile"], scan_disk_of),
-        "cd": lambda: _cd_fallback(features_build.iso, work["cd"]),
         "ram": lambda: _ram_and_eject(ram.iso, work["ram"], eject_cd),
         "check": lambda: _media_check(features_build.iso, work["check"], corrupt=False),
         "bad": lambda: _media_check(features_build.iso, work["bad"], corrupt=True),
@@ -161,7 +158,8 @@ def test_cow_file_beside_an_iso_found_by_iso_scan(scenarios: dict[str, Boots | E
 
 
 def test_cd_boots_without_persistence_and_says_why(scenarios: dict[str, Boots | Exception]) -> None:
-    (boot,) = _boots(scenarios, "cd")
+    (boot,) = _boots(scenarios, "check")
+    assert "rd.live.overlay.persistent" in boot.command_output
     assert "liveorch-live overlay" in output_lines(boot)
     assert "liveorch-cow tmpfs" in output_lines(boot)
     assert "persistence not possible: the medium /dev/sr0 is a CD/DVD (read-only)" in boot.transcript
