@@ -12,9 +12,11 @@ import shlex
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,11 +81,46 @@ def example_variant(test_volume: str, tmp_path_factory: pytest.TempPathFactory) 
         overrides=Overrides(type_attrs=list(type_attrs))), print)
 
 
+class EarlyBuilds:
+    """Session builds a boot phase may start in the background: two emulated boots leave a
+    core idle much of the time (firmware, menus, waiting for a login), and a build fills it.
+    Each is made once; whoever needs it first waits for it."""
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="early-build")
+        self.futures: dict[str, Future[BuildReport]] = {}
+        self.lock = threading.Lock()
+
+    def start(self, name: str, make: Callable[[], BuildReport]) -> Future[BuildReport]:
+        with self.lock:
+            if name not in self.futures:
+                self.futures[name] = self.pool.submit(make)
+            return self.futures[name]
+
+
 @pytest.fixture(scope="session")
-def features_build(test_volume: str, tmp_path_factory: pytest.TempPathFactory) -> BuildReport:
+def early_builds() -> Iterator[EarlyBuilds]:
+    builds = EarlyBuilds()
+    yield builds
+    builds.pool.shutdown(wait=True)
+
+
+@pytest.fixture(scope="session")
+def start_features_build(early_builds: EarlyBuilds, test_volume: str,
+                         tmp_path_factory: pytest.TempPathFactory) -> Callable[[], Future[BuildReport]]:
+    """Starts the kiwi-features build (if nothing has yet) and returns its future."""
+    def start() -> Future[BuildReport]:
+        target = tmp_path_factory.mktemp("kiwi-features")
+        return early_builds.start("kiwi-features", lambda: build_features(test_volume, target))
+    return start
+
+
+@pytest.fixture(scope="session")
+def features_build(start_features_build: Callable[[], Future[BuildReport]]) -> BuildReport:
     """examples/kiwi-features with --profile Live and --set-repo: flags="overlay" with
-    hybridpersistent, booted by the KIWI-surface and the overlay/persistence tests."""
-    return build_features(test_volume, tmp_path_factory.mktemp("kiwi-features"))
+    hybridpersistent, booted by the KIWI-surface and the overlay/persistence tests (the
+    example's boots start it early)."""
+    return start_features_build().result()
 
 
 def build_features(volume: str, target: Path, type_attrs: tuple[str, ...] = (), **network: Any) -> BuildReport:

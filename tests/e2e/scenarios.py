@@ -18,18 +18,23 @@ def output_lines(boot: BootResult) -> list[str]:
     return [ESCAPES.sub("", line).strip() for line in boot.command_output.replace("\r", "").splitlines()]
 
 
-def run_two_at_a_time(jobs: dict[str, Callable[[], Boots]]) -> dict[str, Boots | Exception]:
-    """Every scenario's boots, or the exception it raised (the test of that scenario reports it)."""
+def outcome(job: Callable[[], Boots]) -> Boots | Exception:
+    """A scenario's boots, or the exception it raised (the test of that scenario reports it)."""
+    try:
+        return job()
+    except Exception as error:
+        return error
 
-    def run(name: str) -> Boots | Exception:
-        try:
-            return jobs[name]()
-        except Exception as error:
-            return error
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = dict(zip(jobs, pool.map(run, jobs), strict=True))
+def report_logins(results: dict[str, Boots | Exception]) -> None:
     for name, result in results.items():
         if not isinstance(result, Exception):
             print(f"{name}: " + ", ".join(f"login after {b.seconds_to_login:.0f} s" for b in result))
+
+
+def run_two_at_a_time(jobs: dict[str, Callable[[], Boots]]) -> dict[str, Boots | Exception]:
+    """Every scenario's boots, or the exception it raised."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip(jobs, pool.map(outcome, jobs.values()), strict=True))
+    report_logins(results)
     return results

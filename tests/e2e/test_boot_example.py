@@ -4,7 +4,8 @@ proof that the ISO works."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,13 @@ MODES = (*BOOT_MODES, SECURE_BOOT_CD)
 
 
 @pytest.fixture(scope="module")
-def boots(example_build: BuildReport, tmp_path_factory: pytest.TempPathFactory) -> dict[str, BootResult | Exception]:
-    """All five boots, two at a time (one emulated CPU each on a 2-core machine)."""
+def boots(example_build: BuildReport, tmp_path_factory: pytest.TempPathFactory,
+          start_features_build: Callable[[], Future[BuildReport]]) -> dict[str, BootResult | Exception]:
+    """All five boots, two at a time (one emulated CPU each on a 2-core machine), while the
+    kiwi-features build that later modules boot runs beside them; it is waited for here, so
+    no build of it still runs when the next modules look at the test volume."""
     logs = tmp_path_factory.mktemp("serial")
+    features = start_features_build()
 
     def boot(mode: BootMode) -> BootResult | Exception:
         try:
@@ -39,6 +44,7 @@ def boots(example_build: BuildReport, tmp_path_factory: pytest.TempPathFactory) 
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = dict(zip([m.name for m in MODES], pool.map(boot, MODES), strict=True))
+    wait([features])  # its error, if any, is raised where features_build is used
     for name, result in results.items():
         if isinstance(result, BootResult):
             print(f"{name}: login prompt after {result.seconds_to_login:.0f} s")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docker
@@ -96,6 +97,12 @@ def _liveorch(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*LIVEORCH, *args], capture_output=True, text=True, timeout=1200)
 
 
+def _liveorch_together(*commands: list[str]) -> list[subprocess.CompletedProcess]:
+    """Several liveorch commands at the same time; each one's outcome."""
+    with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+        return list(pool.map(lambda args: _liveorch(*args), commands))
+
+
 def _states(report: BuildReport) -> dict[str, bool]:
     return {r.stage: r.cached for r in report.stages}
 
@@ -105,8 +112,12 @@ def test_hostile_descriptions_cannot_touch_the_store(example_build: BuildReport,
     before = _store_files(docker_client, test_volume)
     assert any(name.endswith("/root.tar") for name in before) and any(n.startswith("./pool/") for n in before)
 
-    attack = _liveorch("run", str(_hostile(tmp_path, "attack", ATTACK + FORK_BOMB)), "--target-dir",
-                       str(tmp_path / "attack-out"), "--volume", test_volume, "--pids-limit", "256", "--verbose")
+    # Both at once, as two hostile builds on one runner would be (and in half the time).
+    attack, hog = _liveorch_together(
+        ["run", str(_hostile(tmp_path, "attack", ATTACK + FORK_BOMB)), "--target-dir", str(tmp_path / "attack-out"),
+         "--volume", test_volume, "--pids-limit", "256", "--verbose"],
+        ["run", str(_hostile(tmp_path, "hog", MEMORY_HOG)), "--target-dir", str(tmp_path / "hog-out"),
+         "--volume", test_volume, "--memory", "1g"])
     assert attack.returncode == 4, attack.stdout[-3000:] + attack.stderr[-3000:]
     assert "rootfs stage failed: config.sh: too many processes" in attack.stderr, attack.stderr
     assert "hostile: store changes that worked: 0" in attack.stdout, attack.stdout[-5000:]
@@ -115,8 +126,6 @@ def test_hostile_descriptions_cannot_touch_the_store(example_build: BuildReport,
     assert "store is ro" in attack.stdout
     assert "Traceback" not in attack.stderr
 
-    hog = _liveorch("run", str(_hostile(tmp_path, "hog", MEMORY_HOG)), "--target-dir", str(tmp_path / "hog-out"),
-                    "--volume", test_volume, "--memory", "1g")
     assert hog.returncode == 4, hog.stdout[-3000:] + hog.stderr[-3000:]
     assert "rootfs stage failed: config.sh: out of memory" in hog.stderr, hog.stderr
 

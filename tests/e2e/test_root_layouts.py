@@ -14,18 +14,19 @@ flags="overlay"), so only squashfs, initrd, iso and checksum run again.
   one build and one boot prove both): the medium's image is read through dm-verity
   (`dmsetup table` shows the verity target). A copy of the dmsquash one with a byte flipped
   inside the root image stops at the menu's check entry with the verity module's message.
-The boots run two at a time."""
+The boots run two at a time, each variant's as soon as it is built, while the next one builds."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from scenarios import output_lines, run_two_at_a_time
+from scenarios import outcome, output_lines, report_logins
 
 from liveorch.orchestrator.boot import BootMode, BootResult, BootScript, boot_and_login
 from liveorch.orchestrator.build import BuildReport
@@ -52,24 +53,17 @@ class Variant:
         return dict(attr.split("=", 1) for attr in self.attrs)["filesystem"]
 
 
-VARIANTS = (
+VARIANTS = (  # built in this order: the variants with the most boots first
     Variant("dmsquash-ext4", "example", ("filesystem=ext4",), BootMode(uefi=True, disk=False)),
+    # verity rides on two of the layouts, so one build and one boot prove both
+    Variant("dmsquash-xfs-verity", "example", ("filesystem=xfs", "verity_blocks=all"),
+            BootMode(uefi=False, disk=True)),
     Variant("dmsquash-erofs", "example", ("filesystem=erofs", "erofscompression=lz4hc,12"),
             BootMode(uefi=False, disk=False)),
     Variant("overlay-erofs", "features", ("filesystem=erofs",), BootMode(uefi=False, disk=True)),
-    # verity rides on two of the layouts, so one build and one boot prove both
     Variant("overlay-ext4-verity", "features", ("filesystem=ext4", "verity_blocks=all"),
             BootMode(uefi=False, disk=False)),
-    Variant("dmsquash-xfs-verity", "example", ("filesystem=xfs", "verity_blocks=all"),
-            BootMode(uefi=False, disk=True)),
 )
-
-
-@pytest.fixture(scope="module")
-def builds(example_build: BuildReport, features_build: BuildReport, example_variant: Callable[..., BuildReport],
-           features_variant: Callable[..., BuildReport]) -> dict[str, BuildReport]:
-    variants = {"example": example_variant, "features": features_variant}
-    return {variant.name: variants[variant.base](*variant.attrs) for variant in VARIANTS}
 
 
 def _persistence_disk(work: Path) -> Path:
@@ -116,19 +110,52 @@ def _tampered_verity(iso: Path, work: Path) -> list[BootResult]:
     raise AssertionError(f"the tampered verity ISO booted to a login; see {log}")
 
 
-@pytest.fixture(scope="module")
-def boots(builds: dict[str, BuildReport], tmp_path_factory: pytest.TempPathFactory,
-          iso_files: Callable[[Path, list[str], Path], None]) -> dict[str, list[BootResult] | Exception]:
-    """Each variant booted once, and the ext4 one twice more with a persistent cow; two at a time."""
-    logs = tmp_path_factory.mktemp("layout-serial")
+def _boot_jobs(variant: Variant, report: BuildReport, logs: Path, tmp_path_factory: pytest.TempPathFactory,
+               iso_files: Callable[[Path, list[str], Path], None]) -> dict[str, Callable[[], list[BootResult]]]:
+    """The variant booted once; the ext4 one twice more with a persistent cow, and a tampered
+    copy of the dmsquash verity one."""
     jobs: dict[str, Callable[[], list[BootResult]]] = {
-        variant.name: (lambda v=variant: [boot_and_login(builds[v.name].iso, v.mode, PASSWORD, command=PROBE,
-                                                         log=logs / f"{v.name}.log")])
-        for variant in VARIANTS}
-    jobs["dmsquash-persistence"] = lambda: _dmsquash_persistence(builds["dmsquash-ext4"].iso,
-                                                                 tmp_path_factory.mktemp("persist"), iso_files)
-    jobs["tampered-verity"] = lambda: _tampered_verity(builds["dmsquash-xfs-verity"].iso, logs)
-    return run_two_at_a_time(jobs)
+        variant.name: lambda: [boot_and_login(report.iso, variant.mode, PASSWORD, command=PROBE,
+                                              log=logs / f"{variant.name}.log")]}
+    if variant.name == "dmsquash-ext4":
+        jobs["dmsquash-persistence"] = lambda: _dmsquash_persistence(report.iso, tmp_path_factory.mktemp("persist"),
+                                                                     iso_files)
+    if variant.name == "dmsquash-xfs-verity":
+        jobs["tampered-verity"] = lambda: _tampered_verity(report.iso, logs)
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def layouts(example_build: BuildReport, features_build: BuildReport, example_variant: Callable[..., BuildReport],
+            features_variant: Callable[..., BuildReport], tmp_path_factory: pytest.TempPathFactory,
+            iso_files: Callable[[Path, list[str], Path], None]
+            ) -> tuple[dict[str, BuildReport], dict[str, list[BootResult] | Exception]]:
+    """Each variant built in turn, its boots started as soon as it is there, two at a time,
+    while the next one builds: a boot leaves its core idle much of the time (firmware, menu,
+    waiting for the login), and the builds fill it."""
+    make = {"example": example_variant, "features": features_variant}
+    logs = tmp_path_factory.mktemp("layout-serial")
+    builds: dict[str, BuildReport] = {}
+    futures: dict[str, Future[list[BootResult] | Exception]] = {}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for variant in VARIANTS:
+            builds[variant.name] = make[variant.base](*variant.attrs)
+            for name, job in _boot_jobs(variant, builds[variant.name], logs, tmp_path_factory, iso_files).items():
+                futures[name] = pool.submit(outcome, job)
+    results = {name: future.result() for name, future in futures.items()}
+    report_logins(results)
+    return builds, results
+
+
+@pytest.fixture(scope="module")
+def builds(layouts: tuple[dict[str, BuildReport], dict[str, list[BootResult] | Exception]]) -> dict[str, BuildReport]:
+    return layouts[0]
+
+
+@pytest.fixture(scope="module")
+def boots(layouts: tuple[dict[str, BuildReport], dict[str, list[BootResult] | Exception]]
+          ) -> dict[str, list[BootResult] | Exception]:
+    return layouts[1]
 
 
 def _output(boots: dict[str, list[BootResult] | Exception], name: str, boot: int = 0) -> list[str]:
