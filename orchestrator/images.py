@@ -186,6 +186,17 @@ def _fast_scratch() -> str | None:
     return str(shm) if usage.free >= 2 << 30 and os.access(shm, os.W_OK) else None
 
 
+def _unused_paths_hooks() -> list[str]:
+    """Docs, man pages and translations left out, without --dpkgopt=path-exclude: with it,
+    mmdebstrap unpacks the Essential set through a filter that took 11 s instead of 2 here.
+    dpkg leaves them out of the packages installed after the Essential set (its own config,
+    written by the essential hook); the customize hook removes the Essential set's."""
+    config = "".join(f"path-exclude={path}\\n" for path in _UNUSED_PATHS)
+    removed = " ".join(f'"$1"{path}' for path in _UNUSED_PATHS)
+    return [f"--essential-hook=printf '{config}' > \"$1/etc/dpkg/dpkg.cfg.d/liveorch-unused\"",
+            f"--customize-hook=rm -rf {removed}"]
+
+
 def _make_base_with_mmdebstrap(client: docker.DockerClient, base: str, say: Callable[[str], None]) -> None:
     """A base without a registry: mmdebstrap installs its packages into the essential set of
     the Dockerfile's suite (what they depend on comes with them, apt included where a stage
@@ -196,7 +207,7 @@ def _make_base_with_mmdebstrap(client: docker.DockerClient, base: str, say: Call
         raise EngineError(f"{debian} is missing and cannot be pulled",
                           hint="install mmdebstrap (apt-get install mmdebstrap) so liveorch can make its base images")
     suite = debian.removeprefix("debian:").removesuffix("-slim")
-    excludes = [f"--dpkgopt=path-exclude={path}" for path in _UNUSED_PATHS]
+    excludes = _unused_paths_hooks()
     scratch = _fast_scratch()
     with tempfile.TemporaryDirectory(prefix="liveorch-base-", dir=scratch) as tmp:
         # Rootless, mmdebstrap's unshare mode works in TMPDIR as a subordinate uid, which a
