@@ -237,7 +237,7 @@ class Schedule:
     """One build's jobs on a pool. Keys chain through the records known so far: an entry
     that is here, or one the shared store offers (its pull under way). A stage runs once
     each input's entry is here and matches the chain; the build is done when every stage's
-    entry is here and matches the chain of entries that are here. So when a pull fails and
+    entry is here and matches the chain (which then runs through entries that are here). So when a pull fails and
     its stage runs instead with other bytes, what was chained on the offer is looked up or
     run again under its new key, and nothing built on the bad link is kept."""
 
@@ -277,21 +277,16 @@ class Schedule:
         report = self.done.get(stage)
         return report is not None and report.key == self.chain_key(stage)
 
-    def current(self, stage: str) -> bool:
-        """Here, and so is everything it was made from."""
-        return self.here(stage) and all(self.current(name) for name in spec_of(stage).inputs)
-
     def run(self, offered: dict[Entry, Record]) -> dict[str, StageReport]:
         with ThreadPoolExecutor(max_workers=2 * len(self.stages), thread_name_prefix="stage") as pool:
             self.pool = pool
             try:
                 for (stage, key), record in offered.items():
-                    self.offers[stage] = (key, record)
-                    self.submit(Job(JobKind.PULL, stage, key), self.loop.pull, stage, key, record)
+                    self.start_pull(stage, key, record)
                 while self.start_ready():
                     if not self.jobs:
                         raise LiveorchError("the stage loop has nothing left to run, but stages are missing: "
-                                            f"{', '.join(s for s in self.stages if not self.current(s))}")
+                                            f"{', '.join(s for s in self.stages if not self.here(s))}")
                     for future in _wait_for_some(self.jobs):
                         self.finished(future)
             except KeyboardInterrupt:
@@ -304,6 +299,10 @@ class Schedule:
     def submit(self, job: Job, action: Callable[..., StageReport | Record | None], *args: Any) -> None:
         assert self.pool is not None
         self.jobs[self.pool.submit(action, *args)] = job
+
+    def start_pull(self, stage: str, key: str, record: Record) -> None:
+        self.offers[stage] = (key, record)
+        self.submit(Job(JobKind.PULL, stage, key), self.loop.pull, stage, key, record)
 
     def busy(self, stage: str) -> bool:
         return any(job.stage == stage for job in self.jobs.values())
@@ -327,12 +326,11 @@ class Schedule:
                     self.done[stage] = self.loop.cached(stage, key, record, began)
                     changed = True
                 elif (offer := self.offer(stage, key)) is not None:
-                    self.offers[stage] = (key, offer)
-                    self.submit(Job(JobKind.PULL, stage, key), self.loop.pull, stage, key, offer)
+                    self.start_pull(stage, key, offer)
                 else:
                     runs[stage] = key
         self.start_runs(runs)
-        return not all(self.current(stage) for stage in self.stages)
+        return not all(self.here(stage) for stage in self.stages)
 
     def offer(self, stage: str, key: str) -> Record | None:
         if self.loop.forced(stage) or (stage, key) in self.refused:
